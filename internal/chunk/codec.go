@@ -1,0 +1,97 @@
+package chunk
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// MaxSize is the largest chunk any chunker may produce and any reader will accept.
+// It bounds the memory one hostile chunk can make a client allocate.
+const MaxSize = 16 << 20
+
+// ErrCorrupt is returned (wrapped) when stored bytes do not decode to the chunk their ID names.
+var ErrCorrupt = errors.New("corrupt chunk")
+
+var (
+	encoderOnce sync.Once
+	encoder     *zstd.Encoder
+	decoderOnce sync.Once
+	decoder     *zstd.Decoder
+)
+
+// zstd encoders and decoders are expensive to create and safe for concurrent EncodeAll and
+// DecodeAll calls, so the process shares one of each.
+func sharedEncoder() *zstd.Encoder {
+	encoderOnce.Do(func() {
+		var err error
+		encoder, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault))
+		if err != nil {
+			panic(err) // only fails on invalid options, which are constants here
+		}
+	})
+	return encoder
+}
+
+func sharedDecoder() *zstd.Decoder {
+	decoderOnce.Do(func() {
+		var err error
+		decoder, err = zstd.NewReader(nil,
+			zstd.WithDecoderMaxMemory(MaxSize),
+			zstd.WithDecoderConcurrency(0))
+		if err != nil {
+			panic(err)
+		}
+	})
+	return decoder
+}
+
+// Encode compresses plain chunk bytes into one zstd frame, appended to dst.
+func Encode(dst, plain []byte) []byte {
+	return sharedEncoder().EncodeAll(plain, dst)
+}
+
+// Decode decompresses stored bytes, appending to dst, and checks that the result is exactly
+// size bytes long and hashes to id. It never returns unverified bytes: on any mismatch the
+// error wraps ErrCorrupt and the returned slice is nil.
+func Decode(dst []byte, id ID, size int, stored []byte) ([]byte, error) {
+	if size <= 0 || size > MaxSize {
+		return nil, fmt.Errorf("chunk %s: %w: declared size %d out of range", id, ErrCorrupt, size)
+	}
+	if cap(dst)-len(dst) < size {
+		nd := make([]byte, len(dst), len(dst)+size)
+		copy(nd, dst)
+		dst = nd
+	}
+	start := len(dst)
+	out, err := sharedDecoder().DecodeAll(stored, dst)
+	if err != nil {
+		return nil, fmt.Errorf("chunk %s: %w: %v", id, ErrCorrupt, err)
+	}
+	plain := out[start:]
+	if len(plain) != size {
+		return nil, fmt.Errorf("chunk %s: %w: decodes to %d bytes, index says %d", id, ErrCorrupt, len(plain), size)
+	}
+	if Sum(plain) != id {
+		return nil, fmt.Errorf("chunk %s: %w: content does not match its name", id, ErrCorrupt)
+	}
+	return out, nil
+}
+
+// DecodeUnknown decodes a chunk file whose plain size is not known (checking a store
+// without its indexes) and verifies it against id.
+func DecodeUnknown(id ID, stored []byte) ([]byte, error) {
+	out, err := sharedDecoder().DecodeAll(stored, nil)
+	if err != nil {
+		return nil, fmt.Errorf("chunk %s: %w: %v", id, ErrCorrupt, err)
+	}
+	if len(out) == 0 || len(out) > MaxSize {
+		return nil, fmt.Errorf("chunk %s: %w: decodes to %d bytes", id, ErrCorrupt, len(out))
+	}
+	if Sum(out) != id {
+		return nil, fmt.Errorf("chunk %s: %w: content does not match its name", id, ErrCorrupt)
+	}
+	return out, nil
+}
