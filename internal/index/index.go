@@ -1,0 +1,88 @@
+// Package index defines what an image is: its name and version, its size, how it was
+// chunked and, for every run of bytes, the chunk that holds it. docs/format.md documents
+// the encoding byte by byte.
+package index
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/chunk"
+)
+
+// Entry is one run of the image: a stored chunk, or zeros that are never stored.
+type Entry struct {
+	Off    int64
+	Len    uint32
+	Stored uint32 // size of the chunk file (compressed); 0 for zero runs
+	Zero   bool
+	ID     chunk.ID // zero value for zero runs
+}
+
+// End returns the offset just past the entry.
+func (e Entry) End() int64 { return e.Off + int64(e.Len) }
+
+// Index describes one version of one image.
+type Index struct {
+	Name     string
+	Version  uint64
+	Created  time.Time
+	Expires  time.Time // zero: never
+	Size     int64
+	Chunking chunk.Params
+	Entries  []Entry
+
+	// Signature is the signature block as stored (empty when unsigned). Signing and
+	// verification live in a separate package; the format only carries the bytes.
+	Signature []byte
+	// Signed is the part of the encoded file the signature covers (set by Decode).
+	Signed []byte
+}
+
+// Find returns the index of the entry containing image offset off (0 <= off < Size).
+func (ix *Index) Find(off int64) int {
+	return sort.Search(len(ix.Entries), func(i int) bool { return ix.Entries[i].End() > off })
+}
+
+// Stats summarises an index.
+type Stats struct {
+	Chunks, Zero, Unique int
+	DataBytes, ZeroBytes int64
+	StoredBytes          int64 // compressed bytes of the unique chunks
+}
+
+// Stats counts entries, and unique chunks with their stored size.
+func (ix *Index) Stats() Stats {
+	var s Stats
+	seen := make(map[chunk.ID]struct{}, len(ix.Entries))
+	for _, e := range ix.Entries {
+		if e.Zero {
+			s.Zero++
+			s.ZeroBytes += int64(e.Len)
+			continue
+		}
+		s.Chunks++
+		s.DataBytes += int64(e.Len)
+		if _, ok := seen[e.ID]; !ok {
+			seen[e.ID] = struct{}{}
+			s.Unique++
+			s.StoredBytes += int64(e.Stored)
+		}
+	}
+	return s
+}
+
+// ValidName reports whether name can name an image: it is used in store paths and URLs.
+func ValidName(name string) error {
+	if len(name) == 0 || len(name) > 128 {
+		return fmt.Errorf("image name %q: must be 1 to 128 characters", name)
+	}
+	for i, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.'
+		if !ok || (i == 0 && (r == '.' || r == '-')) {
+			return fmt.Errorf("image name %q: use letters, digits, '.', '-' and '_', not starting with '.' or '-'", name)
+		}
+	}
+	return nil
+}
