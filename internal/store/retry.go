@@ -1,0 +1,100 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/chunk"
+)
+
+// Policy says how long to keep trying a fetch that fails. Reads of a mounted image must
+// neither hang silently nor fail at the first hiccup: they retry with backoff, log while
+// they wait, and give up only after Timeout (0 = never, the right choice for a root
+// filesystem, like NFS "hard" mounts).
+type Policy struct {
+	Timeout  time.Duration
+	Log      func(format string, args ...any) // nil: silent
+	LogEvery time.Duration                    // default 5 s
+}
+
+const (
+	backoffMin = 50 * time.Millisecond
+	backoffMax = 5 * time.Second
+)
+
+// Do runs fn until it succeeds, ctx ends, the policy's timeout passes, or fn returns an
+// error marked Permanent.
+func (p Policy) Do(ctx context.Context, what string, fn func(context.Context) error) error {
+	start := time.Now()
+	var deadline <-chan time.Time
+	if p.Timeout > 0 {
+		t := time.NewTimer(p.Timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	every := p.LogEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	lastLog := start
+	wait := backoffMin
+	for attempt := 1; ; attempt++ {
+		err := fn(ctx)
+		if err == nil {
+			if attempt > 1 && p.Log != nil {
+				p.Log("%s: succeeded after %d attempts in %s", what, attempt, time.Since(start).Round(time.Millisecond))
+			}
+			return nil
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			return perm.err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if p.Log != nil && time.Since(lastLog) >= every {
+			p.Log("%s: still failing after %s (%d attempts): %v", what, time.Since(start).Round(time.Second), attempt, err)
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return fmt.Errorf("%w (gave up after %s, %d attempts)", err, p.Timeout, attempt)
+		case <-time.After(wait):
+		}
+		wait *= 2
+		if wait > backoffMax {
+			wait = backoffMax
+		}
+	}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks an error that retrying cannot fix.
+func Permanent(err error) error { return &permanentError{err} }
+
+// Retry returns a Fetcher that retries f under policy p.
+func Retry(f Fetcher, p Policy) Fetcher { return retrier{f, p} }
+
+type retrier struct {
+	f Fetcher
+	p Policy
+}
+
+func (r retrier) Fetch(ctx context.Context, ref chunk.Ref) (Fetched, error) {
+	var out Fetched
+	err := r.p.Do(ctx, "chunk "+ref.ID.String()[:16], func(ctx context.Context) error {
+		var err error
+		out, err = r.f.Fetch(ctx, ref)
+		return err
+	})
+	return out, err
+}

@@ -1,0 +1,70 @@
+// Package store reads and writes chunk stores: plain files in the casync/desync layout,
+// served by any static web server. Backends (a local directory, HTTP) implement Store;
+// policies (retry, mirror sets, on-disk caching) are decorators around any Store.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/nowhere-boot/nowhere/internal/chunk"
+)
+
+// ErrNotFound is wrapped by errors for missing chunks and files.
+var ErrNotFound = errors.New("not found")
+
+// Store is read access to one chunk store.
+type Store interface {
+	// Chunk returns the stored (compressed) bytes of a chunk. Implementations refuse
+	// responses larger than ref.Stored (when it is known) instead of reading them.
+	Chunk(ctx context.Context, ref chunk.Ref) ([]byte, error)
+	// File returns a metadata file by its path in the store ("images/NAME/latest"),
+	// refusing files larger than max.
+	File(ctx context.Context, name string, max int64) ([]byte, error)
+	// String names the store for messages (a directory or a URL).
+	String() string
+}
+
+// Writer is a store that can be written: a local directory (and later object storage).
+type Writer interface {
+	Store
+	// HasChunk reports whether the chunk is stored, and its stored size.
+	HasChunk(ctx context.Context, id chunk.ID) (size int64, ok bool, err error)
+	// PutChunk stores a chunk file atomically, unless it is already present.
+	// It reports whether it wrote anything.
+	PutChunk(ctx context.Context, id chunk.ID, data []byte) (bool, error)
+	// PutFile writes a metadata file atomically, replacing any previous content.
+	PutFile(ctx context.Context, name string, data []byte) error
+	// Files lists the metadata files under prefix (e.g. "images/").
+	Files(ctx context.Context, prefix string) ([]string, error)
+	// Chunks calls fn for every stored chunk file.
+	Chunks(ctx context.Context, fn func(id chunk.ID, size int64) error) error
+	// RemoveChunk deletes a chunk file.
+	RemoveChunk(ctx context.Context, id chunk.ID) error
+}
+
+// ChunkPath is where a chunk lives in every store: chunks/<first 4 hex>/<64 hex>.cacnk.
+func ChunkPath(id chunk.ID) string {
+	s := id.String()
+	return "chunks/" + s[:4] + "/" + s + ".cacnk"
+}
+
+// IndexPath is where version v of image name is stored.
+func IndexPath(name string, v uint64) string {
+	return "images/" + name + "/" + strconv.FormatUint(v, 10) + ".index"
+}
+
+// LatestPath is the pointer to the current version of an image.
+func LatestPath(name string) string { return "images/" + name + "/latest" }
+
+// TooLargeError reports a response or file above its limit (endless-data defence).
+type TooLargeError struct {
+	What  string
+	Limit int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("%s: larger than the %d bytes expected", e.What, e.Limit)
+}
