@@ -1,0 +1,157 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/nowhere-boot/nowhere/internal/index"
+	"github.com/nowhere-boot/nowhere/internal/store"
+)
+
+// Location is where an image is: a store (URL or directory), the image's name, and a
+// version (0 = follow the latest pointer).
+type Location struct {
+	Store   string
+	Name    string
+	Version uint64
+}
+
+func (l Location) String() string {
+	s := strings.TrimSuffix(l.Store, "/") + "/images/" + l.Name
+	if l.Version != 0 {
+		s += "/" + strconv.FormatUint(l.Version, 10)
+	}
+	return s
+}
+
+// ParseLocation understands STORE/images/NAME, STORE/images/NAME/VERSION,
+// STORE/images/NAME/latest and STORE/images/NAME/VERSION.index, where STORE is an http(s)
+// URL or a directory.
+func ParseLocation(src string) (Location, error) {
+	bad := func(why string) (Location, error) {
+		return Location{}, fmt.Errorf("image %q: %s (want STORE/images/NAME[/VERSION], STORE being a URL or a directory)", src, why)
+	}
+	s := strings.TrimSuffix(src, "/")
+	i := strings.LastIndex(s, "/images/")
+	if i < 0 {
+		if strings.HasPrefix(s, "images/") {
+			i = -1
+		} else {
+			return bad("no /images/ in it")
+		}
+	}
+	storePart := "."
+	if i >= 0 {
+		storePart = s[:i]
+		if storePart == "" {
+			storePart = "/"
+		}
+	}
+	rest := strings.Split(s[i+len("/images/"):], "/")
+	var loc Location
+	loc.Store = storePart
+	switch len(rest) {
+	case 1:
+	case 2:
+		v := strings.TrimSuffix(rest[1], ".index")
+		if v != "latest" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil || n == 0 {
+				return bad(fmt.Sprintf("version %q is not a positive number", rest[1]))
+			}
+			loc.Version = n
+		}
+	default:
+		return bad("too many parts after /images/")
+	}
+	loc.Name = rest[0]
+	if err := index.ValidName(loc.Name); err != nil {
+		return bad(err.Error())
+	}
+	return loc, nil
+}
+
+// OpenStore opens a store location: an http(s) URL or an existing directory.
+func OpenStore(loc string) (store.Store, error) {
+	if strings.HasPrefix(loc, "http://") || strings.HasPrefix(loc, "https://") {
+		return store.NewHTTP(loc, nil)
+	}
+	if strings.Contains(loc, "://") {
+		return nil, fmt.Errorf("store %q: unsupported scheme (want http, https or a directory)", loc)
+	}
+	abs, err := filepath.Abs(loc)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(abs, "images")); err != nil {
+		if _, err2 := os.Stat(abs); err2 != nil {
+			return nil, fmt.Errorf("store %s: %w", abs, errors.Unwrap(err2))
+		}
+		return nil, fmt.Errorf("store %s: no images/ directory: not a nowhere store", abs)
+	}
+	return store.OpenDir(abs)
+}
+
+// MaxIndexFile bounds an index file fetched from a store.
+const MaxIndexFile = index.MaxBody + index.MaxSignature + 1<<20
+
+// Load fetches and decodes the index loc names, following the latest pointer when no
+// version is given. It returns the index and the raw file (for signature checks).
+func Load(ctx context.Context, s store.Store, loc Location, p store.Policy) (*index.Index, []byte, error) {
+	get := func(name string, max int64) ([]byte, error) {
+		var b []byte
+		err := p.Do(ctx, "fetch "+name, func(ctx context.Context) error {
+			var err error
+			b, err = s.File(ctx, name, max)
+			var tl *store.TooLargeError
+			if errors.Is(err, store.ErrNotFound) || errors.As(err, &tl) {
+				return store.Permanent(err)
+			}
+			return err
+		})
+		return b, err
+	}
+	version := loc.Version
+	var ptr *index.Pointer
+	if version == 0 {
+		b, err := get(store.LatestPath(loc.Name), index.MaxPointer)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, nil, fmt.Errorf("image %q not found in %s (no %s)", loc.Name, s, store.LatestPath(loc.Name))
+			}
+			return nil, nil, err
+		}
+		pt, err := index.ParsePointer(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s/%s: %w", s, store.LatestPath(loc.Name), err)
+		}
+		if pt.Name != loc.Name {
+			return nil, nil, fmt.Errorf("%s/%s: pointer names image %q", s, store.LatestPath(loc.Name), pt.Name)
+		}
+		ptr, version = &pt, pt.Version
+	}
+	name := store.IndexPath(loc.Name, version)
+	file, err := get(name, MaxIndexFile)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil, fmt.Errorf("image %s version %d not found in %s (no %s)", loc.Name, version, s, name)
+		}
+		return nil, nil, err
+	}
+	if ptr != nil && !ptr.Matches(file) {
+		return nil, nil, fmt.Errorf("%s/%s: does not match the sha256 in %s", s, name, store.LatestPath(loc.Name))
+	}
+	ix, err := index.Decode(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s/%s: %w", s, name, err)
+	}
+	if ix.Name != loc.Name || ix.Version != version {
+		return nil, nil, fmt.Errorf("%s/%s: holds image %s version %d", s, name, ix.Name, ix.Version)
+	}
+	return ix, file, nil
+}
