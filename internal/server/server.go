@@ -1,0 +1,156 @@
+// Package server serves a store over plain HTTP. A store is just files, so this is a
+// careful static file server: GET and HEAD only, Range, ETag, the caching headers that let
+// proxies and CDNs carry the load, and no way out of the store directory.
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path"
+	"strings"
+	"time"
+)
+
+// Handler returns the composed handler for a store directory: method filter, then caching
+// headers, then the files; wrap it with AccessLog for logging.
+func Handler(root *os.Root) http.Handler {
+	return methods(cacheHeaders(files{root}))
+}
+
+// methods allows only GET and HEAD: a store is read-only over HTTP.
+func methods(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "read-only store: only GET and HEAD", http.StatusMethodNotAllowed)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// CacheControl returns the Cache-Control value for a store path. Chunks and versioned
+// indexes never change (a chunk's name is its hash; a version is written once), so any
+// cache may keep them for a year; the latest pointer and the mirror list move.
+func CacheControl(p string) string {
+	switch {
+	case strings.HasPrefix(p, "chunks/") && strings.HasSuffix(p, ".cacnk"),
+		strings.HasPrefix(p, "images/") && strings.HasSuffix(p, ".index"):
+		return "public, max-age=31536000, immutable"
+	case strings.HasPrefix(p, "images/") && strings.HasSuffix(p, "/latest"):
+		return "public, max-age=10"
+	}
+	return "public, max-age=60"
+}
+
+func cacheHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", CacheControl(strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")))
+		next.ServeHTTP(w, r)
+	})
+}
+
+type files struct{ root *os.Root }
+
+func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name, ok := cleanPath(r.URL.Path)
+	if !ok {
+		http.Error(w, "bad path", http.StatusBadRequest)
+		return
+	}
+	file, err := f.root.Open(name)
+	if err != nil {
+		notFoundOr(w, err)
+		return
+	}
+	defer file.Close()
+	st, err := file.Stat()
+	if err != nil {
+		notFoundOr(w, err)
+		return
+	}
+	if !st.Mode().IsRegular() {
+		// No directory listings: clients know every name they need from indexes.
+		http.NotFound(w, r)
+		return
+	}
+	h := w.Header()
+	switch {
+	case strings.HasSuffix(name, ".cacnk"):
+		h.Set("Content-Type", "application/octet-stream")
+		// The name is the hash of the content: a perfect strong validator.
+		h.Set("ETag", `"`+strings.TrimSuffix(path.Base(name), ".cacnk")+`"`)
+	default:
+		if strings.HasSuffix(name, ".index") {
+			h.Set("Content-Type", "application/octet-stream")
+		} else {
+			h.Set("Content-Type", "text/plain; charset=utf-8")
+		}
+		h.Set("ETag", fmt.Sprintf(`"%x-%x"`, st.Size(), st.ModTime().UnixNano()))
+	}
+	http.ServeContent(w, r, "", st.ModTime(), file)
+}
+
+// cleanPath turns a URL path into a name inside the store, refusing anything that tries
+// to leave it or to reach temporary files. os.Root refuses symlinks out of the store.
+func cleanPath(p string) (string, bool) {
+	if strings.ContainsRune(p, 0) || strings.Contains(p, "\\") {
+		return "", false
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." {
+			return "", false
+		}
+	}
+	name := strings.TrimPrefix(path.Clean("/"+p), "/")
+	if name == "" {
+		name = "."
+	}
+	if strings.HasPrefix(path.Base(name), ".tmp-") {
+		return "", false
+	}
+	return name, true
+}
+
+func notFoundOr(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		http.Error(w, "404 not found", http.StatusNotFound)
+	case errors.Is(err, fs.ErrPermission):
+		http.Error(w, "403 forbidden", http.StatusForbidden)
+	default:
+		// Symlinks escaping the root and other refusals from os.Root land here.
+		http.Error(w, "404 not found", http.StatusNotFound)
+	}
+}
+
+// AccessLog logs one line per request: client, method, path, status, bytes, range, time.
+func AccessLog(next http.Handler, logf func(format string, args ...any)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		rng := r.Header.Get("Range")
+		if rng == "" {
+			rng = "-"
+		}
+		logf("%s %s %s %d %d %s %s", r.RemoteAddr, r.Method, r.URL.Path, rec.status, rec.bytes, rng,
+			time.Since(start).Round(time.Microsecond))
+	})
+}
+
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) { r.status = code; r.ResponseWriter.WriteHeader(code) }
+func (r *recorder) Write(p []byte) (int, error) {
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
