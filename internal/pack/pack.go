@@ -1,0 +1,288 @@
+// Package pack turns an image stream into chunks in a store and an index describing it.
+// The stream is read once, in order; hashing, compression and writing run on all cores;
+// memory is bounded by a fixed number of chunks in flight, whatever the image size.
+package pack
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nowhere-boot/nowhere/internal/chunk"
+	"github.com/nowhere-boot/nowhere/internal/fstype"
+	"github.com/nowhere-boot/nowhere/internal/index"
+	"github.com/nowhere-boot/nowhere/internal/store"
+)
+
+// Options control a pack.
+type Options struct {
+	Name     string
+	Spec     chunk.Spec
+	Version  uint64    // 0: one more than the newest version in the store
+	Created  time.Time // zero: now
+	Expires  time.Time // zero: never
+	Workers  int       // default: number of CPUs
+	Progress func(read int64)
+}
+
+// Result is what a pack did.
+type Result struct {
+	Index     *index.Index
+	IndexFile []byte
+	FSType    fstype.Type
+
+	Chunks    int   // data entries in the index
+	Unique    int   // distinct chunks among them
+	New       int   // chunks this pack wrote
+	Existing  int   // distinct chunks that were already stored
+	Zero      int   // zero-run entries
+	ZeroBytes int64 // bytes covered by zero runs
+	Read      int64 // bytes read from the image
+	Stored    int64 // compressed bytes this pack wrote
+	Elapsed   time.Duration
+}
+
+type job struct {
+	seq   int
+	piece chunk.Piece
+	buf   *[]byte
+}
+
+type done struct {
+	seq   int
+	entry index.Entry
+	wrote int64 // bytes written (0 when the chunk existed)
+	first bool  // first occurrence of this ID in this pack
+	buf   *[]byte
+}
+
+// seen tracks chunk IDs already handled in this pack, so a chunk repeated in the image is
+// hashed again but compressed and written once.
+type seen struct {
+	mu sync.Mutex
+	m  map[chunk.ID]*pending
+}
+
+type pending struct {
+	ready  chan struct{}
+	stored uint32
+	err    error
+}
+
+// Run packs the image read from r into w and publishes its index as the newest version
+// of opt.Name: chunks first, then the versioned index, then the latest pointer, so a
+// reader never sees an image whose chunks are not all stored.
+func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result, error) {
+	start := time.Now()
+	if err := index.ValidName(opt.Name); err != nil {
+		return nil, err
+	}
+	version := opt.Version
+	if version == 0 {
+		v, err := NextVersion(ctx, w, opt.Name)
+		if err != nil {
+			return nil, err
+		}
+		version = v
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, err := br.Peek(fstype.HeaderSize)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading image: %w", err)
+	}
+	res := &Result{FSType: fstype.Detect(head)}
+	ck, err := opt.Spec.New(fstype.ChunkAlign(res.FSType))
+	if err != nil {
+		return nil, err
+	}
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+
+	// Bounded memory: at most inflight chunk buffers exist at once.
+	inflight := 4 * workers
+	bufs := make(chan *[]byte, inflight)
+	for i := 0; i < inflight; i++ {
+		b := make([]byte, 0, ck.MaxLen())
+		bufs <- &b
+	}
+	jobs := make(chan job, inflight)
+	results := make(chan done, inflight)
+	sn := &seen{m: make(map[chunk.ID]*pending)}
+	var entries []index.Entry
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { // read and cut, in order
+		defer close(jobs)
+		sp := chunk.NewSplitter(br, ck)
+		for seq := 0; ; seq++ {
+			p, err := sp.Next()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("reading image at offset %d: %w", sp.Offset(), err)
+			}
+			j := job{seq: seq, piece: p}
+			if !p.Zero {
+				select {
+				case j.buf = <-bufs:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+				*j.buf = append((*j.buf)[:0], p.Data...)
+				j.piece.Data = *j.buf
+			}
+			select {
+			case jobs <- j:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			if opt.Progress != nil {
+				opt.Progress(sp.Offset())
+			}
+		}
+	})
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		g.Go(func() error {
+			defer wg.Done()
+			for j := range jobs {
+				d, err := process(gctx, w, sn, j)
+				if err != nil {
+					return err
+				}
+				select {
+				case results <- d:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+	go func() { wg.Wait(); close(results) }()
+	g.Go(func() error { // collect in order
+		waiting := make(map[int]done)
+		next := 0
+		for d := range results {
+			waiting[d.seq] = d
+			for {
+				d, ok := waiting[next]
+				if !ok {
+					break
+				}
+				delete(waiting, next)
+				next++
+				entries = append(entries, d.entry)
+				res.account(d)
+				if d.buf != nil {
+					bufs <- d.buf
+				}
+			}
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+
+	var size int64
+	if n := len(entries); n > 0 {
+		size = entries[n-1].End()
+	}
+	res.Read = size
+	created := opt.Created
+	if created.IsZero() {
+		created = time.Now()
+	}
+	ix := &index.Index{
+		Name: opt.Name, Version: version, Created: created.UTC().Truncate(time.Second),
+		Expires: opt.Expires, Size: size, Chunking: ck.Params(), Entries: entries,
+	}
+	file, err := index.Encode(ix)
+	if err != nil {
+		return nil, err
+	}
+	res.Index, res.IndexFile = ix, file
+	if err := Publish(ctx, w, ix, file); err != nil {
+		return nil, err
+	}
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+func process(ctx context.Context, w store.Writer, sn *seen, j job) (done, error) {
+	d := done{seq: j.seq, buf: j.buf}
+	p := j.piece
+	d.entry = index.Entry{Off: p.Off, Len: uint32(p.Len), Zero: p.Zero}
+	if p.Zero {
+		return d, nil
+	}
+	id := chunk.Sum(p.Data)
+	d.entry.ID = id
+
+	sn.mu.Lock()
+	pd, dup := sn.m[id]
+	if !dup {
+		pd = &pending{ready: make(chan struct{})}
+		sn.m[id] = pd
+	}
+	sn.mu.Unlock()
+	if dup {
+		select {
+		case <-pd.ready:
+		case <-ctx.Done():
+			return d, ctx.Err()
+		}
+		d.entry.Stored = pd.stored
+		return d, pd.err
+	}
+	d.first = true
+	defer close(pd.ready)
+	size, ok, err := w.HasChunk(ctx, id)
+	if err != nil {
+		pd.err = fmt.Errorf("store %s: %w", w, err)
+		return d, pd.err
+	}
+	if !ok {
+		enc := chunk.Encode(nil, p.Data)
+		if _, err := w.PutChunk(ctx, id, enc); err != nil {
+			pd.err = err
+			return d, err
+		}
+		size = int64(len(enc))
+		d.wrote = size
+	}
+	pd.stored = uint32(size)
+	d.entry.Stored = pd.stored
+	return d, nil
+}
+
+func (r *Result) account(d done) {
+	switch {
+	case d.entry.Zero:
+		r.Zero++
+		r.ZeroBytes += int64(d.entry.Len)
+	default:
+		r.Chunks++
+		if d.first {
+			r.Unique++
+			if d.wrote > 0 {
+				r.New++
+				r.Stored += d.wrote
+			} else {
+				r.Existing++
+			}
+		}
+	}
+}
