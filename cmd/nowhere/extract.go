@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nowhere-boot/nowhere/internal/chunk"
+	"github.com/nowhere-boot/nowhere/internal/units"
+)
+
+type extractOptions struct {
+	parallel int
+	timeout  time.Duration
+	cache    string
+	progress string
+}
+
+func newExtractCommand() *cobra.Command {
+	var o extractOptions
+	cmd := &cobra.Command{
+		Use:   "extract SOURCE OUT",
+		Short: "Rebuild a whole image file from its chunks",
+		Long: `Extract fetches every chunk of the image SOURCE in parallel (each distinct chunk
+once) and writes the image to OUT, leaving holes where the image is zero. OUT appears
+only when it is complete.`,
+		Example: `  nowhere extract http://127.0.0.1:8080/images/debian debian.img
+  nowhere extract ./store/images/debian/2 old.img`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error { return runExtract(cmd.Context(), args[0], args[1], o) },
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.parallel, "parallel", 16, "chunks fetched at once")
+	f.DurationVar(&o.timeout, "timeout", time.Minute, "give up on a chunk after retrying this long")
+	f.StringVar(&o.cache, "cache", "", "keep fetched chunks in this directory (a local store)")
+	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto, always or never")
+	return cmd
+}
+
+func runExtract(ctx context.Context, src, out string, o extractOptions) error {
+	if o.parallel < 1 {
+		return fmt.Errorf("--parallel must be at least 1")
+	}
+	if st, err := os.Stat(out); err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("extract: %s exists and is not a regular file", out)
+	}
+	img, err := openImageSource(ctx, src)
+	if err != nil {
+		return err
+	}
+	fetcher, err := img.fetcher(o.timeout, o.cache)
+	if err != nil {
+		return err
+	}
+	ix := img.index
+	// Each distinct chunk is fetched once and written wherever the image repeats it.
+	where := make(map[chunk.ID][]int)
+	var order []chunk.ID
+	for i, e := range ix.Entries {
+		if e.Zero {
+			continue
+		}
+		if _, ok := where[e.ID]; !ok {
+			order = append(order, e.ID)
+		}
+		where[e.ID] = append(where[e.ID], i)
+	}
+
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".partial-"+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("extract: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Truncate(ix.Size); err != nil { // zero runs stay holes
+		return fmt.Errorf("extract: %s: %w", out, err)
+	}
+
+	start := time.Now()
+	bar := newProgress(o.progress, ix.Size-ix.Stats().ZeroBytes, "extracting "+ix.Name)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.parallel)
+	for _, id := range order {
+		idx := where[id]
+		e := ix.Entries[idx[0]]
+		g.Go(func() error {
+			got, err := fetcher.Fetch(gctx, chunk.Ref{ID: e.ID, Len: e.Len, Stored: e.Stored})
+			if err != nil {
+				return err
+			}
+			for _, i := range idx {
+				if _, err := f.WriteAt(got.Plain, ix.Entries[i].Off); err != nil {
+					return fmt.Errorf("writing %s: %w", out, err)
+				}
+				bar.Add(int64(len(got.Plain)))
+			}
+			return nil
+		})
+	}
+	err = g.Wait()
+	bar.Finish()
+	if err != nil {
+		return fmt.Errorf("extract %s: %w", src, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("extract: %s: %w", out, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("extract: %s: %w", out, err)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return fmt.Errorf("extract: %w", err)
+	}
+	ok = true
+	el := time.Since(start)
+	fmt.Printf("extracted %s version %d to %s: %s in %s (%s), %d chunks\n", ix.Name, ix.Version, out,
+		units.Bytes(ix.Size), el.Round(time.Millisecond), units.Rate(ix.Size, el), len(order))
+	return nil
+}

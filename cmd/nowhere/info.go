@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nowhere-boot/nowhere/internal/units"
+)
+
+func newInfoCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "info SOURCE",
+		Short: "Describe an image: name, version, size, chunking, chunks and stored bytes",
+		Example: `  nowhere info ./store/images/debian
+  nowhere info http://127.0.0.1:8080/images/debian/2`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return runInfo(cmd.Context(), args[0]) },
+	}
+}
+
+func runInfo(ctx context.Context, src string) error {
+	img, err := openImageSource(ctx, src)
+	if err != nil {
+		return err
+	}
+	ix := img.index
+	st := ix.Stats()
+	expires := "never"
+	if !ix.Expires.IsZero() {
+		expires = ix.Expires.Format(time.RFC3339)
+	}
+	signed := "no"
+	if len(ix.Signature) > 0 {
+		signed = "yes"
+	}
+	fmt.Printf("name:      %s\n", ix.Name)
+	fmt.Printf("version:   %d\n", ix.Version)
+	fmt.Printf("store:     %s\n", img.store)
+	fmt.Printf("created:   %s\n", ix.Created.Format(time.RFC3339))
+	fmt.Printf("expires:   %s\n", expires)
+	fmt.Printf("size:      %s (%d bytes)\n", units.Bytes(ix.Size), ix.Size)
+	fmt.Printf("chunking:  %s\n", ix.Chunking)
+	fmt.Printf("chunks:    %d (%d unique), %d zero runs covering %s\n", st.Chunks, st.Unique, st.Zero, units.Bytes(st.ZeroBytes))
+	fmt.Printf("stored:    %s compressed for %s of data (%.1f%%)\n", units.Bytes(st.StoredBytes), units.Bytes(st.DataBytes),
+		percent(st.StoredBytes, st.DataBytes))
+	fmt.Printf("index:     %s\n", units.Bytes(int64(len(img.file))))
+	fmt.Printf("signed:    %s\n", signed)
+	return nil
+}
+
+func percent(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * float64(a) / float64(b)
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nowhere-boot/nowhere/internal/chunk"
+	"github.com/nowhere-boot/nowhere/internal/index"
+	"github.com/nowhere-boot/nowhere/internal/store"
+)
+
+func newVerifyCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify DIR",
+		Short: "Check every chunk of a store against its name and every index's references",
+		Long: `Verify decompresses every chunk file and checks its content against its name, then
+decodes every index (and latest pointer) and checks that each chunk it references is
+present and sound. Each problem is printed on one line; the exit status is 1 if any.`,
+		Example: `  nowhere verify ./store`,
+		Args:    cobra.ExactArgs(1),
+		RunE:    func(cmd *cobra.Command, args []string) error { return runVerify(cmd.Context(), args[0]) },
+	}
+}
+
+func runVerify(ctx context.Context, dir string) error {
+	d, err := store.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	var (
+		mu       sync.Mutex
+		problems []string
+		present  = make(map[chunk.ID]bool) // true: sound
+	)
+	report := func(format string, args ...any) {
+		mu.Lock()
+		problems = append(problems, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.NumCPU())
+	var chunks, bytes int64
+	err = d.Chunks(ctx, func(id chunk.ID, size int64) error {
+		chunks++
+		bytes += size
+		g.Go(func() error {
+			raw, err := d.Chunk(gctx, chunk.Ref{ID: id})
+			ok := err == nil
+			if err != nil {
+				report("unreadable chunk %s: %v", store.ChunkPath(id), err)
+			} else if _, err := chunk.DecodeUnknown(id, raw); err != nil {
+				ok = false
+				report("corrupt chunk %s: %v", store.ChunkPath(id), err)
+			}
+			mu.Lock()
+			present[id] = ok
+			mu.Unlock()
+			return nil
+		})
+		return nil
+	})
+	if werr := g.Wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", dir, err)
+	}
+
+	files, err := d.Files(ctx, "images/")
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", dir, err)
+	}
+	sort.Strings(files)
+	indexes := 0
+	for _, name := range files {
+		switch {
+		case strings.HasSuffix(name, ".index"):
+			indexes++
+			verifyIndex(ctx, d, name, present, report)
+		case strings.HasSuffix(name, "/latest"):
+			verifyPointer(ctx, d, name, report)
+		}
+	}
+	for _, p := range problems {
+		fmt.Println(p)
+	}
+	fmt.Printf("verified %s: %d chunks (%d bytes), %d indexes: %d problems\n", dir, chunks, bytes, indexes, len(problems))
+	if len(problems) > 0 {
+		return exitError{1, fmt.Errorf("verify %s: %d problems found", dir, len(problems))}
+	}
+	return nil
+}
+
+func verifyIndex(ctx context.Context, d *store.Dir, name string, present map[chunk.ID]bool, report func(string, ...any)) {
+	file, err := d.File(ctx, name, index.MaxBody+index.MaxSignature+1<<20)
+	if err != nil {
+		report("unreadable index %s: %v", name, err)
+		return
+	}
+	ix, err := index.Decode(file)
+	if err != nil {
+		report("bad index %s: %v", name, err)
+		return
+	}
+	if want := store.IndexPath(ix.Name, ix.Version); want != name {
+		report("misplaced index %s: holds %s version %d", name, ix.Name, ix.Version)
+	}
+	reported := make(map[chunk.ID]bool)
+	for _, e := range ix.Entries {
+		if e.Zero || reported[e.ID] {
+			continue
+		}
+		sound, ok := present[e.ID]
+		switch {
+		case !ok:
+			report("missing chunk %s referenced by %s at offset %d", store.ChunkPath(e.ID), name, e.Off)
+			reported[e.ID] = true
+		case !sound:
+			report("index %s references corrupt chunk %s at offset %d", name, store.ChunkPath(e.ID), e.Off)
+			reported[e.ID] = true
+		}
+	}
+}
+
+func verifyPointer(ctx context.Context, d *store.Dir, name string, report func(string, ...any)) {
+	b, err := d.File(ctx, name, index.MaxPointer)
+	if err != nil {
+		report("unreadable pointer %s: %v", name, err)
+		return
+	}
+	p, err := index.ParsePointer(b)
+	if err != nil {
+		report("bad pointer %s: %v", name, err)
+		return
+	}
+	target := store.IndexPath(p.Name, p.Version)
+	file, err := d.File(ctx, target, index.MaxBody+index.MaxSignature+1<<20)
+	switch {
+	case err != nil:
+		report("pointer %s names %s: %v", name, target, err)
+	case !p.Matches(file):
+		report("pointer %s: sha256 does not match %s", name, target)
+	}
+}
