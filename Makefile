@@ -1,0 +1,38 @@
+# nowhere: two commands matter. `make demo` runs the main job, `make test` runs the tests.
+# Both install what is missing first (Debian packages via apt, Go modules via the proxy).
+
+GO       ?= go
+BIN      := bin/nowhere
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GOFLAGS_BUILD := -trimpath -ldflags '-s -w -X main.version=$(VERSION)'
+
+.PHONY: all build deps test test-short demo bench fuzz clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/nowhere
+
+deps:
+	scripts/install-deps.sh test
+
+# The whole test suite: unit tests, real FUSE mounts, loop-mounted ext4/squashfs/erofs,
+# nowhere serve and nginx on loopback. Needs root (CI runs as root).
+test: deps build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+# Unit tests only (no root, no FUSE).
+test-short:
+	$(GO) test -short -count=1 ./...
+
+demo: build
+	scripts/install-deps.sh demo
+	scripts/demo.sh
+
+bench: build
+	scripts/install-deps.sh bench
+	bench/run.sh
+
+clean:
+	rm -rf bin

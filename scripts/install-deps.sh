@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the Debian packages nowhere's build, tests and demo need, only those missing.
+# Usage: scripts/install-deps.sh [test|demo|bench]...
+set -euo pipefail
+want=("$@"); [ ${#want[@]} -gt 0 ] || want=(test)
+
+pkgs=()
+need() { # need COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] || pkgs+=("$2")
+}
+for w in "${want[@]}"; do
+  case "$w" in
+    test|demo|bench)
+      need fusermount3 fuse3
+      need mkfs.ext4 e2fsprogs
+      need mksquashfs squashfs-tools
+      need mkfs.erofs erofs-utils
+      need nginx nginx-light
+      need zstd zstd
+      need sha256sum coreutils
+      need cpio cpio
+      need depmod kmod
+      need qemu-system-x86_64 qemu-system-x86
+      need busybox busybox-static
+      need debootstrap debootstrap
+      need python3 python3
+      need ip iproute2
+      need curl curl
+      ;;
+    *) echo "install-deps: unknown set '$w' (want test, demo or bench)" >&2; exit 2 ;;
+  esac
+done
+[ -e /etc/ssl/certs/ca-certificates.crt ] || pkgs+=(ca-certificates)
+if [ ${#pkgs[@]} -eq 0 ]; then exit 0; fi
+mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
+echo "install-deps: installing ${pkgs[*]}" >&2
+sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q >&2
+$sudo apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2
+# Packages that start a system service on install (nginx) must not hold ports the tests use:
+# tests start their own instances with their own configs on loopback.
