@@ -40,7 +40,8 @@ build_v2() {
   chroot "$out.tmp" sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 curl vim-tiny' >&2
   umount "$out.tmp/proc"; trap - EXIT
   : > "$out.tmp/etc/machine-id"
-  rm -rf "$out.tmp"/var/cache/apt/archives/*.deb "$out.tmp"/var/lib/apt/lists/*_Packages
+  rm -rf "$out.tmp"/var/cache/apt/archives/*.deb "$out.tmp"/var/lib/apt/lists/*_Packages \
+    "$out.tmp"/var/cache/apt/*.bin "$out.tmp"/var/lib/apt/lists/*_Translation-*
   rm -rf "$out" && mv "$out.tmp" "$out" && touch "$out.done"
 }
 
