@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Benchmark 1: pack time.
+#  a) `nowhere pack` of the v1 ext4, squashfs and erofs images vs the baseline
+#     `zstd -T0 -3` plus `sha256sum` of the same file (about the work pack must do); goal <= 1.3x.
+#  b) zeros nearly free: pack of a sparse 1 GiB ext4 image (~250 MiB used) vs pack of a
+#     file holding just its non-zero blocks, and vs the baseline on that file.
+# Images are read from the page cache (read once first); stores and zstd output go to
+# $TMPDIR, a fresh store for every run; `sync` before each timed run so no run pays for an
+# earlier one's writeback.
+source "$(dirname "$0")/lib.sh"
+
+pack_once() { # pack_once IMAGE: prints seconds
+  local s="$work/store"
+  rm -rf "$s"; sync
+  seconds "$NOWHERE" pack "$1" --store "$s" --name bench --progress never
+}
+zstd_once() { rm -f "$work/out.zst"; sync; seconds zstd -T0 -3 -q -f "$1" -o "$work/out.zst"; }
+sha_once() { seconds sha256sum "$1"; }
+
+# measure IMAGE: sets p (pack), z (zstd), h (sha256sum), b (z+h), medians of $RUNS.
+measure() {
+  local img=$1 i ps=() zs=() hs=()
+  cat "$img" >/dev/null
+  for i in $(seq "$RUNS"); do
+    ps+=("$(pack_once "$img")")
+    zs+=("$(zstd_once "$img")")
+    hs+=("$(sha_once "$img")")
+  done
+  p=$(printf '%s\n' "${ps[@]}" | median)
+  z=$(printf '%s\n' "${zs[@]}" | median)
+  h=$(printf '%s\n' "${hs[@]}" | median)
+  b=$(sum "$z" "$h")
+  log "$(basename "$img"): pack ${ps[*]} / zstd ${zs[*]} / sha256sum ${hs[*]}"
+}
+
+echo "## pack time vs zstd -T0 -3 + sha256sum (median of $RUNS)"
+machine
+printf '%-22s %9s %9s %9s %9s %9s %7s %s\n' image size pack zstd sha256sum baseline ratio "goal <=1.3"
+for name in bookworm-v1.ext4 bookworm-v1.squashfs bookworm-v1.erofs; do
+  img=$(images "$name")
+  measure "$img"
+  size=$(stat -c %s "$img")
+  r=$(ratio "$p" "$b")
+  printf '%-22s %6s MiB %8ss %8ss %8ss %8ss %6sx %s\n' "$name" $((size >> 20)) "$p" "$z" "$h" "$b" "$r" \
+    "$(awk -v r="$r" 'BEGIN {print (r <= 1.3) ? "met" : "NOT met"}')"
+done
+
+echo
+echo "## zeros nearly free: sparse 1 GiB ext4 vs its data alone (median of $RUNS)"
+sparse=$(images bookworm-v2-1g.ext4)
+dense="$work/dense.img"
+used=$(benchtool nonzero "$sparse" "$dense")
+measure "$sparse"; sp=$p; sb=$b
+measure "$dense"; dp=$p; db=$b
+printf '%-34s %9s %9s\n' input pack baseline
+printf '%-34s %8ss %8ss\n' "sparse 1 GiB ext4 ($((used >> 20)) MiB non-zero)" "$sp" "$sb"
+printf '%-34s %8ss %8ss\n' "its $((used >> 20)) MiB of data alone" "$dp" "$db"
+echo "ratio sparse/data-alone pack: $(ratio "$sp" "$dp")x; sparse pack vs baseline on the data: $(ratio "$sp" "$db")x (goal: about 1)"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

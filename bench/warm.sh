@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Benchmark 3: sequential read of the mounted image file with dd bs=1M.
+#   baseline: the raw image file from the page cache
+#   warm:     MNT/NAME.img after a first full read (the kernel keeps its pages: KEEP_CACHE)
+#   FUSE:     page cache dropped, nowhere's memory cache warm: every byte crosses FUSE
+#             (the path a reader that fetches and copies one chunk per request takes at ~180 MB/s)
+# Goal: warm >= 1 GB/s. The image is mounted over loopback HTTP with a memory cache larger
+# than the image, so the FUSE row measures nowhere itself, not the network.
+source "$(dirname "$0")/lib.sh"
+
+# dd_rate FILE: prints "bytes seconds" of one dd of the whole file.
+dd_rate() {
+  local out
+  out=$(step dd if="$1" of=/dev/null bs=1M 2>&1 | tail -1)
+  # "335544320 bytes (336 MB, 320 MiB) copied, 0.2 s, 1.7 GB/s"
+  awk '{print $1, $(NF-3)}' <<<"$out"
+}
+
+# rate_median FILE [drop]: median MB/s (10^6 bytes/s, as dd prints) over $RUNS dd runs.
+rate_median() {
+  local i rates=() b s
+  for i in $(seq "$RUNS"); do
+    [ "${2:-}" = drop ] && drop_caches
+    read -r b s < <(dd_rate "$1")
+    rates+=("$(awk -v b="$b" -v s="$s" 'BEGIN {printf "%.0f\n", b / s / 1e6}')")
+  done
+  log "$(basename "$1") ${2:-}: ${rates[*]} MB/s"
+  printf '%s\n' "${rates[@]}" | median
+}
+
+store="$work/store"
+echo "## sequential read through the FUSE file, dd bs=1M, MB/s (median of $RUNS)"
+machine
+printf '%-22s %9s %9s %9s %9s %s\n' image raw-cached first-read warm fuse-path "goal warm >= 1000 MB/s"
+for fs in ext4 squashfs erofs; do
+  img=$(images "bookworm-v1.$fs")
+  size=$(stat -c %s "$img")
+  step "$NOWHERE" pack "$img" --store "$store" --name "v1-$fs" --progress never >/dev/null
+  [ -n "${url:-}" ] || serve_store "$store"
+
+  cat "$img" >/dev/null
+  raw=$(rate_median "$img")
+
+  fuse_mount "$url/images/v1-$fs" "$work/fuse" --mem-cache $((size * 2 + (64 << 20)))
+  f="$work/fuse/v1-$fs.img"
+  drop_caches
+  read -r b s < <(dd_rate "$f")
+  first=$(awk -v b="$b" -v s="$s" 'BEGIN {printf "%.0f\n", b / s / 1e6}')
+  warm=$(rate_median "$f")
+  path=$(rate_median "$f" drop)
+  fuse_umount "$work/fuse"
+  printf '%-22s %9s %9s %9s %9s %s\n' "bookworm-v1.$fs" "$raw" "$first" "$warm" "$path" \
+    "$(awk -v r="$warm" 'BEGIN {print (r >= 1000) ? "met" : "NOT met"}')"
+done
+echo "(first-read: the first dd after mounting, chunks fetched over loopback HTTP; page cache dropped before it)"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
