@@ -6,6 +6,8 @@
 //	benchtool entries INDEX                print an index's table (to diff two packs' cuts)
 //	benchtool packprof [-cpuprofile F] [-chunking SPEC] [-runs N] IMAGE
 //	                                       pack into fresh temporary stores, with a CPU profile
+//	benchtool readprof [-cpuprofile F] STORE/images/NAME MNT
+//	                                       read the mounted image through FUSE from a warm memory cache
 //
 // It is a benchmark helper, not part of the product: errors are one line and exit 1.
 package main
@@ -29,6 +31,8 @@ func main() {
 		err = entries(os.Args[2:])
 	case "packprof":
 		err = packProf(os.Args[2:])
+	case "readprof":
+		err = readProf(os.Args[2:])
 	default:
 		usage()
 	}
@@ -39,6 +43,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: benchtool nonzero IMAGE OUT | updatecost OLD.index NEW.index | entries INDEX | packprof [flags] IMAGE")
+	fmt.Fprintln(os.Stderr, "usage: benchtool nonzero IMAGE OUT | updatecost OLD.index NEW.index | entries INDEX | packprof [flags] IMAGE | readprof [flags] STORE/images/NAME MNT")
 	os.Exit(2)
 }
