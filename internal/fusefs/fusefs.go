@@ -25,6 +25,18 @@ type Content interface {
 	Size() int64
 }
 
+// Slicer is implemented by Content that can answer a read with views of memory it already
+// holds (image.Reader.ReadSlices). The reply then goes to the kernel straight from those
+// views in one writev, without first copying them into a buffer. The views must not
+// change afterwards.
+type Slicer interface {
+	ReadSlices(ctx context.Context, vecs [][]byte, off int64, n int) ([][]byte, int, error)
+}
+
+// maxVecs bounds the views of one reply: writev takes at most IOV_MAX (1024) buffers, and
+// go-fuse adds its headers. A read spanning more pieces (tiny chunks) is copied instead.
+const maxVecs = 512
+
 // File is one file in the mount.
 type File struct {
 	Name    string
@@ -186,13 +198,36 @@ func (f *file) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 }
 
 func (f *file) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := f.c.ReadAtContext(ctx, dest, off)
-	if err != nil && !errors.Is(err, io.EOF) {
-		if errors.Is(err, context.Canceled) {
-			return nil, syscall.EINTR
+	if s, ok := f.c.(Slicer); ok {
+		vecs, n, err := s.ReadSlices(ctx, make([][]byte, 0, 24), off, len(dest))
+		if errno := f.readErrno(err, off, len(dest)); errno != 0 {
+			return nil, errno
 		}
-		f.logf("read %s at %d (+%d): %v", f.name, off, len(dest), err)
-		return nil, syscall.EIO
+		if len(vecs) <= maxVecs {
+			return fuse.ReadResultVector(vecs), 0
+		}
+		k := 0
+		for _, v := range vecs {
+			k += copy(dest[k:], v)
+		}
+		return fuse.ReadResultData(dest[:n]), 0
+	}
+	n, err := f.c.ReadAtContext(ctx, dest, off)
+	if errno := f.readErrno(err, off, len(dest)); errno != 0 {
+		return nil, errno
 	}
 	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// readErrno turns a read error into what the reading process sees: nothing for EOF, EINTR
+// when the read was interrupted, EIO (logged) for anything else.
+func (f *file) readErrno(err error, off int64, n int) syscall.Errno {
+	if err == nil || errors.Is(err, io.EOF) {
+		return 0
+	}
+	if errors.Is(err, context.Canceled) {
+		return syscall.EINTR
+	}
+	f.logf("read %s at %d (+%d): %v", f.name, off, n, err)
+	return syscall.EIO
 }

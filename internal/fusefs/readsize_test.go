@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"os"
@@ -75,5 +76,64 @@ func TestSequentialReadsArriveInLargeRequests(t *testing.T) {
 	}
 	if c.max < MaxRead {
 		t.Fatalf("largest FUSE read was %d bytes, want %d (MaxRead)", c.max, MaxRead)
+	}
+}
+
+// slicedContent answers reads with views of its data cut into pieces of a fixed size, as
+// the image reader does with chunks.
+type slicedContent struct {
+	data  []byte
+	piece int
+}
+
+func (c *slicedContent) Size() int64 { return int64(len(c.data)) }
+
+func (c *slicedContent) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	panic("ReadAtContext called although the content is a Slicer")
+}
+
+func (c *slicedContent) ReadSlices(ctx context.Context, vecs [][]byte, off int64, n int) ([][]byte, int, error) {
+	if off >= int64(len(c.data)) {
+		return vecs, 0, io.EOF
+	}
+	end := min(off+int64(n), int64(len(c.data)))
+	got := int(end - off)
+	for off < end {
+		next := min((off/int64(c.piece)+1)*int64(c.piece), end)
+		vecs = append(vecs, c.data[off:next])
+		off = next
+	}
+	return vecs, got, nil
+}
+
+// Replies written from views must carry exactly the content: with few large pieces (one
+// writev) and with more pieces than one writev takes (copied into one buffer).
+func TestSlicerReadsAreExact(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting FUSE directly needs root")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse in this kernel")
+	}
+	data := make([]byte, 6<<20+333)
+	for i := range data {
+		data[i] = byte(i*7 + i>>12)
+	}
+	for _, piece := range []int{64 << 10, 1 << 10} {
+		mnt := t.TempDir()
+		srv, err := Mount(mnt, []File{{Name: "x.img", Content: &slicedContent{data: data, piece: piece}}}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(mnt, "x.img"))
+		if uerr := srv.Unmount(); uerr != nil {
+			t.Fatal(uerr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("pieces of %d bytes: read %d bytes that differ from the content", piece, len(got))
+		}
 	}
 }
