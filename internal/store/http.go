@@ -41,6 +41,7 @@ func NewTransport() *http.Transport {
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   64,
+		ReadBufferSize:        64 << 10, // chunks are tens of KiB: fewer, larger reads
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
@@ -106,28 +107,28 @@ func (h *HTTP) get(ctx context.Context, name string, max int64) ([]byte, error) 
 	case resp.ContentLength > max:
 		return nil, &TooLargeError{What: u, Limit: max}
 	}
-	n := resp.ContentLength
-	if n < 0 {
-		n = 32 << 10
+	if n := resp.ContentLength; n >= 0 {
+		// The usual case (a static file): read the body straight into a buffer of its size,
+		// with no intermediate copy buffer.
+		buf := make([]byte, n)
+		got, err := io.ReadFull(resp.Body, buf)
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: got %d of %d bytes", u, got, n)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", u, cleanNetError(err))
+		}
+		return buf, nil
 	}
-	buf := make([]byte, 0, n)
-	var b writeBuf = buf
-	got, err := io.Copy(&b, io.LimitReader(resp.Body, max+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", u, cleanNetError(err))
 	}
-	if got > max {
+	if int64(len(b)) > max {
 		return nil, &TooLargeError{What: u, Limit: max}
-	}
-	if resp.ContentLength >= 0 && got != resp.ContentLength {
-		return nil, fmt.Errorf("%s: got %d of %d bytes", u, got, resp.ContentLength)
 	}
 	return b, nil
 }
-
-type writeBuf []byte
-
-func (w *writeBuf) Write(p []byte) (int, error) { *w = append(*w, p...); return len(p), nil }
 
 // cleanNetError drops *url.Error's repetition of method and URL (our messages name the URL).
 func cleanNetError(err error) error {
