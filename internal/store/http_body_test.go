@@ -54,4 +54,3 @@ func TestHTTPFileBodies(t *testing.T) {
 		t.Fatalf("missing file: err %v, want ErrNotFound", err)
 	}
 }
-
