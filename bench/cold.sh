@@ -22,7 +22,7 @@ time_tar() {
 
 store="$work/store"
 names=()
-for fs in ext4 squashfs erofs; do
+for fs in ${BENCH_FS:-ext4 squashfs erofs}; do
   img=$(images "bookworm-v1.$fs")
   step "$NOWHERE" pack "$img" --store "$store" --name "v1-$fs" --progress never >/dev/null
   names+=("$fs")
@@ -32,7 +32,7 @@ serve_store "$store"
 echo "## cold read of the whole tree: tar through nowhere mount over loopback HTTP vs local loop mount (median of $RUNS)"
 machine
 printf '%-9s %12s %10s %10s %7s %s\n' fs tree local nowhere ratio "goal <=2"
-for fs in "${names[@]}"; do
+for fs in ${BENCH_FS:-${names[*]}}; do
   img=$(images "bookworm-v1.$fs")
   locals=() remotes=() lbytes="" rbytes=""
   for i in $(seq "$RUNS"); do

@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 echo "## update cost v1 -> v2: chunks and compressed bytes in v2 that v1 lacks"
 machine
 printf '%-9s %-30s %9s %11s %9s %11s %7s\n' fs chunking requests "new MiB" "v2 chunks" "v2 MiB" "% of v2"
-for fs in ${BENCH_UPDATE_FS:-ext4 squashfs erofs}; do
+for fs in ${BENCH_FS:-ext4 squashfs erofs}; do
   v1=$(images "bookworm-v1.$fs")
   v2=$(images "bookworm-v2.$fs")
   for c in fixed:64K fixed:4K default; do

@@ -32,7 +32,7 @@ store="$work/store"
 echo "## sequential read through the FUSE file, dd bs=1M, MB/s (median of $RUNS)"
 machine
 printf '%-22s %9s %9s %9s %9s %s\n' image raw-cached first-read warm fuse-path "goal warm >= 1000 MB/s"
-for fs in ext4 squashfs erofs; do
+for fs in ${BENCH_FS:-ext4 squashfs erofs}; do
   img=$(images "bookworm-v1.$fs")
   size=$(stat -c %s "$img")
   step "$NOWHERE" pack "$img" --store "$store" --name "v1-$fs" --progress never >/dev/null

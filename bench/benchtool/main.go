@@ -6,6 +6,7 @@
 //	benchtool entries INDEX                print an index's table (to diff two packs' cuts)
 //	benchtool packprof [-cpuprofile F] [-chunking SPEC] [-runs N] IMAGE
 //	                                       pack into fresh temporary stores, with a CPU profile
+//	benchtool mountstats SOURCE MNT        mount like nowhere mount; on SIGTERM print reader stats
 //	benchtool readprof [-cpuprofile F] STORE/images/NAME MNT
 //	                                       read the mounted image through FUSE from a warm memory cache
 //
@@ -31,6 +32,8 @@ func main() {
 		err = entries(os.Args[2:])
 	case "packprof":
 		err = packProf(os.Args[2:])
+	case "mountstats":
+		err = mountStats(os.Args[2:])
 	case "readprof":
 		err = readProf(os.Args[2:])
 	default:

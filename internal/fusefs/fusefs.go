@@ -106,9 +106,11 @@ func Mount(mountpoint string, files []File, opt Options) (*fuse.Server, error) {
 // ReadAhead is the kernel's read-ahead for the mounted files. The kernel takes the smaller
 // of the FUSE server's max_readahead and the mount's backing-device read-ahead, which
 // starts at 128 KiB: left alone, every sequential read reaches us as 128 KiB requests,
-// whatever MaxRead allows. With a larger window the kernel sends MaxRead-sized requests,
-// several at a time.
-const ReadAhead = 4 << 20
+// whatever MaxRead allows. With 1 MiB the kernel sends MaxRead-sized requests. More does
+// not speed up sequential reads (the reader fetches ahead itself) but slows scattered ones
+// (a loop-mounted filesystem): the kernel's first read-ahead at a new place grows with
+// this limit, and a FUSE read returns only when all of it is there.
+const ReadAhead = 1 << 20
 
 // setReadAhead raises the read-ahead of the FUSE mount's backing device
 // (/sys/class/bdi/MAJOR:MINOR/read_ahead_kb). Files opened afterwards use it. It needs
