@@ -6,6 +6,7 @@
 //	benchtool entries INDEX                print an index's table (to diff two packs' cuts)
 //	benchtool packprof [-cpuprofile F] [-chunking SPEC] [-runs N] IMAGE
 //	                                       pack into fresh temporary stores, with a CPU profile
+//	benchtool fetchall [-p N] SOURCE       fetch and verify every chunk, N in parallel
 //	benchtool mountstats SOURCE MNT        mount like nowhere mount; on SIGTERM print reader stats
 //	benchtool readprof [-cpuprofile F] STORE/images/NAME MNT
 //	                                       read the mounted image through FUSE from a warm memory cache
@@ -32,6 +33,8 @@ func main() {
 		err = entries(os.Args[2:])
 	case "packprof":
 		err = packProf(os.Args[2:])
+	case "fetchall":
+		err = fetchAll(os.Args[2:])
 	case "mountstats":
 		err = mountStats(os.Args[2:])
 	case "readprof":

@@ -56,6 +56,11 @@ func Encode(dst, plain []byte) []byte {
 	return sharedEncoder().EncodeAll(plain, dst)
 }
 
+// decodeSlack is spare capacity past a chunk's end in the buffer it is decoded into: with
+// it the zstd decoder may use its fast copies, which overrun the end of a literal run or
+// a match by up to 32 bytes; without it, it uses slower bounds-exact copies.
+const decodeSlack = 64
+
 // Decode decompresses stored bytes, appending to dst, and checks that the result is exactly
 // size bytes long and hashes to id. It never returns unverified bytes: on any mismatch the
 // error wraps ErrCorrupt and the returned slice is nil.
@@ -63,8 +68,8 @@ func Decode(dst []byte, id ID, size int, stored []byte) ([]byte, error) {
 	if size <= 0 || size > MaxSize {
 		return nil, fmt.Errorf("chunk %s: %w: declared size %d out of range", id, ErrCorrupt, size)
 	}
-	if cap(dst)-len(dst) < size {
-		nd := make([]byte, len(dst), len(dst)+size)
+	if cap(dst)-len(dst) < size+decodeSlack {
+		nd := make([]byte, len(dst), len(dst)+size+decodeSlack)
 		copy(nd, dst)
 		dst = nd
 	}
