@@ -61,6 +61,11 @@ func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, "bad path", http.StatusBadRequest)
 		return
 	}
+	if strings.HasPrefix(path.Base(name), ".tmp-") {
+		// A file being written does not exist yet, as far as clients are concerned.
+		fail(w, "404 not found", http.StatusNotFound)
+		return
+	}
 	file, err := f.root.Open(name)
 	if err != nil {
 		notFoundOr(w, err)
@@ -95,7 +100,7 @@ func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // cleanPath turns a URL path into a name inside the store, refusing anything that tries
-// to leave it or to reach temporary files. os.Root refuses symlinks out of the store.
+// to leave it. os.Root refuses symlinks out of the store.
 func cleanPath(p string) (string, bool) {
 	if strings.ContainsRune(p, 0) || strings.Contains(p, "\\") {
 		return "", false
@@ -108,9 +113,6 @@ func cleanPath(p string) (string, bool) {
 	name := strings.TrimPrefix(path.Clean("/"+p), "/")
 	if name == "" {
 		name = "."
-	}
-	if strings.HasPrefix(path.Base(name), ".tmp-") {
-		return "", false
 	}
 	return name, true
 }
