@@ -66,10 +66,10 @@ func TestSplitterReassembles(t *testing.T) {
 	}
 	// Many runs of assorted lengths in one image.
 	var spans [][2]int
-	for at, l := 4096, 100; at+l < 6<<20; at, l = at+l+50000+l%77777, l*3/2+ZeroBlock {
+	for at, l := 4096, 100; at+l < 4<<20; at, l = at+l+50000+l%77777, l*3/2+ZeroBlock {
 		spans = append(spans, [2]int{at, at + l})
 	}
-	inputs["many-runs"] = withZeros(14, 6<<20, spans...)
+	inputs["many-runs"] = withZeros(14, 4<<20, spans...)
 
 	specs := []string{byteSpec, alignedSpec, "fixed:64K", "cdc:64:256:1024:1"}
 	for name, in := range inputs {
@@ -106,7 +106,7 @@ func zeroSpans(ps []piece) [][2]int64 {
 }
 
 func TestSplitterZeroRuns(t *testing.T) {
-	const n = 2 << 20
+	const n = 3 << 19
 	t.Run("aligned-runs-exact", func(t *testing.T) {
 		// On the 4 KiB grid with an aligned chunker, a run of whole blocks of at least
 		// ZeroMin becomes exactly one zero piece covering exactly the run.

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,30 +35,76 @@ type fixture struct {
 }
 
 // newFixture packs an 8 MiB image with long zero runs and a repeated block, in small
-// chunks (16 KiB average) so reads span many of them.
+// chunks (16 KiB average) so reads span many of them. Tests that change the store use
+// their own; the others share one.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	f, err := packFixture(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.dir.Close() })
+	return f
+}
+
+func packFixture(tmp string) (*fixture, error) {
 	img := randBytes(1, 8<<20)
 	clear(img[1<<20 : 1<<20+300<<10])
 	clear(img[5<<20 : 6<<20])
 	copy(img[3<<20:], img[2<<20:2<<20+512<<10])
-	d, err := store.CreateDir(filepath.Join(t.TempDir(), "store"))
+	d, err := store.CreateDir(filepath.Join(tmp, "store"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() { d.Close() })
 	sp, err := chunk.ParseSpec("cdc:4K:16K:64K")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	res, err := pack.Run(context.Background(), bytes.NewReader(img), d, pack.Options{Name: "test", Spec: sp})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if res.Zero == 0 || res.Chunks < 200 {
-		t.Fatalf("fixture: %d chunks, %d zero runs", res.Chunks, res.Zero)
+		return nil, fmt.Errorf("fixture: %d chunks, %d zero runs", res.Chunks, res.Zero)
 	}
-	return &fixture{img: img, dir: d, ix: res.Index}
+	return &fixture{img: img, dir: d, ix: res.Index}, nil
+}
+
+var (
+	sharedOnce sync.Once
+	shared     *fixture
+	sharedErr  error
+)
+
+// sharedFixture is one packed image for tests that only read it.
+func sharedFixture(t *testing.T) *fixture {
+	t.Helper()
+	sharedOnce.Do(func() {
+		tmp, err := os.MkdirTemp("", "nowhere-image-test-")
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		sharedTmp = tmp
+		shared, sharedErr = packFixture(tmp)
+	})
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return shared
+}
+
+var sharedTmp string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		shared.dir.Close()
+	}
+	if sharedTmp != "" {
+		os.RemoveAll(sharedTmp)
+	}
+	os.Exit(code)
 }
 
 // counting wraps the real fetcher to count fetches and, when gate is set, to hold each

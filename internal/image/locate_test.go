@@ -68,7 +68,7 @@ func TestParseLocation(t *testing.T) {
 }
 
 func TestOpenStore(t *testing.T) {
-	f := newFixture(t)
+	f := sharedFixture(t)
 	s, err := OpenStore(f.dir.Path())
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 )
 
 func TestReadAtReturnsTheImage(t *testing.T) {
-	f := newFixture(t)
+	f := sharedFixture(t)
 	for name, opt := range map[string]Options{
 		"default":    {},
 		"tiny cache": {CacheBytes: 100 << 10}, // constant eviction
@@ -57,7 +57,7 @@ func TestReadAtReturnsTheImage(t *testing.T) {
 }
 
 func TestReadAtEdges(t *testing.T) {
-	f := newFixture(t)
+	f := sharedFixture(t)
 	r := NewReader(f.ix, store.Verify(f.dir), Options{})
 	size := int64(len(f.img))
 	p := make([]byte, 1000)
@@ -107,7 +107,7 @@ func (f *fixture) dataEntry(t *testing.T, off int64) (int, int64) {
 
 // Concurrent readers of one chunk cause one fetch.
 func TestSingleFlight(t *testing.T) {
-	f := newFixture(t)
+	f := sharedFixture(t)
 	_, off := f.dataEntry(t, 1<<20+512<<10)
 	c := &counting{f: store.Verify(f.dir), gate: make(chan struct{})}
 	r := NewReader(f.ix, c, Options{ReadAhead: -1})
@@ -148,7 +148,7 @@ func TestSingleFlight(t *testing.T) {
 
 // Readers arriving while a fetch completes (not all waiting at once) still share it.
 func TestSingleFlightStaggered(t *testing.T) {
-	f := newFixture(t)
+	f := sharedFixture(t)
 	_, off := f.dataEntry(t, 0)
 	dups := 0
 	const rounds = 500
@@ -186,7 +186,7 @@ func TestSingleFlightStaggered(t *testing.T) {
 
 // A sequential scan is read ahead: chunks are fetched before the reads that need them.
 func TestReadAhead(t *testing.T) {
-	f := newFixture(t)
+	f := sharedFixture(t)
 	scan := func(opt Options) StatsSnapshot {
 		r := NewReader(f.ix, store.Verify(f.dir), opt)
 		p := make([]byte, 128<<10)
@@ -217,7 +217,7 @@ func TestReadAhead(t *testing.T) {
 
 // Cancelling the only reader of a chunk cancels its fetch.
 func TestCancelledReadCancelsFetch(t *testing.T) {
-	f := newFixture(t)
+	f := sharedFixture(t)
 	_, off := f.dataEntry(t, 2<<20)
 	c := &counting{f: store.Verify(f.dir), gate: make(chan struct{}), started: make(chan chunk.ID, 10), sawCtx: make(chan error, 10)}
 	r := NewReader(f.ix, c, Options{ReadAhead: -1})
@@ -255,7 +255,7 @@ func TestCancelledReadCancelsFetch(t *testing.T) {
 
 // Cancelling one of two readers leaves the fetch running for the other.
 func TestCancelledReadKeepsSharedFetch(t *testing.T) {
-	f := newFixture(t)
+	f := sharedFixture(t)
 	_, off := f.dataEntry(t, 2<<20)
 	c := &counting{f: store.Verify(f.dir), gate: make(chan struct{}), started: make(chan chunk.ID, 10), sawCtx: make(chan error, 10)}
 	r := NewReader(f.ix, c, Options{ReadAhead: -1})
@@ -341,7 +341,7 @@ func (s shortFetcher) Fetch(ctx context.Context, ref chunk.Ref) (store.Fetched, 
 }
 
 func TestWrongLengthFromFetcher(t *testing.T) {
-	f := newFixture(t)
+	f := sharedFixture(t)
 	_, off := f.dataEntry(t, 0)
 	r := NewReader(f.ix, shortFetcher{store.Verify(f.dir)}, Options{ReadAhead: -1})
 	if _, err := r.ReadAt(make([]byte, 100), off); !errors.Is(err, chunk.ErrCorrupt) {
