@@ -5,6 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"testing/iotest"
 )
@@ -207,6 +210,41 @@ func TestGearTableIsTheDocumentedOne(t *testing.T) {
 	for i := range gear {
 		if want := splitmix64(&x); gear[i] != want {
 			t.Fatalf("gear[%d] = %#x, SplitMix64 gives %#x", i, gear[i], want)
+		}
+	}
+	// The values docs/format.md lists.
+	doc, err := os.ReadFile("../../docs/format.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := string(doc[bytes.Index(doc, []byte("<!-- example:gear -->")):])
+	block = block[strings.Index(block, "```")+3:]
+	block = block[:strings.Index(block, "```")]
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(block), "\n") {
+		var i int
+		var v uint64
+		if _, err := fmt.Sscanf(strings.ReplaceAll(line, " ", ""), "gear[%d]=0x%x", &i, &v); err != nil {
+			t.Fatalf("docs/format.md gear line %q: %v", line, err)
+		}
+		if gear[i] != v {
+			t.Errorf("docs/format.md says gear[%d] = %#x, the table has %#x", i, v, gear[i])
+		}
+		n++
+	}
+	if n < 4 {
+		t.Fatalf("docs/format.md lists %d gear values", n)
+	}
+	// And the masks it gives for the default chunking.
+	for _, m := range []struct {
+		c            *CDC
+		maskS, maskL uint64
+	}{
+		{NewCDC(16<<10, 64<<10, 256<<10, 1), 0xffff800000000000, 0xfffe000000000000},
+		{NewCDC(16<<10, 64<<10, 256<<10, 4096), 0xf800000000000000, 0xe000000000000000},
+	} {
+		if m.c.maskS != m.maskS || m.c.maskL != m.maskL {
+			t.Errorf("%s: masks %#x/%#x, documented %#x/%#x", m.c.Params(), m.c.maskS, m.c.maskL, m.maskS, m.maskL)
 		}
 	}
 }
