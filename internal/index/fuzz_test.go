@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,7 +104,13 @@ func indexSeeds() []seed {
 		{"one", enc(one)},
 		{"medium", enc(sampleIndex(60))},
 		{"optional-section", withOptional},
+		// Bodies in stored (uncompressed) zstd blocks without a checksum: mutations of these
+		// reach the section and entry decoding instead of failing in zstd.
 		{"uncompressed-frame", fileOf(1, rawFrame(bodyOf(sectionsOf(one))), nil)},
+		{"uncompressed-small", fileOf(1, rawFrame(bodyOf(secs)), nil)},
+		{"uncompressed-signed", fileOf(1, rawFrame(bodyOf(sectionsOf(signed))), signed.Signature)},
+		{"uncompressed-zeros", fileOf(1, rawFrame(bodyOf(sectionsOf(zeros))), nil)},
+		{"uncompressed-optional", fileOf(1, rawFrame(bodyOf([]rawSection{{50, 0, []byte("optional")}, secs[0], secs[1]})), nil)},
 		{"truncated", enc(small)[:40]},
 		{"count-huge", build([]rawSection{secs[0], {2, 1, []byte{0, 0, 0, 0, 0, 0, 0, 0x10}}})},
 	}
@@ -173,12 +180,12 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	write("FuzzParsePointer", pointerSeeds())
 }
 
-// The raw-block seed must be a valid index, or it teaches the fuzzer nothing.
-func TestRawFrameSeedDecodes(t *testing.T) {
+// The uncompressed seeds must be valid indexes, or they teach the fuzzer nothing.
+func TestRawFrameSeedsDecode(t *testing.T) {
 	for _, s := range indexSeeds() {
-		if s.name == "uncompressed-frame" {
+		if strings.HasPrefix(s.name, "uncompressed-") {
 			if _, err := Decode(s.data); err != nil {
-				t.Fatal(err)
+				t.Fatalf("%s: %v", s.name, err)
 			}
 		}
 	}
