@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -78,20 +80,48 @@ func chunkSeeds() []chunkSeed {
 	}
 }
 
-// TestWriteChunkFuzzSeeds regenerates testdata/fuzz/FuzzChunkDecode. It only runs when
-// asked: NOWHERE_WRITE_FUZZ_SEEDS=1 go test -run WriteChunkFuzzSeeds ./internal/chunk
-func TestWriteChunkFuzzSeeds(t *testing.T) {
-	if os.Getenv("NOWHERE_WRITE_FUZZ_SEEDS") == "" {
-		t.Skip("set NOWHERE_WRITE_FUZZ_SEEDS=1 to rewrite testdata/fuzz")
-	}
+// TestChunkFuzzSeedsCommitted checks that every seed above is committed under
+// testdata/fuzz (where go test -fuzz starts from) and that the committed real chunks
+// still decode. NOWHERE_WRITE_FUZZ_SEEDS=1 go test -run ChunkFuzzSeeds ./internal/chunk
+// rewrites them.
+func TestChunkFuzzSeedsCommitted(t *testing.T) {
 	dir := filepath.Join("testdata", "fuzz", "FuzzChunkDecode")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	for _, s := range chunkSeeds() {
-		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\nint(%d)\nbool(%v)\n[]byte(%q)\n", s.stored, s.size, s.byContent, s.id)
-		if err := os.WriteFile(filepath.Join(dir, "seed-"+s.name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
+		path := filepath.Join(dir, "seed-"+s.name)
+		if os.Getenv("NOWHERE_WRITE_FUZZ_SEEDS") != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\nint(%d)\nbool(%v)\n[]byte(%q)\n", s.stored, s.size, s.byContent, s.id)
+			if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("seed %s: %v (regenerate with NOWHERE_WRITE_FUZZ_SEEDS=1)", s.name, err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) != 5 || lines[0] != "go test fuzz v1" || !strings.HasPrefix(lines[1], "[]byte(") || !strings.HasPrefix(lines[2], "int(") {
+			t.Fatalf("seed %s: not a FuzzChunkDecode corpus file", s.name)
+		}
+		stored, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
+		if err != nil {
+			t.Fatalf("seed %s: %v", s.name, err)
+		}
+		size, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(lines[2], "int("), ")"))
+		if err != nil {
+			t.Fatalf("seed %s: %v", s.name, err)
+		}
+		// The seeds made from real chunks must still be real chunks.
+		if s.byContent && s.name != "wrong-size" && s.name != "bomb" && s.name != "empty" {
+			plain, err := reference.DecodeAll([]byte(stored), nil)
+			if err != nil {
+				t.Fatalf("seed %s: %v", s.name, err)
+			}
+			if _, err := Decode(nil, Sum(plain), size, []byte(stored)); err != nil {
+				t.Errorf("committed seed %s no longer decodes: %v", s.name, err)
+			}
 		}
 	}
 }
