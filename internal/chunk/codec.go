@@ -20,6 +20,9 @@ var (
 	encoder     *zstd.Encoder
 	decoderOnce sync.Once
 	decoder     *zstd.Decoder
+	// capDecoder stops at cap(dst): Decode knows the plain size, so a frame that decodes
+	// past it (a zstd bomb) fails after one block instead of after MaxSize.
+	capDecoder *zstd.Decoder
 )
 
 // zstd encoders and decoders are expensive to create and safe for concurrent EncodeAll and
@@ -41,6 +44,13 @@ func sharedDecoder() *zstd.Decoder {
 		decoder, err = zstd.NewReader(nil,
 			zstd.WithDecoderMaxMemory(MaxSize),
 			zstd.WithDecoderConcurrency(0))
+		if err != nil {
+			panic(err)
+		}
+		capDecoder, err = zstd.NewReader(nil,
+			zstd.WithDecoderMaxMemory(MaxSize),
+			zstd.WithDecoderConcurrency(0),
+			zstd.WithDecodeAllCapLimit(true))
 		if err != nil {
 			panic(err)
 		}
@@ -66,7 +76,8 @@ func Decode(dst []byte, id ID, size int, stored []byte) ([]byte, error) {
 		dst = nd
 	}
 	start := len(dst)
-	out, err := sharedDecoder().DecodeAll(stored, dst)
+	sharedDecoder()
+	out, err := capDecoder.DecodeAll(stored, dst[:start:start+size])
 	if err != nil {
 		return nil, fmt.Errorf("chunk %s: %w: %v", id, ErrCorrupt, err)
 	}

@@ -210,6 +210,13 @@ func (r *Reader) join(e index.Entry, prefetch bool) *flight {
 		}
 		return fl
 	}
+	// A fetch that finished between the caller's cache check and now has put its chunk in
+	// the cache before leaving r.flights (under r.mu): use it instead of fetching again.
+	if data, ok := r.cache.get(e.ID); ok {
+		fl := &flight{done: make(chan struct{}), data: data, cancel: func() {}}
+		close(fl.done)
+		return fl
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	fl := &flight{done: make(chan struct{}), cancel: cancel}
 	if !prefetch {
