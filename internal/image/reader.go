@@ -210,6 +210,14 @@ func (r *Reader) join(e index.Entry, prefetch bool) *flight {
 		}
 		return fl
 	}
+	// The caller looked in the cache before taking the lock; a flight may have finished
+	// since (it adds to the cache before leaving r.flights). Fetching again would break
+	// single-flight: hand back the cached data as a finished flight.
+	if d, ok := r.cache.get(e.ID); ok {
+		fl := &flight{done: make(chan struct{}), data: d, waiters: 1, cancel: func() {}}
+		close(fl.done)
+		return fl
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	fl := &flight{done: make(chan struct{}), cancel: cancel}
 	if !prefetch {
