@@ -58,7 +58,7 @@ type files struct{ root *os.Root }
 func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name, ok := cleanPath(r.URL.Path)
 	if !ok {
-		http.Error(w, "bad path", http.StatusBadRequest)
+		refuse(w, "bad path", http.StatusBadRequest)
 		return
 	}
 	file, err := f.root.Open(name)
@@ -74,7 +74,7 @@ func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !st.Mode().IsRegular() {
 		// No directory listings: clients know every name they need from indexes.
-		http.NotFound(w, r)
+		refuse(w, "404 not found", http.StatusNotFound)
 		return
 	}
 	h := w.Header()
@@ -118,13 +118,21 @@ func cleanPath(p string) (string, bool) {
 func notFoundOr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		http.Error(w, "404 not found", http.StatusNotFound)
+		refuse(w, "404 not found", http.StatusNotFound)
 	case errors.Is(err, fs.ErrPermission):
-		http.Error(w, "403 forbidden", http.StatusForbidden)
+		refuse(w, "403 forbidden", http.StatusForbidden)
 	default:
 		// Symlinks escaping the root and other refusals from os.Root land here.
-		http.Error(w, "404 not found", http.StatusNotFound)
+		refuse(w, "404 not found", http.StatusNotFound)
 	}
+}
+
+// refuse answers with an error and without the Cache-Control set for the path: a chunk
+// missing now (a mirror still syncing) may be there in a minute, and a cache must not
+// keep the 404 for the year the chunk itself could be kept.
+func refuse(w http.ResponseWriter, msg string, code int) {
+	w.Header().Del("Cache-Control")
+	http.Error(w, msg, code)
 }
 
 // AccessLog logs one line per request: client, method, path, status, bytes, range, time.
