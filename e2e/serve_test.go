@@ -60,7 +60,7 @@ func rawRequest(t *testing.T, base, method, path string, header map[string]strin
 const immutable = "public, max-age=31536000, immutable"
 
 // serveFixture is a copy of the shared store with traps around and inside it: a secret
-// file beside it, symlinks from inside pointing at it, a pack temporary file.
+// file beside it, symlinks from inside pointing at it, a pack temporary file, a FIFO.
 type serveFixture struct {
 	store, secret string
 	chunk         string // URL path of a chunk
@@ -92,6 +92,7 @@ func newServeFixture(t *testing.T) *serveFixture {
 	must(os.Symlink("../../secret.txt", filepath.Join(store, "images", "ext4", "escape")))
 	must(os.MkdirAll(filepath.Join(store, "chunks", "ffff"), 0o755))
 	must(os.Symlink(sf.secret, filepath.Join(store, "chunks", "ffff", strings.Repeat("f", 64)+".cacnk")))
+	must(syscall.Mkfifo(filepath.Join(store, "images", "ext4", "fifo"), 0o644))
 	must(os.WriteFile(filepath.Join(store, "chunks", "ffff", ".tmp-"+strings.Repeat("e", 64)+".cacnk-0a1b2c"), []byte("partial"), 0o644))
 	return sf
 }
@@ -132,6 +133,7 @@ func TestServersAnswerAlike(t *testing.T) {
 		{name: "listing /", method: "GET", path: "/", status: []int{403, 404}},
 		{name: "listing /chunks/", method: "GET", path: "/chunks/", status: []int{403, 404}},
 		{name: "temporary file", method: "GET", path: "/chunks/ffff/.tmp-" + strings.Repeat("e", 64) + ".cacnk-0a1b2c", status: []int{400, 403, 404}},
+		{name: "FIFO", method: "GET", path: "/images/ext4/fifo", status: []int{403, 404}},
 		{name: "symlink out of the store", method: "GET", path: "/images/ext4/escape", status: []int{403, 404}},
 		{name: "chunk symlink out of the store", method: "GET", path: "/chunks/ffff/" + strings.Repeat("f", 64) + ".cacnk", status: []int{403, 404}},
 	}
