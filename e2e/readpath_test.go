@@ -66,6 +66,19 @@ func alignedBuf(n int) []byte {
 	return b[skip : skip+n]
 }
 
+// preadRetryingEINTR is pread as os.File does it: the Go runtime preempts goroutines with
+// SIGURG, the kernel turns a signal during a FUSE read into an INTERRUPT, and nowhere
+// answers an interrupted read with EINTR (it cancels the fetch), so a raw pread may return
+// EINTR and must be retried.
+func preadRetryingEINTR(fd int, buf []byte, off int64) (int, error) {
+	for {
+		n, err := syscall.Pread(fd, buf, off)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
+}
+
 func readImageRange(t *testing.T, path string, off, n int64) []byte {
 	t.Helper()
 	f, err := os.Open(path)
@@ -110,7 +123,7 @@ func TestConcurrentReadersFetchEachChunkOnce(t *testing.T) {
 					buf := alignedBuf(1 << 20)
 					<-start
 					for pos := int64(0); pos < span; pos += 1 << 20 {
-						n, err := syscall.Pread(fd, buf, off+pos)
+						n, err := preadRetryingEINTR(fd, buf, off+pos)
 						if err != nil || n != len(buf) {
 							errs <- fmt.Errorf("pread at %d: %d bytes, %v", off+pos, n, err)
 							return
@@ -137,7 +150,7 @@ func TestConcurrentReadersFetchEachChunkOnce(t *testing.T) {
 				perOffset[o]++
 			}
 			for pos := int64(0); pos < span; pos += 1 << 20 {
-				if n := perOffset[off+pos]; n != readers {
+				if n := perOffset[off+pos]; n < readers { // more when an interrupted read was retried
 					t.Errorf("FUSE saw %d reads at %d, want %d (one per reader)", n, off+pos, readers)
 				}
 			}
