@@ -273,7 +273,7 @@ func TestServeFinishesInFlightRequestsOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !waitFor(10*time.Second, func() bool { return strings.Contains(readFile(srv.errPath), "finishing requests in flight") }) {
-		t.Fatalf("nowhere serve did not acknowledge SIGTERM:\n%s", readFile(srv.errPath))
+		t.Fatalf("nowhere serve did not acknowledge SIGTERM (running: %v, exit: %v):\n%s", srv.running(), srv.exitErr, readFile(srv.errPath))
 	}
 	refused := waitFor(10*time.Second, func() bool {
 		c2, err := net.DialTimeout("tcp", host, time.Second)
