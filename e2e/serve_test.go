@@ -306,3 +306,19 @@ func TestServeFinishesInFlightRequestsOnSIGTERM(t *testing.T) {
 		t.Errorf("nowhere serve exit after SIGTERM: %v, want status 0\n%s", srv.exitErr, readFile(srv.errPath))
 	}
 }
+
+// TestServeStopsCleanlyOnEarlySIGTERM sends SIGTERM the moment nowhere serve says it is
+// serving, 60 times: each time it must shut down and exit 0 (it used to catch signals only
+// after saying so, and a SIGTERM in between killed it about one time in twenty).
+func TestServeStopsCleanlyOnEarlySIGTERM(t *testing.T) {
+	f := getFixture(t)
+	for i := range 60 {
+		srv := startNowhereServe(t, f.store)
+		if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.stop(); err != nil {
+			t.Fatalf("run %d: SIGTERM right after start-up: %v, want exit status 0", i, err)
+		}
+	}
+}
