@@ -76,6 +76,9 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	}
 	r := image.NewReader(img.index, f, image.Options{CacheBytes: mem, ReadAhead: ra})
 	name := img.index.Name + ".img"
+	// Catch signals before mounting: a SIGTERM that arrived after the mount came up but
+	// before this would kill the process and leave a dead mount behind.
+	sigs := interrupted()
 	srv, err := fusefs.Mount(mnt, []fusefs.File{{Name: name, Content: r}}, fusefs.Options{
 		FsName: img.loc.String(), Debug: o.debug, Log: logf,
 	})
@@ -85,7 +88,6 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	fmt.Printf("mounted %s version %d (%s) at %s/%s\n", img.index.Name, img.index.Version, units.Bytes(img.index.Size), mnt, name)
 	notifyReady()
 
-	sigs := interrupted()
 	served := make(chan struct{})
 	go func() { srv.Wait(); close(served) }()
 	for {

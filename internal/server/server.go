@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -66,7 +67,9 @@ func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, "404 not found", http.StatusNotFound)
 		return
 	}
-	file, err := f.root.Open(name)
+	// O_NONBLOCK: a FIFO in the store would otherwise block this request forever; it does
+	// not change reads of regular files, and anything else is refused below.
+	file, err := f.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		notFoundOr(w, err)
 		return
