@@ -160,11 +160,12 @@ func (f *file) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 }
 
 func (f *file) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := f.c.ReadAtContext(ctx, dest, off)
+	// FUSE interrupts (a signal to the reading process) are not passed down: answering
+	// EINTR would surface in read(2) even for handlers installed with SA_RESTART, and the
+	// fetch would be thrown away only to be started again. The kernel does not wait for
+	// us when the signal is fatal; otherwise the read completes and the chunk is cached.
+	n, err := f.c.ReadAtContext(context.WithoutCancel(ctx), dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
-		if errors.Is(err, context.Canceled) {
-			return nil, syscall.EINTR
-		}
 		f.logf("read %s at %d (+%d): %v", f.name, off, len(dest), err)
 		return nil, syscall.EIO
 	}
