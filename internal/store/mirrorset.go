@@ -1,0 +1,673 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/chunk"
+)
+
+// MirrorOptions tune a MirrorSet. Zero values take the defaults.
+type MirrorOptions struct {
+	// Spread is how many of the best mirrors share the requests at once (default 3).
+	Spread int
+	// HedgeFraction bounds hedged requests to this fraction of all requests (default
+	// 0.05; negative disables hedging).
+	HedgeFraction float64
+	// HedgeMin is the shortest time a request runs before it may be hedged (default 10 ms).
+	HedgeMin time.Duration
+	// AttemptTimeout ends one request to one mirror that stalls (default 30 s); the
+	// request then moves to another mirror.
+	AttemptTimeout time.Duration
+	// ProbeFile is the small file startup and background probes fetch when no chunk is
+	// known yet (default "mirrors"; a 404 for it still shows the mirror answers).
+	ProbeFile string
+	// Wait says how long a fetch keeps retrying once every mirror failed it: Timeout 0
+	// waits forever (a root filesystem), logging every LogEvery.
+	Wait Policy
+	// Log receives demotions, fail-backs and hash failures (nil: Wait.Log, else silent).
+	Log     func(format string, args ...any)
+	Metrics *Metrics
+}
+
+// MirrorSet is a Fetcher (and a Store) over many stores holding the same chunks: HTTP
+// mirrors, local directories. It ranks them by measured latency and throughput, spreads
+// requests over the best, fails over at once when one errs, hedges requests that run
+// longer than usual, demotes mirrors that fail and takes them back when a background
+// probe finds them healthy. Each chunk is verified against its name before it counts as
+// fetched, so a mirror that serves bad bytes is caught and blamed.
+type MirrorSet struct {
+	opt MirrorOptions
+
+	mu      sync.Mutex
+	mirrors []*mirror
+	known   *chunk.Ref // a chunk every healthy mirror should have, for probes
+	tokens  float64    // hedge budget
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	probing  sync.WaitGroup
+}
+
+type mirrorState int
+
+const (
+	stateUp   mirrorState = iota
+	stateDown             // failed a request or a probe: re-probed with backoff
+	stateBad              // served a corrupt chunk: re-probed rarely, and only a verified chunk brings it back
+)
+
+func (s mirrorState) String() string {
+	return [...]string{"up", "down", "bad"}[s]
+}
+
+// mirror is one member of the set. Its lock guards everything below it.
+type mirror struct {
+	store Store
+	name  string
+
+	mu        sync.Mutex
+	state     mirrorState
+	est       estimate
+	inflight  int
+	nextProbe time.Time
+	backoff   time.Duration
+	probing   bool
+	lastErr   string
+	requests  int64
+	failures  int64
+	corrupt   int64
+	hedges    int64
+	bytes     int64
+}
+
+const (
+	probeBackoffMin = 500 * time.Millisecond
+	probeBackoffMax = 30 * time.Second
+	badBackoffMin   = time.Minute
+	badBackoffMax   = 30 * time.Minute
+	probeTick       = 200 * time.Millisecond
+	probeTimeout    = 5 * time.Second
+	hedgeBurst      = 5 // hedges allowed before the fraction builds up budget
+)
+
+// NewMirrorSet returns a set over stores (at least one), in the given order until
+// measurements say otherwise. It starts a background prober; Close stops it.
+func NewMirrorSet(stores []Store, opt MirrorOptions) (*MirrorSet, error) {
+	if len(stores) == 0 {
+		return nil, errors.New("mirror set: no mirrors")
+	}
+	if opt.Spread <= 0 {
+		opt.Spread = 3
+	}
+	if opt.HedgeFraction == 0 {
+		opt.HedgeFraction = 0.05
+	}
+	if opt.HedgeMin <= 0 {
+		opt.HedgeMin = 10 * time.Millisecond
+	}
+	if opt.AttemptTimeout <= 0 {
+		opt.AttemptTimeout = 30 * time.Second
+	}
+	if opt.ProbeFile == "" {
+		opt.ProbeFile = MirrorListPath
+	}
+	if opt.Log == nil {
+		opt.Log = opt.Wait.Log
+	}
+	if opt.Log == nil {
+		opt.Log = func(string, ...any) {}
+	}
+	s := &MirrorSet{opt: opt, stop: make(chan struct{}), tokens: hedgeBurst}
+	s.Add(stores...)
+	s.probing.Add(1)
+	go s.prober()
+	return s, nil
+}
+
+// Add puts more mirrors in the set (ignoring ones it has), ranked last until measured.
+func (s *MirrorSet) Add(stores ...Store) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range stores {
+		name := st.String()
+		if slices.ContainsFunc(s.mirrors, func(m *mirror) bool { return m.name == name }) {
+			continue
+		}
+		// A newcomer's order among the unmeasured keeps the caller's order: a tiny
+		// latency that grows with its position.
+		m := &mirror{store: st, name: name}
+		m.est.latency = 0.05 + 0.001*float64(len(s.mirrors))
+		s.mirrors = append(s.mirrors, m)
+	}
+}
+
+// Len returns how many mirrors the set has.
+func (s *MirrorSet) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mirrors)
+}
+
+// Close stops the background prober.
+func (s *MirrorSet) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.probing.Wait()
+	return nil
+}
+
+func (s *MirrorSet) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.mirrors) == 1 {
+		return s.mirrors[0].name
+	}
+	return fmt.Sprintf("%s (+%d mirrors)", s.mirrors[0].name, len(s.mirrors)-1)
+}
+
+func (s *MirrorSet) snapshot() []*mirror {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.mirrors)
+}
+
+// Probe measures every mirror at once with one small request, marking the ones that do
+// not answer down (the background prober retries them). It returns when all answered or
+// ctx ends.
+func (s *MirrorSet) Probe(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, m := range s.snapshot() {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.probe(ctx, m) }()
+	}
+	wg.Wait()
+}
+
+// probe sends one small request to m and records the outcome. With a known chunk it
+// fetches and verifies that chunk (which a bad mirror must pass to be trusted again);
+// otherwise it fetches the probe file, for which "not found" still proves the server
+// answers.
+func (s *MirrorSet) probe(ctx context.Context, m *mirror) bool {
+	s.mu.Lock()
+	known := s.known
+	s.mu.Unlock()
+	m.mu.Lock()
+	if m.state == stateBad && known == nil {
+		// Only a verified chunk can show a mirror that lied is honest again.
+		m.probing = false
+		m.nextProbe = time.Now().Add(m.backoff)
+		m.mu.Unlock()
+		return false
+	}
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	start := time.Now()
+	var err error
+	if known != nil {
+		var raw []byte
+		raw, err = m.store.Chunk(ctx, *known)
+		if err == nil {
+			_, err = chunk.Decode(nil, known.ID, int(known.Len), raw)
+		}
+	} else {
+		_, err = m.store.File(ctx, s.opt.ProbeFile, 64<<10)
+		if errors.Is(err, ErrNotFound) {
+			err = nil
+		}
+	}
+	d := time.Since(start)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.probing = false
+	if err != nil {
+		m.lastErr = err.Error()
+		if m.state == stateUp {
+			m.state = stateDown
+			m.backoff = probeBackoffMin
+			s.opt.Log("mirror %s does not answer: %v (demoted, re-probing)", m.name, err)
+		}
+		m.nextProbe = time.Now().Add(m.backoff)
+		m.backoff = min(2*m.backoff, m.maxBackoff())
+		return false
+	}
+	if known == nil {
+		m.est.latency = ewma(m.est.latency, d.Seconds()) // a small request: all latency
+	} else {
+		m.est.observe(int(known.Stored), d)
+	}
+	if m.state != stateUp {
+		s.opt.Log("mirror %s is back (answered in %s)", m.name, d.Round(time.Millisecond))
+		m.state = stateUp
+		m.lastErr = ""
+	}
+	return true
+}
+
+func (m *mirror) maxBackoff() time.Duration {
+	if m.state == stateBad {
+		return badBackoffMax
+	}
+	return probeBackoffMax
+}
+
+// prober re-probes demoted mirrors when their backoff has passed.
+func (s *MirrorSet) prober() {
+	defer s.probing.Done()
+	t := time.NewTicker(probeTick)
+	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		for _, m := range s.snapshot() {
+			m.mu.Lock()
+			due := m.state != stateUp && !m.probing && now.After(m.nextProbe)
+			if due {
+				m.probing = true
+			}
+			m.mu.Unlock()
+			if due {
+				wg.Add(1)
+				go func() { defer wg.Done(); s.probe(ctx, m) }()
+			}
+		}
+	}
+}
+
+// demote marks m failed after err. A corrupt chunk demotes it hard.
+func (s *MirrorSet) demote(m *mirror, ref chunk.Ref, err error, corrupt bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastErr = err.Error()
+	m.failures++
+	if corrupt {
+		m.corrupt++
+		wasBad := m.state == stateBad
+		m.state = stateBad
+		if !wasBad {
+			m.backoff = badBackoffMin
+		}
+		m.nextProbe = time.Now().Add(m.backoff)
+		s.opt.Log("mirror %s served a corrupt chunk %s: %v (demoted hard; next probe in %s)",
+			m.name, ref.ID, err, m.backoff)
+		m.backoff = min(2*m.backoff, badBackoffMax)
+		return
+	}
+	if m.state == stateUp {
+		m.state = stateDown
+		m.backoff = probeBackoffMin
+		m.nextProbe = time.Now().Add(m.backoff)
+		m.backoff *= 2
+		s.opt.Log("mirror %s failed: %v (demoted, re-probing)", m.name, err)
+	}
+}
+
+// choose returns the mirror a request for size bytes should go to next, skipping those
+// already tried: the one among the best Spread healthy mirrors expected to answer first
+// given the requests it already has in flight. When every healthy mirror was tried it
+// falls back to demoted ones (a mirror may be back before its probe says so); nil when
+// none is left.
+func (s *MirrorSet) choose(size int, tried []*mirror) *mirror {
+	type cand struct {
+		m        *mirror
+		state    mirrorState
+		base     time.Duration
+		cost     float64
+		nextProb time.Time
+	}
+	var up, demoted []cand
+	for _, m := range s.snapshot() {
+		if slices.Contains(tried, m) {
+			continue
+		}
+		m.mu.Lock()
+		c := cand{m: m, state: m.state, base: m.est.expected(size), nextProb: m.nextProbe}
+		c.cost = c.base.Seconds() * float64(1+m.inflight)
+		m.mu.Unlock()
+		if c.state == stateUp {
+			up = append(up, c)
+		} else {
+			demoted = append(demoted, c)
+		}
+	}
+	if len(up) > 0 {
+		slices.SortStableFunc(up, func(a, b cand) int { return cmpDur(a.base, b.base) })
+		up = up[:min(len(up), s.opt.Spread)]
+		best := up[0]
+		for _, c := range up[1:] {
+			if c.cost < best.cost {
+				best = c
+			}
+		}
+		return best.m
+	}
+	if len(demoted) > 0 {
+		// Down before bad, then whichever is due for a probe soonest.
+		slices.SortStableFunc(demoted, func(a, b cand) int {
+			if a.state != b.state {
+				return int(a.state) - int(b.state)
+			}
+			return a.nextProb.Compare(b.nextProb)
+		})
+		return demoted[0].m
+	}
+	return nil
+}
+
+func cmpDur(a, b time.Duration) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// hedgeDelay is how long a request to m may run before it is hedged: m's recent p95, or
+// while m is new, a generous multiple of its expected time.
+func (s *MirrorSet) hedgeDelay(m *mirror, size int) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.est.quantile(0.95)
+	if !ok {
+		d = 4 * m.est.expected(size)
+	}
+	return max(d, s.opt.HedgeMin)
+}
+
+// takeHedge spends one hedge from the budget, which grows by HedgeFraction per request.
+func (s *MirrorSet) takeHedge() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tokens >= 1 {
+		s.tokens--
+		return true
+	}
+	return false
+}
+
+func (s *MirrorSet) earnHedge() {
+	if s.opt.HedgeFraction < 0 {
+		return
+	}
+	s.mu.Lock()
+	s.tokens = math.Min(s.tokens+s.opt.HedgeFraction, hedgeBurst)
+	s.mu.Unlock()
+}
+
+// Fetch returns the verified chunk from the first mirror that has it. When every mirror
+// fails, it waits and retries under the Wait policy, so reads resume by themselves when
+// a mirror comes back.
+func (s *MirrorSet) Fetch(ctx context.Context, ref chunk.Ref) (Fetched, error) {
+	var out Fetched
+	waiting := false
+	defer func() {
+		if waiting {
+			s.opt.Metrics.wait(-1)
+		}
+	}()
+	err := s.opt.Wait.Do(ctx, "chunk "+ref.ID.String()[:16], func(ctx context.Context) error {
+		var err error
+		out, err = s.round(ctx, ref)
+		if err != nil && !waiting && ctx.Err() == nil {
+			waiting = true
+			s.opt.Metrics.wait(1)
+		}
+		return err
+	})
+	return out, err
+}
+
+type attemptResult struct {
+	m     *mirror
+	f     Fetched
+	err   error
+	hedge bool
+}
+
+// round asks the mirrors for ref once each at most: the best first, the next at once
+// when one fails, and a second one early (a hedge) when the first runs long.
+func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the requests that lost
+	size := int(ref.Stored)
+	if size <= 0 {
+		size = int(ref.Len) / 2
+	}
+	s.earnHedge()
+	results := make(chan attemptResult, s.Len()+1)
+	var tried []*mirror
+	running := 0
+	launch := func(m *mirror, hedge bool) {
+		tried = append(tried, m)
+		running++
+		go func() {
+			f, err := s.attempt(ctx, m, ref)
+			results <- attemptResult{m, f, err, hedge}
+		}()
+	}
+	first := s.choose(size, nil)
+	if first == nil {
+		return Fetched{}, errors.New("no mirrors")
+	}
+	launch(first, false)
+	var hedge <-chan time.Time
+	if s.opt.HedgeFraction > 0 {
+		t := time.NewTimer(s.hedgeDelay(first, size))
+		defer t.Stop()
+		hedge = t.C
+	}
+	var errs []string
+	for running > 0 {
+		select {
+		case r := <-results:
+			running--
+			if r.err == nil {
+				if r.hedge {
+					s.opt.Metrics.hedge(true)
+				}
+				s.remember(ref)
+				return r.f, nil
+			}
+			if ctx.Err() != nil {
+				return Fetched{}, ctx.Err()
+			}
+			errs = append(errs, r.err.Error())
+			if next := s.choose(size, tried); next != nil {
+				s.opt.Metrics.failover()
+				launch(next, false)
+			}
+		case <-hedge:
+			hedge = nil // at most one hedge per round
+			if next := s.choose(size, tried); next != nil && s.takeHedge() {
+				s.opt.Metrics.hedge(false)
+				first.mu.Lock()
+				first.hedges++
+				first.mu.Unlock()
+				launch(next, true)
+			}
+		case <-ctx.Done():
+			return Fetched{}, ctx.Err()
+		}
+	}
+	return Fetched{}, fmt.Errorf("chunk %s: every mirror failed: %s", ref.ID, strings.Join(errs, "; "))
+}
+
+// remember keeps a small chunk that verified as the probe for mirrors coming back.
+func (s *MirrorSet) remember(ref chunk.Ref) {
+	if ref.Stored <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.known == nil || ref.Stored < s.known.Stored {
+		r := ref
+		s.known = &r
+	}
+}
+
+// attempt fetches ref from m, verifies it, and books the outcome on m.
+func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref) (Fetched, error) {
+	actx, cancel := context.WithTimeout(ctx, s.opt.AttemptTimeout)
+	defer cancel()
+	m.mu.Lock()
+	m.inflight++
+	m.requests++
+	m.mu.Unlock()
+	start := time.Now()
+	raw, err := m.store.Chunk(actx, ref)
+	var plain []byte
+	corrupt := false
+	if err == nil {
+		plain, err = chunk.Decode(nil, ref.ID, int(ref.Len), raw)
+		corrupt = err != nil
+	}
+	var tooLarge *TooLargeError
+	if errors.As(err, &tooLarge) {
+		corrupt = true // a mirror sending more than the index says is lying too
+	}
+	d := time.Since(start)
+	m.mu.Lock()
+	m.inflight--
+	switch {
+	case err == nil:
+		m.bytes += int64(len(raw))
+		m.est.observe(len(raw), d)
+	case ctx.Err() != nil:
+		// Cancelled because another mirror answered first (or the reader left): not
+		// m's fault, but it was at least this slow, which its estimate should know.
+		if size := int(ref.Stored); size > 0 && d > m.est.expected(size) {
+			m.est.observe(size, d)
+		}
+	}
+	m.mu.Unlock()
+	switch {
+	case err == nil:
+		s.opt.Metrics.request(m.name, "ok", len(raw), d)
+		return Fetched{Raw: raw, Plain: plain}, nil
+	case ctx.Err() != nil:
+		s.opt.Metrics.request(m.name, "cancelled", 0, d)
+		return Fetched{}, ctx.Err()
+	case corrupt:
+		s.opt.Metrics.request(m.name, "corrupt", 0, d)
+	default:
+		s.opt.Metrics.request(m.name, "error", 0, d)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%s: no answer within %s", m.name, s.opt.AttemptTimeout)
+	}
+	s.demote(m, ref, err, corrupt)
+	return Fetched{}, err
+}
+
+// Chunk returns a chunk's stored bytes, verified (MirrorSet is also a Store).
+func (s *MirrorSet) Chunk(ctx context.Context, ref chunk.Ref) ([]byte, error) {
+	f, err := s.Fetch(ctx, ref)
+	return f.Raw, err
+}
+
+// File returns a metadata file from the best mirror that has it, trying the others in
+// order when one fails. It does not wait for mirrors to come back: callers of File
+// (loading an index) have their own policy.
+func (s *MirrorSet) File(ctx context.Context, name string, max int64) ([]byte, error) {
+	var tried []*mirror
+	var errs []error
+	notFound := 0
+	for {
+		m := s.choose(512, tried)
+		if m == nil {
+			break
+		}
+		tried = append(tried, m)
+		b, err := m.store.File(ctx, name, max)
+		if err == nil {
+			return b, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var tl *TooLargeError
+		switch {
+		case errors.Is(err, ErrNotFound):
+			notFound++ // a mirror without the file is not failing
+		case errors.As(err, &tl):
+		default:
+			s.demote(m, chunk.Ref{}, err, false)
+		}
+		errs = append(errs, err)
+	}
+	if notFound == len(errs) && notFound > 0 {
+		return nil, fmt.Errorf("%s: %w on any of %d mirrors", name, ErrNotFound, notFound)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// MirrorStatus is what a set knows about one mirror, for status output and rankings.
+type MirrorStatus struct {
+	Name       string
+	State      string
+	Latency    time.Duration // moving average of small requests
+	P50, P95   time.Duration // of recent chunk requests (0: too few)
+	Throughput float64       // bytes/s, moving average (0: not measured)
+	InFlight   int
+	Requests   int64
+	Failures   int64
+	Corrupt    int64
+	Hedges     int64 // requests to this mirror that were hedged
+	Bytes      int64
+	LastError  string
+}
+
+// Status returns every mirror, best first (up before down before bad, then by expected
+// time for a 64 KiB chunk).
+func (s *MirrorSet) Status() []MirrorStatus {
+	var out []MirrorStatus
+	var rank []time.Duration
+	var states []mirrorState
+	for _, m := range s.snapshot() {
+		m.mu.Lock()
+		st := MirrorStatus{
+			Name: m.name, State: m.state.String(),
+			Latency:    time.Duration(m.est.latency * float64(time.Second)),
+			Throughput: m.est.throughput,
+			InFlight:   m.inflight, Requests: m.requests, Failures: m.failures, Corrupt: m.corrupt,
+			Hedges: m.hedges, Bytes: m.bytes, LastError: m.lastErr,
+		}
+		st.P50, _ = m.est.quantile(0.5)
+		st.P95, _ = m.est.quantile(0.95)
+		rank = append(rank, m.est.expected(64<<10))
+		states = append(states, m.state)
+		m.mu.Unlock()
+		out = append(out, st)
+	}
+	idx := make([]int, len(out))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int {
+		if states[a] != states[b] {
+			return int(states[a]) - int(states[b])
+		}
+		return cmpDur(rank[a], rank[b])
+	})
+	sorted := make([]MirrorStatus, len(out))
+	for i, j := range idx {
+		sorted[i] = out[j]
+	}
+	return sorted
+}
