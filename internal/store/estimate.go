@@ -11,6 +11,7 @@ import (
 // It is not safe for concurrent use; the mirror's lock guards it.
 type estimate struct {
 	latency    float64 // seconds, EWMA; 0: unknown
+	assumed    float64 // latency to assume while unknown (keeps the caller's order)
 	throughput float64 // bytes/s, EWMA; 0: unknown
 	recent     [256]float64
 	n          int // samples recorded in recent (ring position = n % len)
@@ -61,7 +62,11 @@ func (e *estimate) expected(size int) time.Duration {
 	if thr == 0 {
 		thr = assumedThroughput
 	}
-	return time.Duration((e.latency + float64(size)/thr) * float64(time.Second))
+	lat := e.latency
+	if lat == 0 {
+		lat = e.assumed
+	}
+	return time.Duration((lat + float64(size)/thr) * float64(time.Second))
 }
 
 // quantile returns the q-quantile of the recent request times, and whether there were

@@ -143,7 +143,7 @@ func (s *MirrorSet) Add(stores ...Store) {
 		// A newcomer's order among the unmeasured keeps the caller's order: a tiny
 		// latency that grows with its position.
 		m := &mirror{store: st, name: name}
-		m.est.latency = 0.05 + 0.001*float64(len(s.mirrors))
+		m.est.assumed = 0.05 + 0.001*float64(len(s.mirrors))
 		s.mirrors = append(s.mirrors, m)
 	}
 }
@@ -670,4 +670,24 @@ func (s *MirrorSet) Status() []MirrorStatus {
 		sorted[i] = out[j]
 	}
 	return sorted
+}
+
+// Measure fetches refs from every mirror (each mirror its own copy of the list, one
+// request at a time, all mirrors at once) to measure them on real chunks. Failures
+// demote as usual. It returns when every mirror is done or ctx ends.
+func (s *MirrorSet) Measure(ctx context.Context, refs []chunk.Ref) {
+	var wg sync.WaitGroup
+	for _, m := range s.snapshot() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, ref := range refs {
+				if _, err := s.attempt(ctx, m, ref); err != nil {
+					return
+				}
+				s.remember(ref)
+			}
+		}()
+	}
+	wg.Wait()
 }
