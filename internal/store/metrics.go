@@ -139,3 +139,26 @@ func (m *Metrics) cacheSize(bytes int64, evicted int) {
 	m.cacheBytes.Set(float64(bytes))
 	m.cacheEvict.Add(float64(evicted))
 }
+
+// Accessors for tests and status output.
+
+// HashFailures returns the counter of corrupt chunks from mirror.
+func (m *Metrics) HashFailures(mirror string) prometheus.Counter {
+	return m.hashFails.WithLabelValues(mirror)
+}
+
+// Hedges returns the counter of hedged requests.
+func (m *Metrics) Hedges() prometheus.Counter { return m.hedges }
+
+// HedgeWins returns the counter of hedges that answered first.
+func (m *Metrics) HedgeWins() prometheus.Counter { return m.hedgeWins }
+
+// Failovers returns the counter of requests moved to another mirror.
+func (m *Metrics) Failovers() prometheus.Counter { return m.failovers }
+
+// Waiting returns the gauge of fetches waiting for any mirror.
+func (m *Metrics) Waiting() prometheus.Gauge { return m.waiting }
+
+// CacheHits and CacheMisses return the disk cache counters.
+func (m *Metrics) CacheHits() prometheus.Counter   { return m.cacheHits }
+func (m *Metrics) CacheMisses() prometheus.Counter { return m.cacheMiss }
