@@ -252,7 +252,9 @@ func TestMirrorSetHedgesStalledRequest(t *testing.T) {
 func TestMirrorSetHedgeBudgetBounded(t *testing.T) {
 	dir, ix, _ := mirrorImage(t, 3<<20, 8)
 	// Every request on both mirrors takes 30-60 ms: each would be hedged without a budget.
-	slow := func(r *http.Request) time.Duration { return 30*time.Millisecond + time.Duration(len(r.URL.Path)%30)*time.Millisecond }
+	slow := func(r *http.Request) time.Duration {
+		return 30*time.Millisecond + time.Duration(len(r.URL.Path)%30)*time.Millisecond
+	}
 	a, b := startMirror(t, dir), startMirror(t, dir)
 	a.delay, b.delay = slow, slow
 	reg := prometheus.NewRegistry()
