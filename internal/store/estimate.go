@@ -6,13 +6,14 @@ import (
 )
 
 // estimate is what a mirror set knows of one mirror's speed: a moving average of its
-// latency (time to answer a small request) and throughput (bytes per second once the
-// answer flows), and the recent request times for quantiles. The zero value is usable.
-// It is not safe for concurrent use; the mirror's lock guards it.
+// latency (time to answer a small request) and of its throughput (bytes per second the
+// mirror delivers in all, shared by the requests in flight), and the recent request
+// times for quantiles. The zero value is usable. It is not safe for concurrent use; the
+// mirror's lock guards it.
 type estimate struct {
 	latency    float64 // seconds, EWMA; 0: unknown
 	assumed    float64 // latency to assume while unknown (keeps the caller's order)
-	throughput float64 // bytes/s, EWMA; 0: unknown
+	throughput float64 // bytes/s over all requests in flight, EWMA; 0: unknown
 	recent     [256]float64
 	n          int // samples recorded in recent (ring position = n % len)
 }
@@ -32,8 +33,10 @@ func ewma(old, sample float64) float64 {
 	return old + ewmaWeight*(sample-old)
 }
 
-// observe records a request of size bytes that took d.
-func (e *estimate) observe(size int, d time.Duration) {
+// observe records a request of size bytes that took d while `shared` requests (itself
+// included) were in flight on the same mirror: each got about 1/shared of the mirror's
+// throughput.
+func (e *estimate) observe(size int, d time.Duration, shared int) {
 	s := d.Seconds()
 	if s <= 0 {
 		s = 1e-6
@@ -53,11 +56,15 @@ func (e *estimate) observe(size int, d time.Duration) {
 		transfer = s / 4
 		e.latency = ewma(e.latency, s*3/4) // the latency estimate was too high
 	}
-	e.throughput = ewma(e.throughput, float64(size)/transfer)
+	e.throughput = ewma(e.throughput, float64(size)*float64(max(shared, 1))/transfer)
 }
 
-// expected returns how long a request of size bytes should take.
-func (e *estimate) expected(size int) time.Duration {
+// expected returns how long a request of size bytes should take on an idle mirror.
+func (e *estimate) expected(size int) time.Duration { return e.expectedWith(size, 0) }
+
+// expectedWith returns how long a request of size bytes should take when `busy`
+// requests are already in flight on the mirror and share its throughput with it.
+func (e *estimate) expectedWith(size, busy int) time.Duration {
 	thr := e.throughput
 	if thr == 0 {
 		thr = assumedThroughput
@@ -66,7 +73,7 @@ func (e *estimate) expected(size int) time.Duration {
 	if lat == 0 {
 		lat = e.assumed
 	}
-	return time.Duration((lat + float64(size)/thr) * float64(time.Second))
+	return time.Duration((lat + float64(size)*float64(busy+1)/thr) * float64(time.Second))
 }
 
 // quantile returns the q-quantile of the recent request times, and whether there were

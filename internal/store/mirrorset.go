@@ -240,7 +240,7 @@ func (s *MirrorSet) probe(ctx context.Context, m *mirror) bool {
 	if known == nil {
 		m.est.latency = ewma(m.est.latency, d.Seconds()) // a small request: all latency
 	} else {
-		m.est.observe(int(known.Stored), d)
+		m.est.observe(int(known.Stored), d, 1)
 	}
 	if m.state != stateUp {
 		s.opt.Log("mirror %s is back (answered in %s)", m.name, d.Round(time.Millisecond))
@@ -336,7 +336,7 @@ func (s *MirrorSet) choose(size int, tried []*mirror) *mirror {
 		}
 		m.mu.Lock()
 		c := cand{m: m, state: m.state, base: m.est.expected(size), nextProb: m.nextProbe}
-		c.cost = c.base.Seconds() * float64(1+m.inflight)
+		c.cost = m.est.expectedWith(size, m.inflight).Seconds()
 		m.mu.Unlock()
 		if c.state == stateUp {
 			up = append(up, c)
@@ -528,6 +528,7 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref) (Fetc
 	m.mu.Lock()
 	m.inflight++
 	m.requests++
+	busyAtStart := m.inflight
 	m.mu.Unlock()
 	start := time.Now()
 	raw, err := m.store.Chunk(actx, ref)
@@ -543,16 +544,17 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref) (Fetc
 	}
 	d := time.Since(start)
 	m.mu.Lock()
+	shared := (busyAtStart + m.inflight + 1) / 2 // requests in flight beside this one, on average
 	m.inflight--
 	switch {
 	case err == nil:
 		m.bytes += int64(len(raw))
-		m.est.observe(len(raw), d)
+		m.est.observe(len(raw), d, shared)
 	case ctx.Err() != nil:
 		// Cancelled because another mirror answered first (or the reader left): not
 		// m's fault, but it was at least this slow, which its estimate should know.
-		if size := int(ref.Stored); size > 0 && d > m.est.expected(size) {
-			m.est.observe(size, d)
+		if size := int(ref.Stored); size > 0 && d > m.est.expectedWith(size, shared-1) {
+			m.est.observe(size, d, shared)
 		}
 	}
 	m.mu.Unlock()
@@ -634,7 +636,7 @@ type MirrorStatus struct {
 }
 
 // Status returns every mirror, best first (up before down before bad, then by expected
-// time for a 64 KiB chunk).
+// time for a 64 KiB chunk on an idle mirror).
 func (s *MirrorSet) Status() []MirrorStatus {
 	var out []MirrorStatus
 	var rank []time.Duration
