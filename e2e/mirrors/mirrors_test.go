@@ -268,3 +268,37 @@ func chunkBytes(t testing.TB, dir string) int64 {
 	}
 	return n
 }
+
+// TestMirrorsCommandRanks: `nowhere mirrors` measures every mirror and prints them best
+// first: the two fast ones, then the one slowed by toxiproxy, then the dead one.
+func TestMirrorsCommandRanks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	st, _ := makeStore(t, 4<<20, 9)
+	_, fast1 := serveStore(t, st, "127.0.0.1:0")
+	_, fast2 := serveStore(t, st, "127.0.0.1:0")
+	_, u3, _ := startNginx(t, st)
+	slow := slowProxy(t, strings.TrimPrefix(u3, "http://"), 150*time.Millisecond)
+	dead := "http://" + freePort(t)
+	out, err := exec.Command(nowhereBin, "mirrors", slow+"/images/test", dead, fast1, fast2, "--samples", "8").Output()
+	if err != nil {
+		t.Fatalf("nowhere mirrors: %v\n%s", err, out)
+	}
+	var order []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 12 || f[0] == "RANK" {
+			continue
+		}
+		url := f[len(f)-1]
+		order = append(order, url+" "+f[1])
+		if f[1] == "up" && f[5] == "-" {
+			t.Errorf("no throughput measured for %s:\n%s", url, out)
+		}
+	}
+	if len(order) != 4 || order[2] != slow+" up" || order[3] != dead+" down" ||
+		!strings.HasSuffix(order[0], " up") || !strings.HasSuffix(order[1], " up") {
+		t.Fatalf("ranking %q; want the two fast, then %s, then %s down:\n%s", order, slow, dead, out)
+	}
+}

@@ -77,10 +77,10 @@ func (e *estimate) expectedWith(size, busy int) time.Duration {
 }
 
 // quantile returns the q-quantile of the recent request times, and whether there were
-// enough samples to tell.
-func (e *estimate) quantile(q float64) (time.Duration, bool) {
+// at least minSamples to tell.
+func (e *estimate) quantile(q float64, minSamples int) (time.Duration, bool) {
 	n := min(e.n, len(e.recent))
-	if n < 16 {
+	if n < max(minSamples, 1) {
 		return 0, false
 	}
 	s := slices.Clone(e.recent[:n])

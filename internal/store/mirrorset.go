@@ -383,7 +383,7 @@ func cmpDur(a, b time.Duration) int {
 func (s *MirrorSet) hedgeDelay(m *mirror, size int) time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	d, ok := m.est.quantile(0.95)
+	d, ok := m.est.quantile(0.95, 16)
 	if !ok {
 		d = 4 * m.est.expected(size)
 	}
@@ -458,7 +458,10 @@ func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 		running++
 		go func() {
 			f, err := s.attempt(ctx, m, ref)
-			results <- attemptResult{m, f, err, hedge}
+			select {
+			case results <- attemptResult{m, f, err, hedge}:
+			case <-ctx.Done(): // the round is over (another answered): nobody reads
+			}
 		}()
 	}
 	first := s.choose(size, nil)
@@ -650,8 +653,8 @@ func (s *MirrorSet) Status() []MirrorStatus {
 			InFlight:   m.inflight, Requests: m.requests, Failures: m.failures, Corrupt: m.corrupt,
 			Hedges: m.hedges, Bytes: m.bytes, LastError: m.lastErr,
 		}
-		st.P50, _ = m.est.quantile(0.5)
-		st.P95, _ = m.est.quantile(0.95)
+		st.P50, _ = m.est.quantile(0.5, 4)
+		st.P95, _ = m.est.quantile(0.95, 4)
 		rank = append(rank, m.est.expected(64<<10))
 		states = append(states, m.state)
 		m.mu.Unlock()
