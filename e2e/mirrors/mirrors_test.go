@@ -1,6 +1,7 @@
 package mirrors
 
 import (
+	"crypto/sha256"
 	"errors"
 	"io/fs"
 	"net/http"
@@ -300,5 +301,38 @@ func TestMirrorsCommandRanks(t *testing.T) {
 	if len(order) != 4 || order[2] != slow+" up" || order[3] != dead+" down" ||
 		!strings.HasSuffix(order[0], " up") || !strings.HasSuffix(order[1], " up") {
 		t.Fatalf("ranking %q; want the two fast, then %s, then %s down:\n%s", order, slow, dead, out)
+	}
+}
+
+// TestInfoAndExtractUseMirrors: with the store in SOURCE down, info and extract still
+// work from a --mirror, and extract reads through a --cache with a quota.
+func TestInfoAndExtractUseMirrors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	st, want := makeStore(t, 4<<20, 10)
+	_, live := serveStore(t, st, "127.0.0.1:0")
+	dead := "http://" + freePort(t)
+	out, err := exec.Command(nowhereBin, "info", dead+"/images/test", "--mirror", live).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "name:      test") {
+		t.Fatalf("info with a dead SOURCE and a live --mirror: %v\n%s", err, out)
+	}
+	img := filepath.Join(t.TempDir(), "out.img")
+	cache := t.TempDir()
+	out, err = exec.Command(nowhereBin, "extract", dead+"/images/test", img, "--mirror", live,
+		"--cache", cache, "--cache-size", "1M", "--progress", "never").CombinedOutput()
+	if err != nil {
+		t.Fatalf("extract: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(img)
+	if err != nil || sha256.Sum256(b) != want {
+		t.Fatalf("extracted image differs (%v)", err)
+	}
+	if n := chunkBytes(t, cache); n == 0 || n > 1<<20 {
+		t.Fatalf("cache holds %d bytes of chunks with --cache-size 1M", n)
+	}
+	out, err = exec.Command(nowhereBin, "info", dead+"/images/test", "--mirror", "ftp://x").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--mirror") || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+		t.Fatalf("bad --mirror: want one line naming the flag, got %v:\n%s", err, out)
 	}
 }
