@@ -104,11 +104,14 @@ func (c *DiskCache) Dir() *Dir { return c.dir }
 // Quota returns the quota in bytes (0: unbounded).
 func (c *DiskCache) Quota() int64 { return c.quota }
 
-// overQuota evicts down to the quota, if there is one. c.mu must be held.
+// overQuota evicts down to the quota, if there is one, and updates the size metric.
+// c.mu must be held.
 func (c *DiskCache) overQuota() {
 	if c.quota > 0 {
 		c.evict(c.quota)
+		return
 	}
+	c.metrics.cacheSize(c.used, 0)
 }
 
 // evict removes least recently used chunks until at most target bytes remain. It

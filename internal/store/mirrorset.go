@@ -553,6 +553,11 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref) (Fetc
 	case err == nil:
 		m.bytes += int64(len(raw))
 		m.est.observe(len(raw), d, shared)
+		if m.state == stateDown { // tried as a last resort, and it answered: it is back
+			m.state = stateUp
+			m.lastErr = ""
+			s.opt.Log("mirror %s is back (served a chunk)", m.name)
+		}
 	case ctx.Err() != nil:
 		// Cancelled because another mirror answered first (or the reader left): not
 		// m's fault, but it was at least this slow, which its estimate should know.

@@ -340,3 +340,22 @@ func TestMirrorSetLocalDirectoryMirror(t *testing.T) {
 		t.Fatal("reading through a directory mirror failed")
 	}
 }
+
+func TestMirrorSetFailsOverOnStalledMirror(t *testing.T) {
+	dir, ix, _ := mirrorImage(t, 1<<20, 12)
+	stalled, good := startMirror(t, dir), startMirror(t, dir)
+	stalled.delay = func(*http.Request) time.Duration { return time.Minute }
+	var log logRecorder
+	set := newSet(t, store.MirrorOptions{HedgeFraction: -1, AttemptTimeout: 300 * time.Millisecond, Log: log.logf},
+		stalled.store(t), good.store(t))
+	ref := refsOf(ix)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f, err := set.Fetch(ctx, ref)
+	if err != nil || chunk.Sum(f.Plain) != ref.ID {
+		t.Fatalf("fetch with the first mirror stalled: %v", err)
+	}
+	if st := statusOf(t, set, stalled.URL()); st.State != "down" || !strings.Contains(st.LastError, "no answer within") {
+		t.Fatalf("stalled mirror: state %s, last error %q; want down after the attempt timeout", st.State, st.LastError)
+	}
+}
