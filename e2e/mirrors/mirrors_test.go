@@ -93,6 +93,12 @@ func TestMountSurvivesKilledMirror(t *testing.T) {
 	if !strings.Contains(lineWith(status, u2), "down") {
 		t.Errorf("killed mirror not shown down:\n%s", status)
 	}
+	// The status file is live: the kernel must not serve a cached copy.
+	time.Sleep(1100 * time.Millisecond)
+	again, err := os.ReadFile(filepath.Join(m.mnt, ".status"))
+	if err != nil || string(again) == status {
+		t.Errorf("status file did not change a second later (%v)", err)
+	}
 	// SIGUSR1 logs a one-line status.
 	_ = m.cmd.Process.Signal(syscall.SIGUSR1)
 	m.waitOutput(`status: \d+ reads`, 30*time.Second)
