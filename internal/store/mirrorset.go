@@ -55,6 +55,11 @@ type MirrorSet struct {
 	probing  sync.WaitGroup
 }
 
+var (
+	_ Fetcher = (*MirrorSet)(nil)
+	_ Store   = (*MirrorSet)(nil)
+)
+
 type mirrorState int
 
 const (
