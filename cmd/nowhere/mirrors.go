@@ -86,7 +86,9 @@ func runMirrors(ctx context.Context, args []string, o mirrorsOptions) error {
 		}
 		ix, _, err := image.Load(ctx, set, image.Location{Name: name}, openPolicy)
 		if err != nil {
-			return err
+			// The ranking by latency still stands: print it, then fail.
+			writeMirrorTable(os.Stdout, set.Status())
+			return fmt.Errorf("throughput not measured: %w", err)
 		}
 		mctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
