@@ -27,6 +27,9 @@ type Content interface {
 type File struct {
 	Name    string
 	Content Content
+	// Live content changes while mounted (a status report): the kernel must not cache
+	// it, and reads go to Content even past Size.
+	Live bool
 }
 
 // Options for Mount.
@@ -124,7 +127,7 @@ var _ = (fs.NodeOnAdder)((*dir)(nil))
 
 func (d *dir) OnAdd(ctx context.Context) {
 	for i, f := range d.files {
-		ch := d.NewPersistentInode(ctx, &file{c: f.Content, name: f.Name, logf: d.logf},
+		ch := d.NewPersistentInode(ctx, &file{c: f.Content, name: f.Name, live: f.Live, logf: d.logf},
 			fs.StableAttr{Mode: syscall.S_IFREG, Ino: uint64(i + 2)})
 		d.AddChild(f.Name, ch, false)
 	}
@@ -134,6 +137,7 @@ type file struct {
 	fs.Inode
 	c    Content
 	name string
+	live bool
 	logf func(string, ...any)
 }
 
@@ -154,6 +158,9 @@ func (f *file) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 func (f *file) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC) != 0 {
 		return nil, 0, syscall.EROFS
+	}
+	if f.live {
+		return nil, fuse.FOPEN_DIRECT_IO, 0
 	}
 	// The content never changes, so the kernel may keep its page cache across opens.
 	return nil, fuse.FOPEN_KEEP_CACHE, 0
