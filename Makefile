@@ -6,7 +6,7 @@ BIN      := bin/nowhere
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD := -trimpath -ldflags '-s -w -X main.version=$(VERSION)'
 
-.PHONY: all build deps test test-short demo bench fuzz clean
+.PHONY: all build deps test test-short test-e2e demo bench fuzz clean
 
 all: build
 
@@ -21,6 +21,11 @@ deps:
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+
+# Only the end-to-end tests (e2e/): the real binary, nowhere serve and nginx, FUSE and
+# loop-mounted ext4/squashfs/erofs images. Needs root.
+test-e2e: deps
+	$(GO) test -count=1 -timeout 15m ./e2e/
 
 # Unit tests only (no root, no FUSE).
 test-short:

@@ -26,6 +26,7 @@ for w in "${want[@]}"; do
       need python3 python3
       need ip iproute2
       need curl curl
+      need squid squid   # caching proxy for the mirror/proxy tests (started by the tests, not as a service)
       ;;
     *) echo "install-deps: unknown set '$w' (want test, demo or bench)" >&2; exit 2 ;;
   esac
@@ -38,5 +39,5 @@ sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q >&2
 $sudo apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2
-# Packages that start a system service on install (nginx) must not hold ports the tests use:
+# Packages that start a system service on install (nginx, squid) must not hold ports the tests use:
 # tests start their own instances with their own configs on loopback.

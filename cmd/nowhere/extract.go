@@ -18,9 +18,8 @@ import (
 
 type extractOptions struct {
 	parallel int
-	timeout  time.Duration
-	cache    string
 	progress string
+	sources  sourceOptions
 }
 
 func newExtractCommand() *cobra.Command {
@@ -32,14 +31,15 @@ func newExtractCommand() *cobra.Command {
 once) and writes the image to OUT, leaving holes where the image is zero. OUT appears
 only when it is complete.`,
 		Example: `  nowhere extract http://127.0.0.1:8080/images/debian debian.img
-  nowhere extract ./store/images/debian/2 old.img`,
+  nowhere extract ./store/images/debian/2 old.img
+  nowhere extract http://a.example/images/debian debian.img --mirror http://b.example --cache /var/cache/nowhere`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error { return runExtract(cmd.Context(), args[0], args[1], o) },
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.parallel, "parallel", 16, "chunks fetched at once")
-	f.DurationVar(&o.timeout, "timeout", time.Minute, "give up on a chunk after retrying this long")
-	f.StringVar(&o.cache, "cache", "", "keep fetched chunks in this directory (a local store)")
+	f.DurationVar(&o.sources.timeout, "timeout", time.Minute, "give up on a chunk after retrying every mirror this long")
+	o.sources.addFlags(f, true)
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto, always or never")
 	return cmd
 }
@@ -51,14 +51,12 @@ func runExtract(ctx context.Context, src, out string, o extractOptions) error {
 	if st, err := os.Stat(out); err == nil && !st.Mode().IsRegular() {
 		return fmt.Errorf("extract: %s exists and is not a regular file", out)
 	}
-	img, err := openImageSource(ctx, src)
+	img, err := openImageSource(ctx, src, &o.sources)
+	defer o.sources.close()
 	if err != nil {
 		return err
 	}
-	fetcher, err := img.fetcher(o.timeout, o.cache)
-	if err != nil {
-		return err
-	}
+	fetcher := o.sources.fetcher()
 	ix := img.index
 	// Each distinct chunk is fetched once and written wherever the image repeats it.
 	where := make(map[chunk.ID][]int)

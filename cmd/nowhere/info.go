@@ -11,18 +11,22 @@ import (
 )
 
 func newInfoCommand() *cobra.Command {
-	return &cobra.Command{
+	so := &sourceOptions{timeout: time.Minute}
+	cmd := &cobra.Command{
 		Use:   "info SOURCE",
 		Short: "Describe an image: name, version, size, chunking, chunks and stored bytes",
 		Example: `  nowhere info ./store/images/debian
   nowhere info http://127.0.0.1:8080/images/debian/2`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return runInfo(cmd.Context(), args[0]) },
+		RunE: func(cmd *cobra.Command, args []string) error { return runInfo(cmd.Context(), args[0], so) },
 	}
+	so.addFlags(cmd.Flags(), false)
+	return cmd
 }
 
-func runInfo(ctx context.Context, src string) error {
-	img, err := openImageSource(ctx, src)
+func runInfo(ctx context.Context, src string, so *sourceOptions) error {
+	img, err := openImageSource(ctx, src, so)
+	defer so.close()
 	if err != nil {
 		return err
 	}

@@ -3,18 +3,24 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nowhere-boot/nowhere/internal/fusefs"
 	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/store"
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
 type mountOptions struct {
-	cache     string
-	timeout   time.Duration
+	sources   sourceOptions
+	metrics   string
 	memCache  string
 	readAhead string
 	daemon    bool
@@ -34,6 +40,7 @@ loop-mounted like the original image. Runs in the foreground until interrupted
 (then unmounts) unless --daemon is given.`,
 		Example: `  nowhere mount http://127.0.0.1:8080/images/debian /mnt/nowhere
   nowhere mount ./store/images/debian/3 /mnt/nowhere --cache /var/cache/nowhere --daemon
+  nowhere mount http://a.example/images/debian /mnt/nowhere --mirror http://b.example --metrics 127.0.0.1:9100
   mount -o loop,ro /mnt/nowhere/debian.img /mnt/root`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -44,8 +51,9 @@ loop-mounted like the original image. Runs in the foreground until interrupted
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.cache, "cache", "", "keep fetched chunks in this directory (a local store)")
-	f.DurationVar(&o.timeout, "timeout", time.Minute, "a read that cannot be served fails with EIO after this long (0: retry forever)")
+	o.sources.addFlags(f, true)
+	f.DurationVar(&o.sources.timeout, "timeout", time.Minute, "a read no mirror can serve fails with EIO after this long (0: wait forever, logging)")
+	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100)")
 	f.StringVar(&o.memCache, "mem-cache", "128M", "memory for verified chunks")
 	f.StringVar(&o.readAhead, "readahead", "8M", "most bytes fetched ahead of a sequential reader (0 disables)")
 	f.BoolVar(&o.daemon, "daemon", false, "run in the background once mounted")
@@ -66,17 +74,34 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	if ra == 0 {
 		ra = -1
 	}
-	img, err := openImageSource(ctx, src)
+	reg := prometheus.NewRegistry()
+	o.sources.metrics = store.NewMetrics(reg)
+	img, err := openImageSource(ctx, src, &o.sources)
+	defer o.sources.close()
 	if err != nil {
 		return notifyFailure(err)
 	}
-	f, err := img.fetcher(o.timeout, o.cache)
-	if err != nil {
-		return notifyFailure(err)
+	r := image.NewReader(img.index, o.sources.fetcher(), image.Options{CacheBytes: mem, ReadAhead: ra})
+	registerReaderMetrics(reg, r)
+	if o.metrics != "" {
+		addr, err := serveMetrics(o.metrics, reg)
+		if err != nil {
+			return notifyFailure(err)
+		}
+		logf("metrics at http://%s/metrics", addr)
 	}
-	r := image.NewReader(img.index, f, image.Options{CacheBytes: mem, ReadAhead: ra})
+	status := &mountStatus{img: img, reader: r, sources: &o.sources, started: time.Now()}
 	name := img.index.Name + ".img"
-	srv, err := fusefs.Mount(mnt, []fusefs.File{{Name: name, Content: r}}, fusefs.Options{
+	files := []fusefs.File{
+		{Name: name, Content: r},
+		{Name: statusName, Content: statusFile{status.report}, Live: true},
+	}
+	// Catch signals before mounting: a SIGTERM that arrived after the mount came up but
+	// before this would kill the process and leave a dead mount behind.
+	sigs := interrupted()
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	srv, err := fusefs.Mount(mnt, files, fusefs.Options{
 		FsName: img.loc.String(), Debug: o.debug, Log: logf,
 	})
 	if err != nil {
@@ -85,11 +110,12 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	fmt.Printf("mounted %s version %d (%s) at %s/%s\n", img.index.Name, img.index.Version, units.Bytes(img.index.Size), mnt, name)
 	notifyReady()
 
-	sigs := interrupted()
 	served := make(chan struct{})
 	go func() { srv.Wait(); close(served) }()
 	for {
 		select {
+		case <-usr1:
+			logf("%s", status.line())
 		case <-served: // unmounted from outside (nowhere umount, umount)
 			return nil
 		case sig := <-sigs:

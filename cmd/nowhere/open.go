@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/image"
@@ -22,13 +21,14 @@ type openedImage struct {
 // with a clear message, not hang.
 var openPolicy = store.Policy{Timeout: 5 * time.Second}
 
-// openImageSource resolves SOURCE (STORE/images/NAME[/VERSION]) and loads its index.
-func openImageSource(ctx context.Context, src string) (*openedImage, error) {
+// openImageSource resolves SOURCE (STORE/images/NAME[/VERSION]) and loads its index
+// through the sources so describes (mirrors, cache; see sources.go).
+func openImageSource(ctx context.Context, src string, so *sourceOptions) (*openedImage, error) {
 	loc, err := image.ParseLocation(src)
 	if err != nil {
 		return nil, err
 	}
-	s, err := image.OpenStore(loc.Store)
+	s, err := so.openStore(ctx, loc.Store)
 	if err != nil {
 		return nil, err
 	}
@@ -37,17 +37,4 @@ func openImageSource(ctx context.Context, src string) (*openedImage, error) {
 		return nil, err
 	}
 	return &openedImage{loc: loc, store: s, index: ix, file: file}, nil
-}
-
-// fetcher builds the verified, retrying (and optionally disk-cached) chunk source.
-func (o *openedImage) fetcher(timeout time.Duration, cacheDir string) (store.Fetcher, error) {
-	f := store.Retry(store.Verify(o.store), store.Policy{Timeout: timeout, Log: logf})
-	if cacheDir != "" {
-		d, err := store.CreateDir(cacheDir)
-		if err != nil {
-			return nil, fmt.Errorf("--cache: %w", err)
-		}
-		f = store.Cache(f, d, logf)
-	}
-	return f, nil
 }

@@ -62,6 +62,9 @@ fetching only the chunks that are read.`,
 		newExtractCommand(),
 		newVerifyCommand(),
 		newInfoCommand(),
+		newMirrorsCommand(),
+		newCacheCommand(),
+		newStatusCommand(),
 	)
 	return root
 }

@@ -61,6 +61,9 @@ func runServe(dir string, o serveOptions) error {
 		h = server.AccessLog(h, access.Printf)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	// Catch signals before anyone can know we serve: a SIGTERM that arrived in between
+	// would kill the process instead of shutting it down gracefully.
+	sigs := interrupted()
 	fmt.Printf("serving %s on http://%s\n", dir, ln.Addr())
 
 	done := make(chan error, 1)
@@ -68,7 +71,7 @@ func runServe(dir string, o serveOptions) error {
 	select {
 	case err := <-done:
 		return err
-	case sig := <-interrupted():
+	case sig := <-sigs:
 		logf("%s: finishing requests in flight, then exiting", sig)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

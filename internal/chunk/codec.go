@@ -20,6 +20,9 @@ var (
 	encoder     *zstd.Encoder
 	decoderOnce sync.Once
 	decoder     *zstd.Decoder
+	// capDecoder stops at cap(dst): Decode knows the plain size, so a frame that decodes
+	// past it (a zstd bomb) fails after one block instead of after MaxSize.
+	capDecoder *zstd.Decoder
 )
 
 // zstd encoders and decoders are expensive to create and safe for concurrent EncodeAll and
@@ -47,6 +50,14 @@ func sharedDecoder() *zstd.Decoder {
 		if err != nil {
 			panic(err)
 		}
+		capDecoder, err = zstd.NewReader(nil,
+			zstd.WithDecoderMaxMemory(MaxSize+decodeSlack), // the cap is the real bound
+			zstd.WithDecoderConcurrency(0),
+			zstd.WithDecodeAllCapLimit(true),
+			zstd.IgnoreChecksum(true))
+		if err != nil {
+			panic(err)
+		}
 	})
 	return decoder
 }
@@ -58,7 +69,8 @@ func Encode(dst, plain []byte) []byte {
 
 // decodeSlack is spare capacity past a chunk's end in the buffer it is decoded into: with
 // it the zstd decoder may use its fast copies, which overrun the end of a literal run or
-// a match by up to 32 bytes; without it, it uses slower bounds-exact copies.
+// a match by up to 32 bytes; without it, it uses slower bounds-exact copies. A frame that
+// decodes to more than the declared size still stops within size+decodeSlack bytes.
 const decodeSlack = 64
 
 // Decode decompresses stored bytes, appending to dst, and checks that the result is exactly
@@ -74,7 +86,8 @@ func Decode(dst []byte, id ID, size int, stored []byte) ([]byte, error) {
 		dst = nd
 	}
 	start := len(dst)
-	out, err := sharedDecoder().DecodeAll(stored, dst)
+	sharedDecoder()
+	out, err := capDecoder.DecodeAll(stored, dst[:start:start+size+decodeSlack])
 	if err != nil {
 		return nil, fmt.Errorf("chunk %s: %w: %v", id, ErrCorrupt, err)
 	}

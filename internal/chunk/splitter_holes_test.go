@@ -44,7 +44,7 @@ type pieceSum struct {
 	Sum  [32]byte
 }
 
-func splitAll(t *testing.T, r io.Reader, c Chunker) []pieceSum {
+func splitSums(t *testing.T, r io.Reader, c Chunker) []pieceSum {
 	t.Helper()
 	var out []pieceSum
 	sp := NewSplitter(r, c)
@@ -105,7 +105,7 @@ func TestSplitterSkipsHolesWithSamePieces(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := splitAll(t, plainReader{f}, c)
+		want := splitSums(t, plainReader{f}, c)
 		f.Close()
 
 		f, err = os.Open(path)
@@ -113,7 +113,7 @@ func TestSplitterSkipsHolesWithSamePieces(t *testing.T) {
 			t.Fatal(err)
 		}
 		hf := &holeFile{File: f, size: size}
-		got := splitAll(t, hf, c)
+		got := splitSums(t, hf, c)
 		f.Close()
 
 		if len(got) != len(want) {
@@ -147,7 +147,7 @@ func TestSplitterHoleLongerThanMaxZeroRun(t *testing.T) {
 	}
 	defer f.Close()
 	hf := &holeFile{File: f, size: size}
-	got := splitAll(t, hf, NewCDC(16<<10, 64<<10, 256<<10, 4096))
+	got := splitSums(t, hf, NewCDC(16<<10, 64<<10, 256<<10, 4096))
 	var next int64
 	for i, p := range got {
 		if p.Off != next {
@@ -166,7 +166,7 @@ func TestSplitterHoleLongerThanMaxZeroRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f2.Close()
-	want := splitAll(t, plainReader{f2}, NewCDC(16<<10, 64<<10, 256<<10, 4096))
+	want := splitSums(t, plainReader{f2}, NewCDC(16<<10, 64<<10, 256<<10, 4096))
 	if len(want) != len(got) {
 		t.Fatalf("%d pieces skipping holes, %d reading every byte", len(got), len(want))
 	}

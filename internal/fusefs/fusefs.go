@@ -41,6 +41,9 @@ const maxVecs = 512
 type File struct {
 	Name    string
 	Content Content
+	// Live content changes while mounted (a status report): the kernel must not cache
+	// it, and reads go to Content even past Size.
+	Live bool
 }
 
 // Options for Mount.
@@ -164,7 +167,7 @@ var _ = (fs.NodeOnAdder)((*dir)(nil))
 
 func (d *dir) OnAdd(ctx context.Context) {
 	for i, f := range d.files {
-		ch := d.NewPersistentInode(ctx, &file{c: f.Content, name: f.Name, logf: d.logf},
+		ch := d.NewPersistentInode(ctx, &file{c: f.Content, name: f.Name, live: f.Live, logf: d.logf},
 			fs.StableAttr{Mode: syscall.S_IFREG, Ino: uint64(i + 2)})
 		d.AddChild(f.Name, ch, false)
 	}
@@ -174,6 +177,7 @@ type file struct {
 	fs.Inode
 	c    Content
 	name string
+	live bool
 	logf func(string, ...any)
 }
 
@@ -195,11 +199,19 @@ func (f *file) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC) != 0 {
 		return nil, 0, syscall.EROFS
 	}
+	if f.live {
+		return nil, fuse.FOPEN_DIRECT_IO, 0
+	}
 	// The content never changes, so the kernel may keep its page cache across opens.
 	return nil, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func (f *file) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	// FUSE interrupts (a signal to the reading process) are not passed down: answering
+	// EINTR would surface in read(2) even for handlers installed with SA_RESTART, and the
+	// fetch would be thrown away only to be started again. The kernel does not wait for
+	// us when the signal is fatal; otherwise the read completes and the chunk is cached.
+	ctx = context.WithoutCancel(ctx)
 	if s, ok := f.c.(Slicer); ok {
 		vecs, n, err := s.ReadSlices(ctx, make([][]byte, 0, 24), off, len(dest))
 		if errno := f.readErrno(err, off, len(dest)); errno != 0 {
@@ -221,14 +233,11 @@ func (f *file) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
-// readErrno turns a read error into what the reading process sees: nothing for EOF, EINTR
-// when the read was interrupted, EIO (logged) for anything else.
+// readErrno turns a read error into what the reading process sees: nothing for EOF, EIO
+// (logged) for anything else.
 func (f *file) readErrno(err error, off int64, n int) syscall.Errno {
 	if err == nil || errors.Is(err, io.EOF) {
 		return 0
-	}
-	if errors.Is(err, context.Canceled) {
-		return syscall.EINTR
 	}
 	f.logf("read %s at %d (+%d): %v", f.name, off, n, err)
 	return syscall.EIO

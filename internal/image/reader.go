@@ -163,10 +163,10 @@ func (r *Reader) view(ctx context.Context, off int64, n int, emit func(b []byte,
 	if rest := r.ix.Size - off; int64(n) > rest {
 		n, eof = int(rest), io.EOF
 	}
+	r.stats.Reads.Add(1)
 	if n <= 0 {
 		return 0, eof
 	}
-	r.stats.Reads.Add(1)
 	entries := r.ix.Entries
 	first := r.ix.Find(off)
 	last := r.ix.Find(off + int64(n) - 1)
@@ -254,6 +254,13 @@ func (r *Reader) join(e index.Entry, prefetch bool) *flight {
 		if !prefetch {
 			fl.waiters++
 		}
+		return fl
+	}
+	// A fetch that finished between the caller's cache check and now has put its chunk in
+	// the cache before leaving r.flights (under r.mu): use it instead of fetching again.
+	if data, ok := r.cache.get(e.ID); ok {
+		fl := &flight{done: make(chan struct{}), data: data, cancel: func() {}}
+		close(fl.done)
 		return fl
 	}
 	ctx, cancel := context.WithCancel(context.Background())

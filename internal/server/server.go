@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -58,10 +59,17 @@ type files struct{ root *os.Root }
 func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name, ok := cleanPath(r.URL.Path)
 	if !ok {
-		http.Error(w, "bad path", http.StatusBadRequest)
+		fail(w, "bad path", http.StatusBadRequest)
 		return
 	}
-	file, err := f.root.Open(name)
+	if strings.HasPrefix(path.Base(name), ".tmp-") {
+		// A file being written does not exist yet, as far as clients are concerned.
+		fail(w, "404 not found", http.StatusNotFound)
+		return
+	}
+	// O_NONBLOCK: a FIFO in the store would otherwise block this request forever; it does
+	// not change reads of regular files, and anything else is refused below.
+	file, err := f.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		notFoundOr(w, err)
 		return
@@ -74,7 +82,7 @@ func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !st.Mode().IsRegular() {
 		// No directory listings: clients know every name they need from indexes.
-		http.NotFound(w, r)
+		fail(w, "404 not found", http.StatusNotFound)
 		return
 	}
 	h := w.Header()
@@ -95,7 +103,7 @@ func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // cleanPath turns a URL path into a name inside the store, refusing anything that tries
-// to leave it or to reach temporary files. os.Root refuses symlinks out of the store.
+// to leave it. os.Root refuses symlinks out of the store.
 func cleanPath(p string) (string, bool) {
 	if strings.ContainsRune(p, 0) || strings.Contains(p, "\\") {
 		return "", false
@@ -109,22 +117,27 @@ func cleanPath(p string) (string, bool) {
 	if name == "" {
 		name = "."
 	}
-	if strings.HasPrefix(path.Base(name), ".tmp-") {
-		return "", false
-	}
 	return name, true
 }
 
 func notFoundOr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		http.Error(w, "404 not found", http.StatusNotFound)
+		fail(w, "404 not found", http.StatusNotFound)
 	case errors.Is(err, fs.ErrPermission):
-		http.Error(w, "403 forbidden", http.StatusForbidden)
+		fail(w, "403 forbidden", http.StatusForbidden)
 	default:
 		// Symlinks escaping the root and other refusals from os.Root land here.
-		http.Error(w, "404 not found", http.StatusNotFound)
+		fail(w, "404 not found", http.StatusNotFound)
 	}
+}
+
+// fail answers with an error that caches must not keep as if it were the file: the
+// Cache-Control set for the path (a year, for chunks) describes the file, and a chunk
+// missing now (a mirror still syncing) must be fetchable once it arrives.
+func fail(w http.ResponseWriter, msg string, code int) {
+	w.Header().Del("Cache-Control")
+	http.Error(w, msg, code)
 }
 
 // AccessLog logs one line per request: client, method, path, status, bytes, range, time.

@@ -76,7 +76,9 @@ func (d *Dir) File(ctx context.Context, name string, max int64) ([]byte, error) 
 }
 
 func (d *Dir) read(name string, max int64) ([]byte, error) {
-	f, err := d.root.Open(name)
+	// O_NONBLOCK: opening a FIFO put where a file should be would otherwise block forever;
+	// it does not change reads of regular files, and anything else is refused below.
+	f, err := d.root.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%s/%s: %w", d.path, name, ErrNotFound)

@@ -29,10 +29,16 @@ const (
 func (p Policy) Do(ctx context.Context, what string, fn func(context.Context) error) error {
 	start := time.Now()
 	var deadline <-chan time.Time
+	attemptCtx := ctx
 	if p.Timeout > 0 {
 		t := time.NewTimer(p.Timeout)
 		defer t.Stop()
 		deadline = t.C
+		// The timeout also ends an attempt in progress: a server that accepts a request
+		// and then goes silent must not hold the caller past it.
+		var cancel context.CancelFunc
+		attemptCtx, cancel = context.WithTimeout(ctx, p.Timeout)
+		defer cancel()
 	}
 	every := p.LogEvery
 	if every <= 0 {
@@ -41,7 +47,7 @@ func (p Policy) Do(ctx context.Context, what string, fn func(context.Context) er
 	lastLog := start
 	wait := backoffMin
 	for attempt := 1; ; attempt++ {
-		err := fn(ctx)
+		err := fn(attemptCtx)
 		if err == nil {
 			if attempt > 1 && p.Log != nil {
 				p.Log("%s: succeeded after %d attempts in %s", what, attempt, time.Since(start).Round(time.Millisecond))
@@ -54,6 +60,9 @@ func (p Policy) Do(ctx context.Context, what string, fn func(context.Context) er
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if attemptCtx.Err() != nil {
+			return fmt.Errorf("%w (gave up after %s, %d attempts)", err, p.Timeout, attempt)
 		}
 		if p.Log != nil && time.Since(lastLog) >= every {
 			p.Log("%s: still failing after %s (%d attempts): %v", what, time.Since(start).Round(time.Second), attempt, err)

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/units"
+)
+
+// sourceOptions are the flags of every command that reads a store: where the chunks may
+// come from (the store in SOURCE, more mirrors, the mirrors the store lists, a local
+// cache) and how long a read waits when none answers. open builds the fetch stack:
+//
+//	disk cache (quota, LRU, verified) -> mirror set (ranked, failover, hedging, verified) -> stores
+type sourceOptions struct {
+	mirrors   []string
+	noList    bool
+	cacheDir  string
+	cacheSize string
+	timeout   time.Duration
+	metrics   *store.Metrics
+
+	set   *store.MirrorSet
+	cache *store.DiskCache
+}
+
+// startupProbe bounds the parallel probe of all mirrors when a command starts.
+const startupProbe = 3 * time.Second
+
+func (o *sourceOptions) addFlags(f *pflag.FlagSet, withCache bool) {
+	f.StringArrayVar(&o.mirrors, "mirror", nil, "another source of the same store: an http(s) URL or a directory (repeatable)")
+	f.BoolVar(&o.noList, "no-mirror-list", false, "do not use the mirrors listed in the store's mirrors file")
+	if withCache {
+		f.StringVar(&o.cacheDir, "cache", "", "keep fetched chunks in this directory (a local store, also read when offline)")
+		f.StringVar(&o.cacheSize, "cache-size", "4G", "most bytes of chunks the --cache directory keeps (least recently used go first; 0: no limit)")
+	}
+}
+
+// openStore builds the mirror set for the store at first plus the --mirror sources, and
+// the disk cache in front of it. The result serves the image's metadata files (from the
+// cache when no mirror answers) and is what fetcher() fetches chunks through.
+func (o *sourceOptions) openStore(ctx context.Context, first string) (store.Store, error) {
+	var stores []store.Store
+	for i, base := range append([]string{first}, o.mirrors...) {
+		s, err := image.OpenStore(strings.TrimSuffix(base, "/"))
+		if err != nil {
+			if i > 0 {
+				return nil, fmt.Errorf("--mirror: %w", err)
+			}
+			return nil, err
+		}
+		stores = append(stores, s)
+	}
+	set, err := store.NewMirrorSet(stores, store.MirrorOptions{
+		Wait:    store.Policy{Timeout: o.timeout, Log: logf},
+		Log:     logf,
+		Metrics: o.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	o.set = set
+	pctx, cancel := context.WithTimeout(ctx, startupProbe)
+	set.Probe(pctx)
+	if !o.noList {
+		set.Learn(pctx, nil)
+	}
+	cancel()
+	if o.cacheDir == "" {
+		return set, nil
+	}
+	quota, err := units.ParseBytes(o.cacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("--cache-size: %w", err)
+	}
+	o.cache, err = store.OpenDiskCache(o.cacheDir, quota, logf, o.metrics)
+	if err != nil {
+		return nil, fmt.Errorf("--cache: %w", err)
+	}
+	return o.cache.Store(set), nil
+}
+
+// fetcher returns the verified chunk source openStore built.
+func (o *sourceOptions) fetcher() store.Fetcher {
+	var f store.Fetcher = o.set
+	if o.cache != nil {
+		f = o.cache.Fetcher(f)
+	}
+	return f
+}
+
+// close stops the mirror set's prober and releases the cache.
+func (o *sourceOptions) close() {
+	if o.set != nil {
+		o.set.Close()
+	}
+	if o.cache != nil {
+		o.cache.Close()
+	}
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/units"
+)
+
+// statusName is the file a mount serves beside the image with its current status.
+const statusName = ".status"
+
+func newStatusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status MOUNTPOINT",
+		Short: "Show how a mount is doing: reads, cache, and each mirror's state and speed",
+		Long: `Status prints the report a running 'nowhere mount' keeps in MOUNTPOINT/.status:
+reads served and waiting, the disk cache, and every mirror with its state (up, down,
+bad), latency, throughput, requests and failures. 'kill -USR1 PID' makes the mount
+log a one-line summary instead.`,
+		Example: `  nowhere status /mnt/nowhere`,
+		Args:    cobra.ExactArgs(1),
+		RunE:    func(cmd *cobra.Command, args []string) error { return runStatus(args[0]) },
+	}
+}
+
+func runStatus(mnt string) error {
+	b, err := os.ReadFile(filepath.Join(mnt, statusName))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("status %s: no %s: not a nowhere mount", mnt, statusName)
+		}
+		return fmt.Errorf("status %s: %w", mnt, unwrapPathError(err))
+	}
+	_, err = os.Stdout.Write(b)
+	return err
+}
+
+// mountStatus renders what a mount knows about itself.
+type mountStatus struct {
+	img     *openedImage
+	reader  *image.Reader
+	sources *sourceOptions
+	started time.Time
+}
+
+func (s *mountStatus) report() []byte {
+	var b bytes.Buffer
+	ix := s.img.index
+	st := s.reader.Snapshot()
+	fmt.Fprintf(&b, "image:   %s version %d (%s), mounted %s ago\n", ix.Name, ix.Version, units.Bytes(ix.Size),
+		time.Since(s.started).Round(time.Second))
+	fmt.Fprintf(&b, "reads:   %d (%s), %d waiting, %d failed; %d chunks fetched (%s)\n", st.Reads,
+		units.Bytes(st.ReadBytes), st.Waiting, st.Errors, st.Fetches, units.Bytes(st.FetchedBytes))
+	if c := s.sources.cache; c != nil {
+		cs := c.Stats()
+		quota := "no limit"
+		if cs.Quota > 0 {
+			quota = units.Bytes(cs.Quota)
+		}
+		fmt.Fprintf(&b, "cache:   %s: %d chunks, %s of %s\n", c.Dir(), cs.Chunks, units.Bytes(cs.Bytes), quota)
+	}
+	b.WriteString("mirrors:\n")
+	writeMirrorTable(&b, s.sources.set.Status())
+	return b.Bytes()
+}
+
+// line is the one-line summary SIGUSR1 logs.
+func (s *mountStatus) line() string {
+	st := s.reader.Snapshot()
+	var ms []string
+	for _, m := range s.sources.set.Status() {
+		ms = append(ms, fmt.Sprintf("%s %s %s", m.Name, m.State, m.Latency.Round(100*time.Microsecond)))
+	}
+	return fmt.Sprintf("status: %d reads (%s), %d waiting, %d failed; mirrors: %s", st.Reads,
+		units.Bytes(st.ReadBytes), st.Waiting, st.Errors, strings.Join(ms, ", "))
+}
+
+func writeMirrorTable(w io.Writer, ms []store.MirrorStatus) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  RANK\tSTATE\tLATENCY\tP50\tP95\tTHROUGHPUT\tREQUESTS\tFAILED\tCORRUPT\tHEDGED\tRECEIVED\tMIRROR")
+	for i, m := range ms {
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", i+1, m.State, dur(m.Latency), dur(m.P50), dur(m.P95),
+			rate(m.Throughput), m.Requests, m.Failures, m.Corrupt, m.Hedges, units.Bytes(m.Bytes), m.Name)
+	}
+	tw.Flush()
+	for _, m := range ms {
+		if m.State != "up" && m.LastError != "" {
+			fmt.Fprintf(w, "  %s: %s\n", m.Name, m.LastError)
+		}
+	}
+}
+
+func dur(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return d.Round(10 * time.Microsecond).String()
+}
+
+func rate(bps float64) string {
+	if bps == 0 {
+		return "-"
+	}
+	return units.Bytes(int64(bps)) + "/s"
+}
+
+// statusFile serves report() as a live file in the mount.
+type statusFile struct{ render func() []byte }
+
+func (f statusFile) Size() int64 { return 0 } // unknown: read until EOF (the file is direct I/O)
+
+func (f statusFile) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	b := f.render()
+	if off >= int64(len(b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}

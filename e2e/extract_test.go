@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestExtractRebuildsTheImage extracts each image over HTTP from both servers and from the
+// store directory: the result is byte-identical to the original, and the ext4 image's
+// zero runs are holes.
+func TestExtractRebuildsTheImage(t *testing.T) {
+	f := getFixture(t)
+	servers := map[string]*httpServer{}
+	for _, sk := range serverKinds {
+		servers[sk.name] = sk.start(t, f.store)
+	}
+	for _, format := range formats {
+		want, err := fileSHA256(f.images[format])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources := map[string]string{"dir": filepath.Join(f.store, "images", format)}
+		for name, s := range servers {
+			sources[name] = s.url + "/images/" + format
+		}
+		for how, src := range sources {
+			t.Run(format+"/"+how, func(t *testing.T) {
+				out := filepath.Join(t.TempDir(), format+".img")
+				r := mustNowhere(t, "extract", src, out)
+				got, err := fileSHA256(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != want {
+					t.Fatalf("extracted image sha256 %s, want %s (the original)", got, want)
+				}
+				if r.stderr != "" {
+					t.Errorf("stderr not empty (no progress bar off a terminal): %q", r.stderr)
+				}
+				if format != "ext4" {
+					return
+				}
+				var st syscall.Stat_t
+				if err := syscall.Stat(out, &st); err != nil {
+					t.Fatal(err)
+				}
+				ix := loadIndex(t, f.store, format, 1)
+				data := ix.Stats().DataBytes
+				t.Logf("%d-byte ext4 image with %d bytes of stored chunks: extracted file allocates %d bytes",
+					st.Size, data, st.Blocks*512)
+				if st.Blocks*512 >= st.Size || st.Blocks*512 > data+1<<20 {
+					t.Errorf("extracted file allocates %d bytes of %d; zero runs should be holes (data is %d bytes)",
+						st.Blocks*512, st.Size, data)
+				}
+			})
+		}
+	}
+}
+
+// TestExtractFailsCleanlyOnAMissingChunk deletes one chunk from a served store: extract
+// fails with one line naming the chunk, a non-zero exit, and no output file, complete or
+// partial; an existing output file is left as it was.
+func TestExtractFailsCleanlyOnAMissingChunk(t *testing.T) {
+	f := getFixture(t)
+	store := copyStore(t, f.store)
+	ix := loadIndex(t, store, "ext4", 1)
+	stored := entriesOverlapping(ix, 0, ix.Size)
+	victim := stored[len(stored)/2]
+	if err := os.Remove(filepath.Join(store, chunkURLPath(victim))); err != nil {
+		t.Fatal(err)
+	}
+	hash := victim.ID.String()
+	for _, sk := range serverKinds {
+		t.Run(sk.name, func(t *testing.T) {
+			srv := sk.start(t, store)
+			outDir := t.TempDir()
+			out := filepath.Join(outDir, "ext4.img")
+			r := runNowhere(t, "extract", srv.url+"/images/ext4", out, "--timeout", "2s")
+			assertOneLineError(t, "extract with a missing chunk", r, "not found")
+			if !strings.Contains(r.stderr, hash) && !strings.Contains(r.stderr, hash[:16]) {
+				t.Errorf("the error does not name the missing chunk %s: %s", hash, r.stderr)
+			}
+			left, _ := os.ReadDir(outDir)
+			for _, e := range left {
+				t.Errorf("extract left %s behind", e.Name())
+			}
+
+			// An OUT that exists already is left as it was.
+			old := []byte("an older image\n")
+			if err := os.WriteFile(out, old, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r = runNowhere(t, "extract", srv.url+"/images/ext4", out, "--timeout", "1s")
+			assertOneLineError(t, "extract over an existing file with a missing chunk", r, "not found")
+			if got, _ := os.ReadFile(out); string(got) != string(old) {
+				t.Errorf("a failed extract changed the existing %s", out)
+			}
+			if left, _ := os.ReadDir(outDir); len(left) != 1 {
+				t.Errorf("a failed extract left %d files in %s, want only the old one", len(left), outDir)
+			}
+		})
+	}
+}

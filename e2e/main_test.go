@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// nowhereBin is the binary under test, built once per run by TestMain.
+var nowhereBin string
+
+// workDir holds what the whole run shares: the binary and the fixture images.
+var workDir string
+
+// skipReason is set when the suite cannot run here at all (not root, -short).
+var skipReason string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	flag.Parse()
+	switch {
+	case testing.Short():
+		skipReason = "end-to-end tests mount filesystems; skipped with -short"
+	case os.Geteuid() != 0:
+		skipReason = "end-to-end tests need root (FUSE, loop devices, mount); run them as root, as CI does"
+	}
+	if skipReason != "" {
+		return m.Run()
+	}
+	var err error
+	workDir, err = os.MkdirTemp("", "nowhere-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(workDir)
+	nowhereBin = filepath.Join(workDir, "nowhere")
+	_, self, _, _ := runtime.Caller(0)
+	build := exec.Command("go", "build", "-trimpath", "-o", nowhereBin, "./cmd/nowhere")
+	build.Dir = filepath.Join(filepath.Dir(self), "..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: building nowhere: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run() // the fixture lives under workDir, removed above
+}
+
+// needRoot skips a test when the suite cannot run on this machine (see TestMain).
+func needRoot(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+}

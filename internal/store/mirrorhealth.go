@@ -1,0 +1,151 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/chunk"
+)
+
+// Mirror health: probes at start and in the background, demotion on failure, fail-back.
+
+// Probe measures every mirror at once with one small request, marking the ones that do
+// not answer down (the background prober retries them). It returns when all answered or
+// ctx ends.
+func (s *MirrorSet) Probe(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, m := range s.snapshot() {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.probe(ctx, m) }()
+	}
+	wg.Wait()
+}
+
+// probe sends one small request to m and records the outcome. With a known chunk it
+// fetches and verifies that chunk (which a bad mirror must pass to be trusted again);
+// otherwise it fetches the probe file, for which "not found" still proves the server
+// answers.
+func (s *MirrorSet) probe(ctx context.Context, m *mirror) bool {
+	s.mu.Lock()
+	known := s.known
+	s.mu.Unlock()
+	m.mu.Lock()
+	if m.state == stateBad && known == nil {
+		// Only a verified chunk can show a mirror that lied is honest again.
+		m.probing = false
+		m.nextProbe = time.Now().Add(m.backoff)
+		m.mu.Unlock()
+		return false
+	}
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	start := time.Now()
+	var err error
+	if known != nil {
+		var raw []byte
+		raw, err = m.store.Chunk(ctx, *known)
+		if err == nil {
+			_, err = chunk.Decode(nil, known.ID, int(known.Len), raw)
+		}
+	} else {
+		_, err = m.store.File(ctx, s.opt.ProbeFile, 64<<10)
+		if errors.Is(err, ErrNotFound) {
+			err = nil
+		}
+	}
+	d := time.Since(start)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.probing = false
+	if err != nil {
+		m.lastErr = err.Error()
+		if m.state == stateUp {
+			m.state = stateDown
+			m.backoff = probeBackoffMin
+			s.opt.Log("mirror %s does not answer: %v (demoted, re-probing)", m.name, err)
+		}
+		m.nextProbe = time.Now().Add(m.backoff)
+		m.backoff = min(2*m.backoff, m.maxBackoff())
+		return false
+	}
+	if known == nil {
+		m.est.latency = ewma(m.est.latency, d.Seconds()) // a small request: all latency
+	} else {
+		m.est.observe(int(known.Stored), d, 1)
+	}
+	if m.state != stateUp {
+		s.opt.Log("mirror %s is back (answered in %s)", m.name, d.Round(time.Millisecond))
+		m.state = stateUp
+		m.lastErr = ""
+	}
+	return true
+}
+
+func (m *mirror) maxBackoff() time.Duration {
+	if m.state == stateBad {
+		return badBackoffMax
+	}
+	return probeBackoffMax
+}
+
+// prober re-probes demoted mirrors when their backoff has passed.
+func (s *MirrorSet) prober() {
+	defer s.probing.Done()
+	t := time.NewTicker(probeTick)
+	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		for _, m := range s.snapshot() {
+			m.mu.Lock()
+			due := m.state != stateUp && !m.probing && now.After(m.nextProbe)
+			if due {
+				m.probing = true
+			}
+			m.mu.Unlock()
+			if due {
+				wg.Add(1)
+				go func() { defer wg.Done(); s.probe(ctx, m) }()
+			}
+		}
+	}
+}
+
+// demote marks m failed after err. A corrupt chunk demotes it hard.
+func (s *MirrorSet) demote(m *mirror, ref chunk.Ref, err error, corrupt bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastErr = err.Error()
+	m.failures++
+	if corrupt {
+		m.corrupt++
+		wasBad := m.state == stateBad
+		m.state = stateBad
+		if !wasBad {
+			m.backoff = badBackoffMin
+		}
+		m.nextProbe = time.Now().Add(m.backoff)
+		s.opt.Log("mirror %s served a corrupt chunk %s: %v (demoted hard; next probe in %s)",
+			m.name, ref.ID, err, m.backoff)
+		m.backoff = min(2*m.backoff, badBackoffMax)
+		return
+	}
+	if m.state == stateUp {
+		m.state = stateDown
+		m.backoff = probeBackoffMin
+		m.nextProbe = time.Now().Add(m.backoff)
+		m.backoff *= 2
+		s.opt.Log("mirror %s failed: %v (demoted, re-probing)", m.name, err)
+	}
+}

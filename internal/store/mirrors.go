@@ -1,0 +1,82 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// OpenMirror opens one source of a store: an http(s) base URL or a local directory.
+// client may be nil (DefaultClient).
+func OpenMirror(base string, client *http.Client) (Store, error) {
+	if strings.HasPrefix(base, "http://") || strings.HasPrefix(base, "https://") {
+		return NewHTTP(base, client)
+	}
+	if strings.Contains(base, "://") {
+		return nil, fmt.Errorf("mirror %q: unsupported scheme (want http, https or a directory)", base)
+	}
+	return OpenDir(base)
+}
+
+// NewMirrors is the whole mirror machinery from a list of base URLs (or directories),
+// for callers without the CLI (the boot daemon, with nowhere.mirror= from the kernel
+// command line): it opens each, probes them all at once (bounded by ctx), and, unless
+// learn is false, adds the mirrors listed in the first answering store's mirror list.
+func NewMirrors(ctx context.Context, bases []string, client *http.Client, learn bool, opt MirrorOptions) (*MirrorSet, error) {
+	var stores []Store
+	for _, b := range bases {
+		s, err := OpenMirror(b, client)
+		if err != nil {
+			return nil, err
+		}
+		stores = append(stores, s)
+	}
+	set, err := NewMirrorSet(stores, opt)
+	if err != nil {
+		return nil, err
+	}
+	set.Probe(ctx)
+	if learn {
+		set.Learn(ctx, client)
+	}
+	return set, nil
+}
+
+// Learn fetches the store's mirror list (MirrorListPath) and adds the mirrors it names.
+// A missing list is normal; a broken one is logged and ignored: the set works on with
+// the mirrors it has. It returns how many mirrors were added.
+func (s *MirrorSet) Learn(ctx context.Context, client *http.Client) int {
+	b, err := s.File(ctx, MirrorListPath, MaxMirrorList)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			s.opt.Log("mirror list: %v (ignored)", err)
+		}
+		return 0
+	}
+	urls, err := ParseMirrorList(b)
+	if err != nil {
+		s.opt.Log("%v (list ignored)", err)
+		return 0
+	}
+	before := s.Len()
+	var stores []Store
+	for _, u := range urls {
+		st, err := NewHTTP(u, client)
+		if err != nil {
+			continue // ParseMirrorList only returns URLs NewHTTP accepts
+		}
+		stores = append(stores, st)
+	}
+	s.Add(stores...)
+	added := s.snapshot()[before:]
+	var wg sync.WaitGroup
+	for _, m := range added {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.probe(ctx, m) }()
+	}
+	wg.Wait()
+	return len(added)
+}

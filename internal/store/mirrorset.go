@@ -1,0 +1,494 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/chunk"
+)
+
+// MirrorOptions tune a MirrorSet. Zero values take the defaults.
+type MirrorOptions struct {
+	// Spread is how many of the best mirrors share the requests at once (default 3).
+	Spread int
+	// HedgeFraction bounds hedged requests to this fraction of all requests (default
+	// 0.05; negative disables hedging).
+	HedgeFraction float64
+	// HedgeMin is the shortest time a request runs before it may be hedged (default 10 ms).
+	HedgeMin time.Duration
+	// AttemptTimeout ends one request to one mirror that stalls (default 30 s); the
+	// request then moves to another mirror.
+	AttemptTimeout time.Duration
+	// ProbeFile is the small file startup and background probes fetch when no chunk is
+	// known yet (default "mirrors"; a 404 for it still shows the mirror answers).
+	ProbeFile string
+	// Wait says how long a fetch keeps retrying once every mirror failed it: Timeout 0
+	// waits forever (a root filesystem), logging every LogEvery.
+	Wait Policy
+	// Log receives demotions, fail-backs and hash failures (nil: Wait.Log, else silent).
+	Log     func(format string, args ...any)
+	Metrics *Metrics
+}
+
+// MirrorSet is a Fetcher (and a Store) over many stores holding the same chunks: HTTP
+// mirrors, local directories. It ranks them by measured latency and throughput, spreads
+// requests over the best, fails over at once when one errs, hedges requests that run
+// longer than usual, demotes mirrors that fail and takes them back when a background
+// probe finds them healthy. Each chunk is verified against its name before it counts as
+// fetched, so a mirror that serves bad bytes is caught and blamed.
+type MirrorSet struct {
+	opt MirrorOptions
+
+	mu      sync.Mutex
+	mirrors []*mirror
+	known   *chunk.Ref // a chunk every healthy mirror should have, for probes
+	tokens  float64    // hedge budget
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	probing  sync.WaitGroup
+}
+
+var (
+	_ Fetcher = (*MirrorSet)(nil)
+	_ Store   = (*MirrorSet)(nil)
+)
+
+type mirrorState int
+
+const (
+	stateUp   mirrorState = iota
+	stateDown             // failed a request or a probe: re-probed with backoff
+	stateBad              // served a corrupt chunk: re-probed rarely, and only a verified chunk brings it back
+)
+
+func (s mirrorState) String() string {
+	return [...]string{"up", "down", "bad"}[s]
+}
+
+// mirror is one member of the set. Its lock guards everything below it.
+type mirror struct {
+	store Store
+	name  string
+
+	mu        sync.Mutex
+	state     mirrorState
+	est       estimate
+	inflight  int
+	nextProbe time.Time
+	backoff   time.Duration
+	probing   bool
+	lastErr   string
+	requests  int64
+	failures  int64
+	corrupt   int64
+	hedges    int64
+	bytes     int64
+}
+
+const (
+	probeBackoffMin = 500 * time.Millisecond
+	probeBackoffMax = 30 * time.Second
+	badBackoffMin   = time.Minute
+	badBackoffMax   = 30 * time.Minute
+	probeTick       = 200 * time.Millisecond
+	probeTimeout    = 5 * time.Second
+	hedgeBurst      = 5 // hedges allowed before the fraction builds up budget
+)
+
+// NewMirrorSet returns a set over stores (at least one), in the given order until
+// measurements say otherwise. It starts a background prober; Close stops it.
+func NewMirrorSet(stores []Store, opt MirrorOptions) (*MirrorSet, error) {
+	if len(stores) == 0 {
+		return nil, errors.New("mirror set: no mirrors")
+	}
+	if opt.Spread <= 0 {
+		opt.Spread = 3
+	}
+	if opt.HedgeFraction == 0 {
+		opt.HedgeFraction = 0.05
+	}
+	if opt.HedgeMin <= 0 {
+		opt.HedgeMin = 10 * time.Millisecond
+	}
+	if opt.AttemptTimeout <= 0 {
+		opt.AttemptTimeout = 30 * time.Second
+	}
+	if opt.ProbeFile == "" {
+		opt.ProbeFile = MirrorListPath
+	}
+	if opt.Log == nil {
+		opt.Log = opt.Wait.Log
+	}
+	if opt.Log == nil {
+		opt.Log = func(string, ...any) {}
+	}
+	s := &MirrorSet{opt: opt, stop: make(chan struct{}), tokens: hedgeBurst}
+	s.Add(stores...)
+	s.probing.Add(1)
+	go s.prober()
+	return s, nil
+}
+
+// Add puts more mirrors in the set (ignoring ones it has), ranked last until measured.
+func (s *MirrorSet) Add(stores ...Store) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range stores {
+		name := st.String()
+		if slices.ContainsFunc(s.mirrors, func(m *mirror) bool { return m.name == name }) {
+			continue
+		}
+		// A newcomer's order among the unmeasured keeps the caller's order: a tiny
+		// latency that grows with its position.
+		m := &mirror{store: st, name: name}
+		m.est.assumed = 0.05 + 0.001*float64(len(s.mirrors))
+		s.mirrors = append(s.mirrors, m)
+	}
+}
+
+// Len returns how many mirrors the set has.
+func (s *MirrorSet) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mirrors)
+}
+
+// Close stops the background prober.
+func (s *MirrorSet) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.probing.Wait()
+	return nil
+}
+
+func (s *MirrorSet) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.mirrors) == 1 {
+		return s.mirrors[0].name
+	}
+	return fmt.Sprintf("%s (+%d mirrors)", s.mirrors[0].name, len(s.mirrors)-1)
+}
+
+func (s *MirrorSet) snapshot() []*mirror {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.mirrors)
+}
+
+// choose returns the mirror a request for size bytes should go to next, skipping those
+// already tried: the one among the best Spread healthy mirrors expected to answer first
+// given the requests it already has in flight. When every healthy mirror was tried it
+// falls back to demoted ones (a mirror may be back before its probe says so); nil when
+// none is left.
+func (s *MirrorSet) choose(size int, tried []*mirror) *mirror {
+	type cand struct {
+		m        *mirror
+		state    mirrorState
+		base     time.Duration
+		cost     float64
+		nextProb time.Time
+	}
+	var up, demoted []cand
+	for _, m := range s.snapshot() {
+		if slices.Contains(tried, m) {
+			continue
+		}
+		m.mu.Lock()
+		c := cand{m: m, state: m.state, base: m.est.expected(size), nextProb: m.nextProbe}
+		c.cost = m.est.expectedWith(size, m.inflight).Seconds()
+		m.mu.Unlock()
+		if c.state == stateUp {
+			up = append(up, c)
+		} else {
+			demoted = append(demoted, c)
+		}
+	}
+	if len(up) > 0 {
+		slices.SortStableFunc(up, func(a, b cand) int { return cmpDur(a.base, b.base) })
+		up = up[:min(len(up), s.opt.Spread)]
+		best := up[0]
+		for _, c := range up[1:] {
+			if c.cost < best.cost {
+				best = c
+			}
+		}
+		return best.m
+	}
+	if len(demoted) > 0 {
+		// Down before bad, then whichever is due for a probe soonest.
+		slices.SortStableFunc(demoted, func(a, b cand) int {
+			if a.state != b.state {
+				return int(a.state) - int(b.state)
+			}
+			return a.nextProb.Compare(b.nextProb)
+		})
+		return demoted[0].m
+	}
+	return nil
+}
+
+func cmpDur(a, b time.Duration) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// hedgeDelay is how long a request to m may run before it is hedged: m's recent p95, or
+// while m is new, a generous multiple of its expected time.
+func (s *MirrorSet) hedgeDelay(m *mirror, size int) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.est.quantile(0.95, 16)
+	if !ok {
+		d = 4 * m.est.expected(size)
+	}
+	return max(d, s.opt.HedgeMin)
+}
+
+// takeHedge spends one hedge from the budget, which grows by HedgeFraction per request.
+func (s *MirrorSet) takeHedge() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tokens >= 1 {
+		s.tokens--
+		return true
+	}
+	return false
+}
+
+func (s *MirrorSet) earnHedge() {
+	if s.opt.HedgeFraction < 0 {
+		return
+	}
+	s.mu.Lock()
+	s.tokens = math.Min(s.tokens+s.opt.HedgeFraction, hedgeBurst)
+	s.mu.Unlock()
+}
+
+// Fetch returns the verified chunk from the first mirror that has it. When every mirror
+// fails, it waits and retries under the Wait policy, so reads resume by themselves when
+// a mirror comes back.
+func (s *MirrorSet) Fetch(ctx context.Context, ref chunk.Ref) (Fetched, error) {
+	var out Fetched
+	waiting := false
+	defer func() {
+		if waiting {
+			s.opt.Metrics.wait(-1)
+		}
+	}()
+	err := s.opt.Wait.Do(ctx, "chunk "+ref.ID.String()[:16], func(ctx context.Context) error {
+		var err error
+		out, err = s.round(ctx, ref)
+		if err != nil && !waiting && ctx.Err() == nil {
+			waiting = true
+			s.opt.Metrics.wait(1)
+		}
+		return err
+	})
+	return out, err
+}
+
+type attemptResult struct {
+	m     *mirror
+	f     Fetched
+	err   error
+	hedge bool
+}
+
+// round asks the mirrors for ref once each at most: the best first, the next at once
+// when one fails, and a second one early (a hedge) when the first runs long.
+func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the requests that lost
+	size := int(ref.Stored)
+	if size <= 0 {
+		size = int(ref.Len) / 2
+	}
+	s.earnHedge()
+	results := make(chan attemptResult, s.Len()+1)
+	var tried []*mirror
+	running := 0
+	launch := func(m *mirror, hedge bool) {
+		tried = append(tried, m)
+		running++
+		go func() {
+			f, err := s.attempt(ctx, m, ref)
+			select {
+			case results <- attemptResult{m, f, err, hedge}:
+			case <-ctx.Done(): // the round is over (another answered): nobody reads
+			}
+		}()
+	}
+	first := s.choose(size, nil)
+	if first == nil {
+		return Fetched{}, errors.New("no mirrors")
+	}
+	launch(first, false)
+	var hedge <-chan time.Time
+	if s.opt.HedgeFraction > 0 {
+		t := time.NewTimer(s.hedgeDelay(first, size))
+		defer t.Stop()
+		hedge = t.C
+	}
+	var errs []string
+	for running > 0 {
+		select {
+		case r := <-results:
+			running--
+			if r.err == nil {
+				if r.hedge {
+					s.opt.Metrics.hedge(true)
+				}
+				s.remember(ref)
+				return r.f, nil
+			}
+			if ctx.Err() != nil {
+				return Fetched{}, ctx.Err()
+			}
+			errs = append(errs, r.err.Error())
+			if next := s.choose(size, tried); next != nil {
+				s.opt.Metrics.failover()
+				launch(next, false)
+			}
+		case <-hedge:
+			hedge = nil // at most one hedge per round
+			if next := s.choose(size, tried); next != nil && s.takeHedge() {
+				s.opt.Metrics.hedge(false)
+				first.mu.Lock()
+				first.hedges++
+				first.mu.Unlock()
+				launch(next, true)
+			}
+		case <-ctx.Done():
+			return Fetched{}, ctx.Err()
+		}
+	}
+	return Fetched{}, fmt.Errorf("chunk %s: every mirror failed: %s", ref.ID, strings.Join(errs, "; "))
+}
+
+// remember keeps a small chunk that verified as the probe for mirrors coming back.
+func (s *MirrorSet) remember(ref chunk.Ref) {
+	if ref.Stored <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.known == nil || ref.Stored < s.known.Stored {
+		r := ref
+		s.known = &r
+	}
+}
+
+// attempt fetches ref from m, verifies it, and books the outcome on m.
+func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref) (Fetched, error) {
+	actx, cancel := context.WithTimeout(ctx, s.opt.AttemptTimeout)
+	defer cancel()
+	m.mu.Lock()
+	m.inflight++
+	m.requests++
+	busyAtStart := m.inflight
+	m.mu.Unlock()
+	start := time.Now()
+	raw, err := m.store.Chunk(actx, ref)
+	var plain []byte
+	corrupt := false
+	if err == nil {
+		plain, err = chunk.Decode(nil, ref.ID, int(ref.Len), raw)
+		corrupt = err != nil
+	}
+	var tooLarge *TooLargeError
+	if errors.As(err, &tooLarge) {
+		corrupt = true // a mirror sending more than the index says is lying too
+	}
+	d := time.Since(start)
+	m.mu.Lock()
+	shared := (busyAtStart + m.inflight + 1) / 2 // requests in flight beside this one, on average
+	m.inflight--
+	switch {
+	case err == nil:
+		m.bytes += int64(len(raw))
+		m.est.observe(len(raw), d, shared)
+		if m.state == stateDown { // tried as a last resort, and it answered: it is back
+			m.state = stateUp
+			m.lastErr = ""
+			s.opt.Log("mirror %s is back (served a chunk)", m.name)
+		}
+	case ctx.Err() != nil:
+		// Cancelled because another mirror answered first (or the reader left): not
+		// m's fault, but it was at least this slow, which its estimate should know.
+		if size := int(ref.Stored); size > 0 && d > m.est.expectedWith(size, shared-1) {
+			m.est.observe(size, d, shared)
+		}
+	}
+	m.mu.Unlock()
+	switch {
+	case err == nil:
+		s.opt.Metrics.request(m.name, "ok", len(raw), d)
+		return Fetched{Raw: raw, Plain: plain}, nil
+	case ctx.Err() != nil:
+		s.opt.Metrics.request(m.name, "cancelled", 0, d)
+		return Fetched{}, ctx.Err()
+	case corrupt:
+		s.opt.Metrics.request(m.name, "corrupt", 0, d)
+	default:
+		s.opt.Metrics.request(m.name, "error", 0, d)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%s: no answer within %s", m.name, s.opt.AttemptTimeout)
+	}
+	s.demote(m, ref, err, corrupt)
+	return Fetched{}, err
+}
+
+// Chunk returns a chunk's stored bytes, verified (MirrorSet is also a Store).
+func (s *MirrorSet) Chunk(ctx context.Context, ref chunk.Ref) ([]byte, error) {
+	f, err := s.Fetch(ctx, ref)
+	return f.Raw, err
+}
+
+// File returns a metadata file from the best mirror that has it, trying the others in
+// order when one fails. It does not wait for mirrors to come back: callers of File
+// (loading an index) have their own policy.
+func (s *MirrorSet) File(ctx context.Context, name string, max int64) ([]byte, error) {
+	var tried []*mirror
+	var errs []error
+	notFound := 0
+	for {
+		m := s.choose(512, tried)
+		if m == nil {
+			break
+		}
+		tried = append(tried, m)
+		b, err := m.store.File(ctx, name, max)
+		if err == nil {
+			return b, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var tl *TooLargeError
+		switch {
+		case errors.Is(err, ErrNotFound):
+			notFound++ // a mirror without the file is not failing
+		case errors.As(err, &tl):
+		default:
+			s.demote(m, chunk.Ref{}, err, false)
+		}
+		errs = append(errs, err)
+	}
+	if notFound == len(errs) && notFound > 0 {
+		return nil, fmt.Errorf("%s: %w on any of %d mirrors", name, ErrNotFound, notFound)
+	}
+	return nil, errors.Join(errs...)
+}
