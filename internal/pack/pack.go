@@ -176,6 +176,8 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 		})
 	}
 	go func() { wg.Wait(); close(results) }()
+	fl := newFlusher(w)
+	defer fl.wait()
 	g.Go(func() error { // collect in order
 		waiting := make(map[int]done)
 		next := 0
@@ -190,6 +192,7 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 				next++
 				entries = append(entries, d.entry)
 				res.account(d)
+				fl.wrote(res.Stored)
 				if d.buf != nil {
 					bufs <- d.buf
 				}
@@ -198,6 +201,11 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 		return nil
 	})
 	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	// The pipeline's goroutines may all finish before noticing a cancellation (a short
+	// image, or one big zero run): a cancelled pack must still not publish.
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 
@@ -219,6 +227,7 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 		return nil, err
 	}
 	res.Index, res.IndexFile = ix, file
+	fl.wait()
 	if err := Publish(ctx, w, ix, file); err != nil {
 		return nil, err
 	}
