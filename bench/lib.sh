@@ -37,14 +37,18 @@ trap 'exit 130' INT TERM
 # step runs a command with the step time limit.
 step() { timeout "$STEP_TIMEOUT" "$@"; }
 
-# seconds CMD... runs CMD (with the step limit) and prints its wall time in seconds.
+# seconds CMD... runs CMD (with the step limit) and prints its wall time in seconds. The
+# CPU time it used (user + system, all threads) is appended to $work/cpu, one line a run.
 seconds() {
-  local t0 t1
-  t0=$(date +%s.%N)
-  step "$@" >/dev/null
-  t1=$(date +%s.%N)
-  awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+  local t TIMEFORMAT='%R %U %S'
+  t=$({ time step "$@" >/dev/null; } 2>&1 | tail -1)
+  read -r real user sys <<<"$t"
+  awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f\n", u + s}' >>"$work/cpu"
+  printf '%.3f\n' "$real"
 }
+
+# last_cpu prints the CPU seconds of the last `seconds` run.
+last_cpu() { tail -1 "$work/cpu"; }
 
 # median of numbers on stdin.
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }

@@ -17,32 +17,35 @@ pack_once() { # pack_once IMAGE: prints seconds
 zstd_once() { rm -f "$work/out.zst"; sync; seconds zstd -T0 -3 -q -f "$1" -o "$work/out.zst"; }
 sha_once() { seconds sha256sum "$1"; }
 
-# measure IMAGE: sets p (pack), z (zstd), h (sha256sum), b (z+h), medians of $RUNS.
+# measure IMAGE: sets p (pack), z (zstd), h (sha256sum), b (z+h), medians of $RUNS
+# wall times, and pc/bc, the median CPU seconds (user+system) of pack and the baseline.
 measure() {
-  local img=$1 i ps=() zs=() hs=()
+  local img=$1 i ps=() zs=() hs=() pcs=() bcs=() zc
   cat "$img" >/dev/null
   for i in $(seq "$RUNS"); do
-    ps+=("$(pack_once "$img")")
-    zs+=("$(zstd_once "$img")")
-    hs+=("$(sha_once "$img")")
+    ps+=("$(pack_once "$img")"); pcs+=("$(last_cpu)")
+    zs+=("$(zstd_once "$img")"); zc=$(last_cpu)
+    hs+=("$(sha_once "$img")"); bcs+=("$(sum "$zc" "$(last_cpu)")")
   done
   p=$(printf '%s\n' "${ps[@]}" | median)
   z=$(printf '%s\n' "${zs[@]}" | median)
   h=$(printf '%s\n' "${hs[@]}" | median)
   b=$(sum "$z" "$h")
-  log "$(basename "$img"): pack ${ps[*]} / zstd ${zs[*]} / sha256sum ${hs[*]}"
+  pc=$(printf '%s\n' "${pcs[@]}" | median)
+  bc=$(printf '%s\n' "${bcs[@]}" | median)
+  log "$(basename "$img"): pack ${ps[*]} (cpu ${pcs[*]}) / zstd ${zs[*]} / sha256sum ${hs[*]} (baseline cpu ${bcs[*]})"
 }
 
 echo "## pack time vs zstd -T0 -3 + sha256sum (median of $RUNS)"
 machine
-printf '%-22s %9s %9s %9s %9s %9s %7s %s\n' image size pack zstd sha256sum baseline ratio "goal <=1.3"
+printf '%-22s %9s %9s %9s %9s %9s %7s %-8s %9s %9s\n' image size pack zstd sha256sum baseline ratio "<=1.3" "pack cpu" "base cpu"
 for name in bookworm-v1.ext4 bookworm-v1.squashfs bookworm-v1.erofs; do
   img=$(images "$name")
   measure "$img"
   size=$(stat -c %s "$img")
   r=$(ratio "$p" "$b")
-  printf '%-22s %6s MiB %8ss %8ss %8ss %8ss %6sx %s\n' "$name" $((size >> 20)) "$p" "$z" "$h" "$b" "$r" \
-    "$(awk -v r="$r" 'BEGIN {print (r <= 1.3) ? "met" : "NOT met"}')"
+  printf '%-22s %6s MiB %8ss %8ss %8ss %8ss %6sx %-8s %8ss %8ss\n' "$name" $((size >> 20)) "$p" "$z" "$h" "$b" "$r" \
+    "$(awk -v r="$r" 'BEGIN {print (r <= 1.3) ? "met" : "NOT met"}')" "$pc" "$bc"
 done
 
 echo
@@ -50,10 +53,11 @@ echo "## zeros nearly free: sparse 1 GiB ext4 vs its data alone (median of $RUNS
 sparse=$(images bookworm-v2-1g.ext4)
 dense="$work/dense.img"
 used=$(benchtool nonzero "$sparse" "$dense")
-measure "$sparse"; sp=$p; sb=$b
-measure "$dense"; dp=$p; db=$b
-printf '%-34s %9s %9s\n' input pack baseline
-printf '%-34s %8ss %8ss\n' "sparse 1 GiB ext4 ($((used >> 20)) MiB non-zero)" "$sp" "$sb"
-printf '%-34s %8ss %8ss\n' "its $((used >> 20)) MiB of data alone" "$dp" "$db"
-echo "ratio sparse/data-alone pack: $(ratio "$sp" "$dp")x; sparse pack vs baseline on the data: $(ratio "$sp" "$db")x (goal: about 1)"
+measure "$sparse"; sp=$p; sb=$b; spc=$pc; sbc=$bc
+measure "$dense"; dp=$p; db=$b; dpc=$pc; dbc=$bc
+printf '%-40s %9s %9s %9s %9s\n' input pack baseline "pack cpu" "base cpu"
+printf '%-40s %8ss %8ss %8ss %8ss\n' "sparse 1 GiB ext4 ($((used >> 20)) MiB non-zero)" "$sp" "$sb" "$spc" "$sbc"
+printf '%-40s %8ss %8ss %8ss %8ss\n' "its $((used >> 20)) MiB of data alone" "$dp" "$db" "$dpc" "$dbc"
+echo "pack of the sparse image / pack of its data alone: $(ratio "$sp" "$dp")x wall, $(ratio "$spc" "$dpc")x CPU (goal: about 1)"
+echo "pack of the sparse image / baseline on its data alone: $(ratio "$sp" "$db")x wall"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,7 +39,11 @@ func mountStats(args []string) error {
 	if err != nil {
 		return err
 	}
-	r := image.NewReader(ix, store.Retry(store.Verify(s), store.Policy{Timeout: time.Minute}), image.Options{})
+	var opt image.Options
+	if mb, err := strconv.Atoi(os.Getenv("BENCH_MEMCACHE_MB")); err == nil {
+		opt.CacheBytes = int64(mb) << 20
+	}
+	r := image.NewReader(ix, store.Retry(store.Verify(s), store.Policy{Timeout: time.Minute}), opt)
 	rc := &sizeCounter{Reader: r, sizes: map[int]int{}}
 	srv, err := fusefs.Mount(args[1], []fusefs.File{{Name: ix.Name + ".img", Content: rc}}, fusefs.Options{})
 	if err != nil {
@@ -90,10 +95,10 @@ type sizeCounter struct {
 	trace []string
 }
 
-func (c *sizeCounter) count(off int64, n int) {
+func (c *sizeCounter) count(off int64, n int, start time.Time) {
 	if os.Getenv("BENCH_TRACE") != "" {
 		c.mu.Lock()
-		c.trace = append(c.trace, fmt.Sprintf("%d %d %d", time.Now().UnixMicro(), off, n))
+		c.trace = append(c.trace, fmt.Sprintf("%d %d %d %d", start.UnixMicro(), off, n, time.Since(start).Microseconds()))
 		c.mu.Unlock()
 	}
 	k := 4
@@ -106,11 +111,11 @@ func (c *sizeCounter) count(off int64, n int) {
 }
 
 func (c *sizeCounter) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
-	c.count(off, len(p))
+	defer c.count(off, len(p), time.Now())
 	return c.Reader.ReadAtContext(ctx, p, off)
 }
 
 func (c *sizeCounter) ReadSlices(ctx context.Context, vecs [][]byte, off int64, n int) ([][]byte, int, error) {
-	c.count(off, n)
+	defer c.count(off, n, time.Now())
 	return c.Reader.ReadSlices(ctx, vecs, off, n)
 }
