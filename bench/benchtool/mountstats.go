@@ -43,7 +43,7 @@ func mountStats(args []string) error {
 	if mb, err := strconv.Atoi(os.Getenv("BENCH_MEMCACHE_MB")); err == nil {
 		opt.CacheBytes = int64(mb) << 20
 	}
-	r := image.NewReader(ix, store.Retry(store.Verify(s), store.Policy{Timeout: time.Minute}), opt)
+	r := image.NewReader(ix, store.Retry(store.Verify(s), store.Policy{Timeout: time.Minute, Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}), opt)
 	rc := &sizeCounter{Reader: r, sizes: map[int]int{}}
 	srv, err := fusefs.Mount(args[1], []fusefs.File{{Name: ix.Name + ".img", Content: rc}}, fusefs.Options{})
 	if err != nil {
