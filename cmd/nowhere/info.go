@@ -11,18 +11,24 @@ import (
 )
 
 func newInfoCommand() *cobra.Command {
-	return &cobra.Command{
+	var t trustOptions
+	cmd := &cobra.Command{
 		Use:   "info SOURCE",
 		Short: "Describe an image: name, version, size, chunking, chunks and stored bytes",
-		Example: `  nowhere info ./store/images/debian
-  nowhere info http://127.0.0.1:8080/images/debian/2`,
+		Example: `  nowhere info ./store/images/debian --key publisher.pub
+  nowhere info http://127.0.0.1:8080/images/debian/2 --key RWQ...`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return runInfo(cmd.Context(), args[0]) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t.warnInsecure()
+			return runInfo(cmd.Context(), args[0], &t)
+		},
 	}
+	t.addFlags(cmd.Flags())
+	return cmd
 }
 
-func runInfo(ctx context.Context, src string) error {
-	img, err := openImageSource(ctx, src)
+func runInfo(ctx context.Context, src string, t *trustOptions) error {
+	img, err := openImageSource(ctx, src, t, "")
 	if err != nil {
 		return err
 	}
@@ -32,10 +38,7 @@ func runInfo(ctx context.Context, src string) error {
 	if !ix.Expires.IsZero() {
 		expires = ix.Expires.Format(time.RFC3339)
 	}
-	signed := "no"
-	if len(ix.Signature) > 0 {
-		signed = "yes"
-	}
+	signed := signedBy(ix.Signature, img.verifier)
 	fmt.Printf("name:      %s\n", ix.Name)
 	fmt.Printf("version:   %d\n", ix.Version)
 	fmt.Printf("store:     %s\n", img.store)

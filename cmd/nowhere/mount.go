@@ -20,6 +20,7 @@ type mountOptions struct {
 	daemon    bool
 	logFile   string
 	debug     bool
+	trust     trustOptions
 }
 
 func newMountCommand() *cobra.Command {
@@ -30,13 +31,15 @@ func newMountCommand() *cobra.Command {
 		Long: `Mount exposes the image SOURCE (STORE/images/NAME[/VERSION], STORE being an http(s)
 URL or a directory) as MOUNTPOINT/NAME.img. A read fetches only the chunks it needs,
 verifies each against its name, and reads ahead on sequential access. The file can be
-loop-mounted like the original image. Runs in the foreground until interrupted
+loop-mounted like the original image. The index must be signed by a trusted key
+(--key) and pass the rollback, expiry and name checks (docs/security.md). Runs in the foreground until interrupted
 (then unmounts) unless --daemon is given.`,
-		Example: `  nowhere mount http://127.0.0.1:8080/images/debian /mnt/nowhere
+		Example: `  nowhere mount http://127.0.0.1:8080/images/debian /mnt/nowhere --key publisher.pub
   nowhere mount ./store/images/debian/3 /mnt/nowhere --cache /var/cache/nowhere --daemon
   mount -o loop,ro /mnt/nowhere/debian.img /mnt/root`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.trust.warnInsecure()
 			if o.daemon {
 				return daemonize(o.logFile)
 			}
@@ -51,6 +54,7 @@ loop-mounted like the original image. Runs in the foreground until interrupted
 	f.BoolVar(&o.daemon, "daemon", false, "run in the background once mounted")
 	f.StringVar(&o.logFile, "log", "", "with --daemon: append messages to this file")
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
+	o.trust.addFlags(f)
 	return cmd
 }
 
@@ -66,7 +70,7 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	if ra == 0 {
 		ra = -1
 	}
-	img, err := openImageSource(ctx, src)
+	img, err := openImageSource(ctx, src, &o.trust, o.cache)
 	if err != nil {
 		return notifyFailure(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/image"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/trust"
 )
 
 // openedImage is an image ready to read: where it is, its index and the store.
@@ -16,27 +17,38 @@ type openedImage struct {
 	store store.Store
 	index *index.Index
 	file  []byte
+	// verifier is what accepted the index.
+	verifier *trust.Verifier
 }
 
 // openPolicy retries opening briefly: a wrong URL or a dead server should fail in seconds
 // with a clear message, not hang.
 var openPolicy = store.Policy{Timeout: 5 * time.Second}
 
-// openImageSource resolves SOURCE (STORE/images/NAME[/VERSION]) and loads its index.
-func openImageSource(ctx context.Context, src string) (*openedImage, error) {
+// openImageSource resolves SOURCE (STORE/images/NAME[/VERSION]) and loads its index,
+// verified under the trust options (cacheDir, when set, keeps the rollback state).
+func openImageSource(ctx context.Context, src string, t *trustOptions, cacheDir string) (*openedImage, error) {
 	loc, err := image.ParseLocation(src)
 	if err != nil {
 		return nil, err
 	}
-	s, err := image.OpenStore(loc.Store)
+	v, err := t.verifier(cacheDir)
 	if err != nil {
 		return nil, err
 	}
-	ix, file, err := image.Load(ctx, s, loc, openPolicy)
+	opt, err := t.storeOptions()
 	if err != nil {
 		return nil, err
 	}
-	return &openedImage{loc: loc, store: s, index: ix, file: file}, nil
+	s, err := image.OpenStoreWith(loc.Store, opt)
+	if err != nil {
+		return nil, err
+	}
+	ix, file, err := image.LoadVerified(ctx, s, loc, openPolicy, v)
+	if err != nil {
+		return nil, err
+	}
+	return &openedImage{loc: loc, store: s, index: ix, file: file, verifier: v}, nil
 }
 
 // fetcher builds the verified, retrying (and optionally disk-cached) chunk source.

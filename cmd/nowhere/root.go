@@ -62,6 +62,7 @@ fetching only the chunks that are read.`,
 		newExtractCommand(),
 		newVerifyCommand(),
 		newInfoCommand(),
+		newKeygenCommand(),
 	)
 	return root
 }

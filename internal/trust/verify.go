@@ -90,7 +90,7 @@ func (v *Verifier) Pointer(name string, raw []byte) ([]byte, error) {
 		if !v.p.Insecure {
 			return nil, err
 		}
-		v.warn("WARNING: INSECURE: following the latest pointer of %q although it is %s", name, strings.TrimPrefix(err.Error(), "refused: "))
+		v.warn("WARNING: INSECURE: following the latest pointer of %q unverified: %s", name, strings.TrimPrefix(err.Error(), "refused: "))
 	}
 	return text, nil
 }
