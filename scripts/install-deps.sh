@@ -26,6 +26,7 @@ for w in "${want[@]}"; do
       need python3 python3
       need ip iproute2
       need curl curl
+      need minisign minisign
       ;;
     *) echo "install-deps: unknown set '$w' (want test, demo or bench)" >&2; exit 2 ;;
   esac

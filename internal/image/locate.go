@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -133,7 +134,8 @@ func LoadVerified(ctx context.Context, s store.Store, loc Location, p store.Poli
 			var err error
 			b, err = s.File(ctx, name, max)
 			var tl *store.TooLargeError
-			if errors.Is(err, store.ErrNotFound) || errors.As(err, &tl) {
+			var cert *tls.CertificateVerificationError // another try meets the same certificate
+			if errors.Is(err, store.ErrNotFound) || errors.As(err, &tl) || errors.As(err, &cert) {
 				return store.Permanent(err)
 			}
 			return err
@@ -173,7 +175,7 @@ func LoadVerified(ctx context.Context, s store.Store, loc Location, p store.Poli
 		return nil, nil, err
 	}
 	if ptr != nil && !ptr.Matches(file) {
-		return nil, nil, fmt.Errorf("%s/%s: refused: does not match the sha256 in %s (mix-and-match)", s, name, store.LatestPath(loc.Name))
+		return nil, nil, fmt.Errorf("%s/%s: refused: does not match the sha256 that %s pins (altered or swapped)", s, name, store.LatestPath(loc.Name))
 	}
 	var ix *index.Index
 	if v != nil {

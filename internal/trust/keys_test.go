@@ -1,7 +1,6 @@
 package trust
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,29 +67,8 @@ func TestSecretKeyFileRoundTrip(t *testing.T) {
 	}
 }
 
-func TestEncryptedSecretKey(t *testing.T) {
-	if testing.Short() {
-		t.Skip("scrypt with minisign's parameters takes a GiB and seconds")
-	}
-	k := seededKey(t, "encrypted")
-	text, err := k.MarshalText("correct horse")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !SecretKeyEncrypted(text) {
-		t.Fatal("encrypted key not recognized")
-	}
-	if _, err := ParseSecretKey(text, nil); err == nil {
-		t.Fatal("encrypted key parsed without a password")
-	}
-	if _, err := ParseSecretKey(text, func() (string, error) { return "wrong", nil }); !errors.Is(err, ErrWrongPassword) {
-		t.Fatalf("wrong password: %v", err)
-	}
-	back, err := ParseSecretKey(text, func() (string, error) { return "correct horse", nil })
-	if err != nil || back.Public().String() != k.Public().String() {
-		t.Fatalf("right password: %v", err)
-	}
-}
+// Encrypted keys (scrypt with minisign's parameters: a GiB and seconds per try) are
+// tested once, through the CLI and against the minisign tool, in cmd/nowhere.
 
 func TestDamagedSecretKeyRefused(t *testing.T) {
 	k := seededKey(t, "damaged")
