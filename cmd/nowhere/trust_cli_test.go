@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/chunk"
+	"github.com/nowhere-boot/nowhere/internal/fusefs"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/server"
 	"github.com/nowhere-boot/nowhere/internal/store"
@@ -277,6 +278,13 @@ func TestTrustCLI(t *testing.T) {
 			"info", url+"/images/A", "--key", pubPub, "--state", c.path("resigned.state"))
 		c.refused([]string{"refused:", "images/A/3.index", "index is signed by key " + atkID + ", which is not a trusted key"},
 			"extract", url+"/images/A/3", c.path("resigned.out"), "--key", pubPub, "--progress", "never", "--state", c.path("resigned.state"))
+		mnt := t.TempDir()
+		c.refused([]string{"refused:", "latest pointer is signed by key " + atkID},
+			"mount", url+"/images/A", mnt, "--key", pubPub, "--daemon", "--state", c.path("resigned.state"))
+		if ok, _ := fusefs.IsMountpoint(mnt); ok {
+			syscall.Unmount(mnt, syscall.MNT_DETACH)
+			t.Fatal("a refused mount left a mount behind")
+		}
 	})
 
 	t.Run("index altered after signing", func(t *testing.T) {
