@@ -31,9 +31,9 @@ func newMountCommand() *cobra.Command {
 		Long: `Mount exposes the image SOURCE (STORE/images/NAME[/VERSION], STORE being an http(s)
 URL or a directory) as MOUNTPOINT/NAME.img. A read fetches only the chunks it needs,
 verifies each against its name, and reads ahead on sequential access. The file can be
-loop-mounted like the original image. The index must be signed by a trusted key
-(--key) and pass the rollback, expiry and name checks (docs/security.md). Runs in the foreground until interrupted
-(then unmounts) unless --daemon is given.`,
+loop-mounted like the original image. The index must be signed by a trusted key (--key)
+and pass the name, expiry and rollback checks (docs/security.md). Runs in the foreground
+until interrupted (then unmounts) unless --daemon is given.`,
 		Example: `  nowhere mount http://127.0.0.1:8080/images/debian /mnt/nowhere --key publisher.pub
   nowhere mount ./store/images/debian/3 /mnt/nowhere --cache /var/cache/nowhere --daemon
   mount -o loop,ro /mnt/nowhere/debian.img /mnt/root`,
