@@ -199,6 +199,9 @@ func copyFile(t *testing.T, src, dst string) {
 }
 
 func TestTrustCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: builds nowhere, serves stores, runs minisign and FUSE")
+	}
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("needs the go tool to build the binary under test")
 	}
