@@ -39,7 +39,7 @@ type Policy struct {
 	// Keys are the trusted public keys; a signature by any of them is good.
 	Keys []PublicKey
 	// Insecure accepts what fails verification (unsigned, another key, expired, older),
-	// after a loud warning through Warn. It never records versions in State.
+	// after a loud warning through Warn. What failed a check is never recorded in State.
 	Insecure bool
 	// State remembers the highest version accepted per image (rollback protection);
 	// nil disables it.
@@ -113,7 +113,10 @@ func (v *Verifier) Index(name string, version uint64, file []byte) (*index.Index
 	if err != nil {
 		return nil, err
 	}
-	return ix, v.decide(ix, name, version, sigErr)
+	if err := v.decide(ix, name, version, sigErr); err != nil {
+		return nil, err
+	}
+	return ix, nil
 }
 
 // Check verifies an index the caller already decoded from file: the same checks as Index.
