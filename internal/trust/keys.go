@@ -9,6 +9,7 @@ package trust
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,9 @@ const DefaultKeyFile = "/etc/nowhere/trusted.pub"
 
 // maxKeyFile bounds a key file: a few hundred keys at most.
 const maxKeyFile = 64 << 10
+
+// secretKeySize is the decoded size of a minisign secret key.
+const secretKeySize = 158
 
 // PublicKey is a minisign Ed25519 public key.
 type PublicKey struct{ k minisign.PublicKey }
@@ -73,6 +77,9 @@ func ParsePublicKeys(text []byte) ([]PublicKey, error) {
 		}
 		var k minisign.PublicKey
 		if err := k.UnmarshalText([]byte(line)); err != nil {
+			if b, derr := base64.StdEncoding.DecodeString(line); derr == nil && len(b) == secretKeySize {
+				return nil, fmt.Errorf("line %d: this is a secret key; clients need the public key (and the secret key must stay secret)", i+1)
+			}
 			return nil, fmt.Errorf("line %d: not a minisign public key (%s)", i+1, strings.TrimPrefix(err.Error(), "minisign: "))
 		}
 		keys = append(keys, PublicKey{k})

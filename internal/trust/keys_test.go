@@ -36,8 +36,12 @@ func TestLoadKeysErrorsNameTheSpec(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.pub")
 	os.WriteFile(bad, []byte("untrusted comment: x\nnot-a-key\n"), 0o644)
+	secret := filepath.Join(dir, "secret.key")
+	text, _ := seededKey(t, "s").MarshalText("")
+	os.WriteFile(secret, text, 0o600)
 	for spec, want := range map[string]string{
 		bad:                  "key file " + bad + ": line 2: not a minisign public key",
+		secret:               "key file " + secret + ": line 2: this is a secret key; clients need the public key",
 		"RWQnotreallyakey":   `key "RWQnotreallyakey": no such file, and not a minisign public key string`,
 		filepath.Join(dir):   "key file " + dir + ": is a directory",
 		dir + "/missing.pub": "no such file",
