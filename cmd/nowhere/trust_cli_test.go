@@ -564,7 +564,11 @@ func mountAndRead(t *testing.T, c *trustCLI, src, mnt, want string, args ...stri
 	}
 	out, _ := c.ok(append([]string{"mount", src, mnt, "--daemon"}, args...)...)
 	var pid int
-	fmt.Sscanf(out[strings.Index(out, "pid ")+4:], "%d", &pid)
+	if i := strings.Index(out, "pid "); i < 0 {
+		t.Fatalf("nowhere mount --daemon said %q", out)
+	} else {
+		fmt.Sscanf(out[i+4:], "%d", &pid)
+	}
 	t.Cleanup(func() {
 		_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
 		if pid > 0 {
