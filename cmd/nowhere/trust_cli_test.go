@@ -570,9 +570,12 @@ func mountAndRead(t *testing.T, c *trustCLI, src, mnt, want string, args ...stri
 		fmt.Sscanf(out[i+4:], "%d", &pid)
 	}
 	t.Cleanup(func() {
-		_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
-		if pid > 0 {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+		// Only when the test failed before unmounting: then the daemon is still ours.
+		if ok, _ := fusefs.IsMountpoint(mnt); ok {
+			_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
+			if pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
 		}
 	})
 	name := filepath.Base(src) + ".img"
