@@ -65,6 +65,7 @@ fetching only the chunks that are read.`,
 		newMirrorsCommand(),
 		newCacheCommand(),
 		newStatusCommand(),
+		newKeygenCommand(),
 	)
 	return root
 }

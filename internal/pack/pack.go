@@ -30,6 +30,7 @@ type Options struct {
 	Expires  time.Time // zero: never
 	Workers  int       // default: number of CPUs
 	Progress func(read int64)
+	Signer   Signer // signs the index and the latest pointer; nil: unsigned
 }
 
 // Result is what a pack did.
@@ -213,10 +214,10 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 	if err != nil {
 		return nil, err
 	}
-	res.Index, res.IndexFile = ix, file
-	if err := Publish(ctx, w, ix, file); err != nil {
+	if file, err = PublishSigned(ctx, w, ix, file, opt.Signer); err != nil {
 		return nil, err
 	}
+	res.Index, res.IndexFile = ix, file
 	res.Elapsed = time.Since(start)
 	return res, nil
 }

@@ -296,7 +296,7 @@ func TestMirrorSetLearnsMirrorList(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := startMirror(t, dir)
-	set, err := store.NewMirrors(context.Background(), []string{a.URL()}, nil, true, store.MirrorOptions{})
+	set, err := store.NewMirrors(context.Background(), []string{a.URL()}, store.HTTPOptions{}, true, store.MirrorOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +316,7 @@ func TestMirrorSetLearnsMirrorList(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log logRecorder
-	set2, err := store.NewMirrors(context.Background(), []string{a.URL()}, nil, true, store.MirrorOptions{Log: log.logf})
+	set2, err := store.NewMirrors(context.Background(), []string{a.URL()}, store.HTTPOptions{}, true, store.MirrorOptions{Log: log.logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +330,7 @@ func TestMirrorSetLocalDirectoryMirror(t *testing.T) {
 	dir, ix, data := mirrorImage(t, 2<<20, 11)
 	a := startMirror(t, dir)
 	a.kill()
-	set, err := store.NewMirrors(context.Background(), []string{a.URL(), dir}, nil, false, store.MirrorOptions{})
+	set, err := store.NewMirrors(context.Background(), []string{a.URL(), dir}, store.HTTPOptions{}, false, store.MirrorOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
