@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -50,9 +49,8 @@ func NewMirrors(ctx context.Context, bases []string, httpOpt HTTPOptions, learn 
 func (s *MirrorSet) Learn(ctx context.Context, httpOpt HTTPOptions) int {
 	b, err := s.File(ctx, MirrorListPath, MaxMirrorList)
 	if err != nil {
-		if !errors.Is(err, ErrNotFound) {
-			s.opt.Log("mirror list: %v (ignored)", err)
-		}
+		// Missing is normal, and an unreachable store shows up in the requests that
+		// follow; only a list that is there and broken is worth a line.
 		return 0
 	}
 	urls, err := ParseMirrorList(b)

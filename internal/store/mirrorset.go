@@ -405,7 +405,10 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref) (Fetc
 	corrupt := false
 	if err == nil {
 		plain, err = chunk.Decode(nil, ref.ID, int(ref.Len), raw)
-		corrupt = err != nil
+		if err != nil {
+			corrupt = true
+			err = fmt.Errorf("%s: %w", m.name, err) // the error names who served it
+		}
 	}
 	var tooLarge *TooLargeError
 	if errors.As(err, &tooLarge) {
@@ -422,7 +425,7 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref) (Fetc
 		if m.state == stateDown { // tried as a last resort, and it answered: it is back
 			m.state = stateUp
 			m.lastErr = ""
-			s.opt.Log("mirror %s is back (served a chunk)", m.name)
+			s.logHealth("mirror %s is back (served a chunk)", m.name)
 		}
 	case ctx.Err() != nil:
 		// Cancelled because another mirror answered first (or the reader left): not

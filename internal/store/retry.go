@@ -46,8 +46,12 @@ func (p Policy) Do(ctx context.Context, what string, fn func(context.Context) er
 	}
 	lastLog := start
 	wait := backoffMin
+	var cause error // the latest error that says what went wrong (not "deadline exceeded")
 	for attempt := 1; ; attempt++ {
 		err := fn(attemptCtx)
+		if err != nil && (cause == nil || attemptCtx.Err() == nil) {
+			cause = err
+		}
 		if err == nil {
 			if attempt > 1 && p.Log != nil {
 				p.Log("%s: succeeded after %d attempts in %s", what, attempt, time.Since(start).Round(time.Millisecond))
@@ -62,7 +66,7 @@ func (p Policy) Do(ctx context.Context, what string, fn func(context.Context) er
 			return ctx.Err()
 		}
 		if attemptCtx.Err() != nil {
-			return fmt.Errorf("%w (gave up after %s, %d attempts)", err, p.Timeout, attempt)
+			return fmt.Errorf("%w (gave up after %s, %d attempts)", cause, p.Timeout, attempt)
 		}
 		if p.Log != nil && time.Since(lastLog) >= every {
 			p.Log("%s: still failing after %s (%d attempts): %v", what, time.Since(start).Round(time.Second), attempt, err)
@@ -72,7 +76,7 @@ func (p Policy) Do(ctx context.Context, what string, fn func(context.Context) er
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline:
-			return fmt.Errorf("%w (gave up after %s, %d attempts)", err, p.Timeout, attempt)
+			return fmt.Errorf("%w (gave up after %s, %d attempts)", cause, p.Timeout, attempt)
 		case <-time.After(wait):
 		}
 		wait *= 2
