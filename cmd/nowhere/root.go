@@ -62,6 +62,8 @@ fetching only the chunks that are read.`,
 		newExtractCommand(),
 		newVerifyCommand(),
 		newInfoCommand(),
+		newInitramfsCommand(),
+		newVMCommand(),
 	)
 	return root
 }

@@ -23,6 +23,7 @@ var DefaultLoad = []string{
 var DefaultDrivers = []string{
 	"virtio_net", "e1000", "e1000e", "igb", "igc", "ixgbe", "r8169", "tg3", "bnx2", "vmxnet3",
 	"virtio_blk", "virtio_scsi", "nvme", "ahci", "sd_mod",
+	"virtio_rng", // seeds the kernel's RNG in VMs without RDRAND: DHCP and TLS wait for it
 }
 
 // Plan is what an initramfs loads at boot.
