@@ -61,7 +61,7 @@ func Init(version string) {
 	}
 	log.Printf("image %s, mirrors [%s], ip %s, overlay %s", cfg.Image, strings.Join(cfg.Mirrors, " "), cfg.IP, cfg.Overlay)
 
-	loadModules()
+	featuresLoaded := loadModules()
 	spec := rootd.Spec{Image: cfg.Image, Mirrors: cfg.Mirrors, Mountpoint: fuseDir, Debug: cfg.Debug,
 		MemCache: memCache(), ReadAhead: 2 << 20}
 	if cfg.Cache != "" {
@@ -73,6 +73,7 @@ func Init(version string) {
 		spec.DNS = append(spec.DNS, d.String())
 	}
 
+	<-featuresLoaded // FUSE, loop and the filesystems
 	d := retry("start the root daemon", func() (*rootd.Process, error) {
 		return rootd.Start(mustExecutable(), spec, os.Stderr)
 	})
@@ -126,26 +127,41 @@ func readConfig() cmdline.Config {
 	return cfg
 }
 
-func loadModules() {
+// loadModules starts the two module lanes: it returns when the hardware lane is done (the
+// network can come up) and gives a channel that reports when the filesystems are loaded.
+func loadModules() <-chan struct{} {
+	done := make(chan struct{})
 	data, err := os.ReadFile(kmod.PlanFile)
 	if errors.Is(err, os.ErrNotExist) {
 		log.Printf("no kernel modules in the initramfs: relying on built-in drivers")
-		return
+		close(done)
+		return done
 	}
+	var ld *kmod.Loader
 	plan, err := kmod.ParsePlan(data)
 	if err == nil {
-		var res kmod.Loaded
-		res, err = kmod.Load(plan)
-		for _, f := range res.Failed {
-			log.Printf("module %s", f)
-		}
-		if err == nil {
-			log.Printf("loaded modules %s; drivers for the hardware found: %s",
-				strings.Join(res.Modules, " "), orNone(res.Drivers))
-		}
+		ld, err = kmod.NewLoader(plan, log.Debugf)
 	}
 	if err != nil {
 		log.Printf("kernel modules: %v (going on with built-in drivers)", err)
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		res := ld.Features()
+		logFailed(res)
+		log.Printf("loaded modules %s", orNone(res.Modules))
+	}()
+	res := ld.Hardware()
+	logFailed(res)
+	log.Printf("loaded modules %s; drivers for the hardware found: %s", orNone(res.Modules), orNone(res.Drivers))
+	return done
+}
+
+func logFailed(res kmod.Loaded) {
+	for _, f := range res.Failed {
+		log.Printf("module %s", f)
 	}
 }
 

@@ -74,8 +74,11 @@ func TestSelectSkipsBuiltinAndMissingDefaultsButNotRequired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(s.Load, []string{"virtio_pci", "crc32c_generic", "ext4"}) {
+	if !reflect.DeepEqual(s.Load, []string{"crc32c_generic", "ext4"}) {
 		t.Errorf("load = %v", s.Load)
+	}
+	if !reflect.DeepEqual(s.Buses, []string{"virtio_pci"}) {
+		t.Errorf("buses = %v, want virtio_pci (it has PCI aliases)", s.Buses)
 	}
 	if !reflect.DeepEqual(s.Drivers, []string{"virtio_net"}) {
 		t.Errorf("drivers = %v", s.Drivers)
@@ -116,7 +119,7 @@ func TestOpenTreeWithoutModulesDepSaysRunDepmod(t *testing.T) {
 }
 
 func TestPlanRoundTrip(t *testing.T) {
-	p := Plan{Kernel: "6.1.0-56-amd64", Load: []string{"virtio_pci", "fuse"}, Drivers: []string{"virtio_net"}}
+	p := Plan{Kernel: "6.1.0-56-amd64", Buses: []string{"virtio_pci"}, Load: []string{"fuse"}, Drivers: []string{"virtio_net"}}
 	back, err := ParsePlan(p.Encode())
 	if err != nil || !reflect.DeepEqual(p, back) {
 		t.Errorf("round trip: %+v, %v", back, err)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/sys/unix"
@@ -15,56 +16,85 @@ import (
 // PlanFile is where an initramfs keeps its Plan.
 const PlanFile = "/etc/nowhere/modules"
 
-// Loaded is what Load did.
+// Loaded is what a lane loaded.
 type Loaded struct {
-	Modules []string // from the plan's load list
+	Modules []string // from the plan's bus or load list
 	Drivers []string // drivers whose devices were found
 	Failed  []string // "name: reason"
 }
 
-// Load loads p's modules (with their dependencies, from the initramfs' modules.dep), then,
-// in rounds, the drivers whose aliases match a device in /sys/bus/*/devices: a driver can
-// reveal new devices (a disk controller its disks), so it looks again until nothing new
-// loads. A module that fails to load is reported and skipped: the boot goes on and fails
-// later, with a precise reason, only if it needed that module.
-func Load(p Plan) (Loaded, error) {
-	var res Loaded
-	if len(p.Load) == 0 && len(p.Drivers) == 0 {
-		return res, nil
+// Loader loads a Plan's modules from the initramfs (/lib/modules/VERSION, whose trimmed
+// modules.dep u-root's kmodule resolves dependencies from). A module that fails to load
+// is reported and skipped: the boot goes on and fails later, with a precise reason, only
+// if it needed that module. Its two lanes may run at the same time.
+type Loader struct {
+	plan   Plan
+	prober *kmodule.Prober
+	debugf func(string, ...any)
+}
+
+// NewLoader checks that the plan is for the running kernel.
+func NewLoader(p Plan, debugf func(string, ...any)) (*Loader, error) {
+	if debugf == nil {
+		debugf = func(string, ...any) {}
 	}
 	if rel := release(); rel != p.Kernel {
-		return res, fmt.Errorf("the initramfs has modules for kernel %s but this is kernel %s (build it with --modules /lib/modules/%s)", p.Kernel, rel, rel)
+		return nil, fmt.Errorf("the initramfs has modules for kernel %s but this is kernel %s (build it with --modules /lib/modules/%s)", p.Kernel, rel, rel)
 	}
 	prober, err := kmodule.NewProber(kmodule.ProbeOpts{})
 	if err != nil {
-		return res, fmt.Errorf("modules: %w", err)
+		return nil, fmt.Errorf("modules: %w", err)
 	}
-	probe := func(n string) bool {
-		if err := prober.Probe(n, ""); err != nil {
-			res.Failed = append(res.Failed, fmt.Sprintf("%s: %v", n, err))
-			return false
-		}
-		return true
+	return &Loader{plan: p, prober: prober, debugf: debugf}, nil
+}
+
+func (l *Loader) probe(n string, res *Loaded) bool {
+	start := time.Now()
+	err := l.prober.Probe(n, "")
+	l.debugf("module %s (with dependencies): %s", n, time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		res.Failed = append(res.Failed, fmt.Sprintf("%s: %v", n, err))
+		return false
 	}
-	for _, n := range p.Load {
-		if probe(n) {
+	return true
+}
+
+// Features loads the plan's load list, in order.
+func (l *Loader) Features() Loaded {
+	var res Loaded
+	for _, n := range l.plan.Load {
+		if l.probe(n, &res) {
 			res.Modules = append(res.Modules, n)
 		}
 	}
-	aliases, err := readAliases(filepath.Join("/lib/modules", p.Kernel, "modules.alias"))
+	return res
+}
+
+// Hardware loads the buses, then, in rounds, the drivers whose aliases match a device in
+// /sys/bus/*/devices (like udev's coldplug): a driver can reveal new devices (a disk
+// controller its disks), so it looks again until nothing new loads.
+func (l *Loader) Hardware() Loaded {
+	var res Loaded
+	for _, n := range l.plan.Buses {
+		if l.probe(n, &res) {
+			res.Modules = append(res.Modules, n)
+		}
+	}
+	aliases, err := readAliases(filepath.Join("/lib/modules", l.plan.Kernel, "modules.alias"))
 	if err != nil {
-		return res, err
+		res.Failed = append(res.Failed, err.Error())
+		return res
 	}
 	tried := map[string]bool{}
 	for round := 0; round < 4; round++ {
 		present := Modaliases("/sys/bus")
 		loadedAny := false
-		for _, d := range p.Drivers {
+		for _, d := range l.plan.Drivers {
 			if tried[d] || !Matches(aliases, d, present) {
 				continue
 			}
 			tried[d] = true
-			if probe(d) {
+			if l.probe(d, &res) {
 				res.Drivers = append(res.Drivers, d)
 				loadedAny = true
 			}
@@ -73,7 +103,7 @@ func Load(p Plan) (Loaded, error) {
 			break
 		}
 	}
-	return res, nil
+	return res
 }
 
 func release() string {

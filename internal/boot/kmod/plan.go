@@ -26,9 +26,12 @@ var DefaultDrivers = []string{
 	"virtio_rng", // seeds the kernel's RNG in VMs without RDRAND: DHCP and TLS wait for it
 }
 
-// Plan is what an initramfs loads at boot.
+// Plan is what an initramfs loads at boot. Buses and drivers (the hardware) load in one
+// lane and Load (filesystems, FUSE, loop) in another, at the same time: the network
+// needs only the first.
 type Plan struct {
 	Kernel  string   // the kernel version the modules belong to
+	Buses   []string // always loaded first in the hardware lane: they reveal devices
 	Load    []string // always loaded, in order, each after its dependencies
 	Drivers []string // loaded when a device matches one of their aliases
 }
@@ -69,10 +72,18 @@ func Select(t *Tree, load, drivers []string, required func(name string) bool) (*
 	if s.Load, err = keep(load, "module"); err != nil {
 		return nil, err
 	}
+	// A module with PCI aliases is a bus (virtio_pci) or a driver someone wants always:
+	// it belongs to the hardware lane.
+	for _, a := range t.AliasesOf(s.Load) {
+		if strings.HasPrefix(a.Pattern, "pci:") && !slices.Contains(s.Buses, a.Module) {
+			s.Buses = append(s.Buses, a.Module)
+		}
+	}
+	s.Load = slices.DeleteFunc(s.Load, func(n string) bool { return slices.Contains(s.Buses, n) })
 	if s.Drivers, err = keep(drivers, "driver"); err != nil {
 		return nil, err
 	}
-	closure, err := t.Closure(append(slices.Clone(s.Load), s.Drivers...))
+	closure, err := t.Closure(slices.Concat(s.Buses, s.Load, s.Drivers))
 	if err != nil {
 		return nil, err
 	}
@@ -112,8 +123,11 @@ func (s *Selection) ModulesAlias() []byte {
 // Encode writes the plan as text: "kernel V", then "load NAME" and "driver NAME" lines.
 func (p Plan) Encode() []byte {
 	var b bytes.Buffer
-	b.WriteString("# kernel modules for nowhere's /init: load = always, in order; driver = when a device matches\n")
+	b.WriteString("# kernel modules for nowhere's /init: bus and load = always, in order; driver = when a device matches\n")
 	fmt.Fprintf(&b, "kernel %s\n", p.Kernel)
+	for _, n := range p.Buses {
+		fmt.Fprintf(&b, "bus %s\n", n)
+	}
 	for _, n := range p.Load {
 		fmt.Fprintf(&b, "load %s\n", n)
 	}
@@ -136,6 +150,8 @@ func ParsePlan(data []byte) (Plan, error) {
 		switch k {
 		case "kernel":
 			p.Kernel = v
+		case "bus":
+			p.Buses = append(p.Buses, Name(v))
 		case "load":
 			p.Load = append(p.Load, Name(v))
 		case "driver":
