@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
 // Config is what the boot needs to know. The zero value is not bootable (no image);
@@ -28,6 +29,12 @@ type Config struct {
 	// Overlay is where writes go: "tmpfs" (lost at power-off) or a block device.
 	Overlay string
 	Debug   bool
+	// ToRAM copies the whole image into memory before booting from the copy (like
+	// live-boot's toram): the system then runs without the network.
+	ToRAM bool
+	// ReadAhead is the most bytes the root daemon fetches ahead of a sequential reader
+	// (-1 = the default, 0 = none).
+	ReadAhead int64
 	// Init is the program to run in the image ("" = the kernel's list: /sbin/init,
 	// /etc/init, /bin/init, /bin/sh).
 	Init string
@@ -144,6 +151,23 @@ var keys = map[string]key{
 		c.Debug = b
 		return err
 	}},
+	"nowhere.toram": {flag: true, set: func(c *Config, v string, hasValue bool) error {
+		if !hasValue {
+			c.ToRAM = true
+			return nil
+		}
+		b, err := parseBool(v)
+		c.ToRAM = b
+		return err
+	}},
+	"nowhere.readahead": {set: func(c *Config, v string, _ bool) error {
+		n, err := units.ParseBytes(v)
+		if err != nil || n < 0 || n > 1<<30 {
+			return errors.New("want a size such as 512K or 0 (at most 1G)")
+		}
+		c.ReadAhead = n
+		return nil
+	}},
 	"init": {set: func(c *Config, v string, _ bool) error {
 		if !strings.HasPrefix(v, "/") || len(v) > 255 || strings.ContainsFunc(v, badRune) {
 			return errors.New("want an absolute path")
@@ -155,7 +179,7 @@ var keys = map[string]key{
 
 // Defaults returns the configuration before any command line: DHCP and a tmpfs overlay.
 func Defaults() Config {
-	return Config{IP: IP{DHCP: true}, Overlay: "tmpfs"}
+	return Config{IP: IP{DHCP: true}, Overlay: "tmpfs", ReadAhead: -1}
 }
 
 // Layer is one source of parameters, named for error messages.
@@ -245,6 +269,12 @@ func (c Config) Encode() string {
 	}
 	if c.Debug {
 		w = append(w, "nowhere.debug")
+	}
+	if c.ToRAM {
+		w = append(w, "nowhere.toram")
+	}
+	if c.ReadAhead >= 0 {
+		add("nowhere.readahead", strconv.FormatInt(c.ReadAhead, 10))
 	}
 	if c.Init != "" {
 		add("init", c.Init)

@@ -24,19 +24,21 @@ func TestSplitFollowsTheKernelsQuoting(t *testing.T) {
 func TestParseReadsEveryKey(t *testing.T) {
 	c, err := Parse(Layer{"kernel command line", `console=ttyS0 nowhere.image=http://10.0.2.100:8080/s/images/debian/3
 		nowhere.mirror=http://a.example/s nowhere.mirror=https://b.example nowhere.ip=10.0.0.5/24,10.0.0.1,10.0.0.53
-		nowhere.cache=/dev/vdb nowhere.overlay=/dev/vdc nowhere.debug init=/lib/systemd/systemd -- emergency`})
+		nowhere.cache=/dev/vdb nowhere.overlay=/dev/vdc nowhere.debug nowhere.toram nowhere.readahead=512K init=/lib/systemd/systemd -- emergency`})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Config{
-		Image:    "http://10.0.2.100:8080/s/images/debian/3",
-		Mirrors:  []string{"http://a.example/s", "https://b.example"},
-		IP:       IP{Addr: netip.MustParsePrefix("10.0.0.5/24"), Gateway: netip.MustParseAddr("10.0.0.1"), DNS: netip.MustParseAddr("10.0.0.53")},
-		Cache:    "/dev/vdb",
-		Overlay:  "/dev/vdc",
-		Debug:    true,
-		Init:     "/lib/systemd/systemd",
-		InitArgs: []string{"emergency"},
+		Image:     "http://10.0.2.100:8080/s/images/debian/3",
+		Mirrors:   []string{"http://a.example/s", "https://b.example"},
+		IP:        IP{Addr: netip.MustParsePrefix("10.0.0.5/24"), Gateway: netip.MustParseAddr("10.0.0.1"), DNS: netip.MustParseAddr("10.0.0.53")},
+		Cache:     "/dev/vdb",
+		Overlay:   "/dev/vdc",
+		Debug:     true,
+		ToRAM:     true,
+		ReadAhead: 512 << 10,
+		Init:      "/lib/systemd/systemd",
+		InitArgs:  []string{"emergency"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -70,7 +72,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.IP.DHCP || c.Overlay != "tmpfs" || c.Debug || c.Image != "" {
+	if !c.IP.DHCP || c.Overlay != "tmpfs" || c.Debug || c.Image != "" || c.ReadAhead != -1 {
 		t.Errorf("defaults: %+v", c)
 	}
 	if err := c.CheckBootable(); err == nil || !strings.Contains(err.Error(), "nowhere.image=") {
@@ -99,6 +101,8 @@ func TestParseRejectsBadValuesNamingThem(t *testing.T) {
 		{"nowhere.overlay=disk", "tmpfs"},
 		{"nowhere.debug=maybe", "want 1 or 0"},
 		{"init=sbin/init", "absolute"},
+		{"nowhere.readahead=lots", "size"},
+		{"nowhere.readahead=-5", "size"},
 		{"nowhere.image=http://x/images/" + strings.Repeat("a", 3000), "longer than"},
 	} {
 		_, err := Parse(Layer{"kernel command line", tc.line})
