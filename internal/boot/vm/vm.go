@@ -7,6 +7,7 @@ package vm
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -159,6 +160,7 @@ func watch(r io.Reader, cfg Config, start time.Time, all *strings.Builder, mu *s
 	buf := make([]byte, 32<<10)
 	var line []byte
 	check := func(l []byte) {
+		l = bytes.TrimRight(l, "\r") // serial consoles end lines with \r\n
 		for _, re := range cfg.Expect {
 			mu.Lock()
 			_, seen := matches[re.String()]
