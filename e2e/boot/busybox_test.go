@@ -6,9 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/boot/vm"
 )
 
 // guestInit runs in the booted image as PID 1. It reports, one line each, what the guest
@@ -92,74 +96,105 @@ func makeFS(t *testing.T, root, format string) string {
 
 // TestBootBusybox boots a small root in each image format, over the whole data path:
 // HTTP -> root daemon -> FUSE file -> loop device -> squashfs/erofs/ext4 -> overlay.
-// The ext4 case configures the network statically and the erofs case boots with the
-// image baked into the initramfs and nothing about it on the kernel command line.
+// Each format also exercises one more part of the boot:
+//   - squashfs: the server is down when the guest first asks; it starts only once the
+//     root daemon has said it cannot fetch the index, and the boot goes on by itself;
+//   - erofs: the image URL and a mirror are baked into a zstd initramfs and the kernel
+//     command line says nothing about them; the image's own store answers 404, so the
+//     index and the chunks come from the mirror;
+//   - ext4: a static address, and a cache disk: a second boot from the same disk fetches
+//     (almost) nothing.
 func TestBootBusybox(t *testing.T) {
 	needEnv(t)
 	root := busyboxRoot(t)
-	for _, tc := range []struct {
-		format string
-		ip     string // kernel command line network setting ("" = DHCP)
-		baked  bool   // image URL baked into the initramfs instead of the command line
-	}{
-		{format: "squashfs"},
-		{format: "erofs", baked: true},
-		{format: "ext4", ip: "10.0.2.15/24,10.0.2.2"},
-	} {
-		t.Run(tc.format, func(t *testing.T) {
-			s := packAndServe(t, makeFS(t, root, tc.format), "bb-"+tc.format)
-			url := "http://10.0.2.100/images/" + s.name
-			initrd, args := env.initrd, "nowhere.image="+url
-			if tc.baked {
-				initrd, args = filepath.Join(t.TempDir(), "baked.img"), ""
-				run(t, env.bin, "initramfs", "-o", initrd, "--modules", env.modules, "--image", url)
-			}
-			if tc.ip != "" {
-				args += " nowhere.ip=" + tc.ip
-			}
-			r := boot(t, s, initrd, args, 384, 6*time.Minute, "E2E-MARK-OK")
-			c := r.Console
-			check := func(what, got string, want ...string) {
-				t.Helper()
-				for _, w := range want {
-					if !strings.Contains(got, w) {
-						t.Errorf("%s: %q lacks %q", what, got, w)
-					}
+	t.Run("squashfs", func(t *testing.T) {
+		s := pack(t, makeFS(t, root, "squashfs"), "bb-squashfs")
+		var started atomic.Bool
+		r := boot(t, s, bootOpts{initrd: env.initrd, args: "nowhere.image=http://10.0.2.100/images/bb-squashfs",
+			mem: 384, timeout: 6 * time.Minute, expect: []string{"cannot fetch the index", "E2E-MARK-OK"},
+			onMatch: func(re *regexp.Regexp, _ time.Duration) {
+				if re.String() == "cannot fetch the index" && !started.Swap(true) {
+					s.start(t)
 				}
-			}
-			if _, ok := r.Matches["E2E-MARK-OK"]; !ok {
-				t.Fatalf("no marker; console:\n%s", tail(c, 80))
-			}
-			check("root", line(c, "E2E-ROOT:"), " / / ", " - overlay overlay ", "lowerdir=/run/nowhere/lower", "upperdir=/run/nowhere/rw/upper")
-			check("lower", line(c, "E2E-LOWER:"), " - "+tc.format+" /dev/loop", " ro")
-			check("loop backing file", line(c, "E2E-BACKING:"), "/.nowhere/"+s.name+".img")
-			check("loop direct I/O", line(c, "E2E-DIO:"), "1")
-			check("daemon", line(c, "E2E-DAEMON:"), "argv0=@nowhere", "oom=-1000")
-			check("daemon's FUSE mount", line(c, "E2E-DAEMON-FUSE:"), " /.nowhere ", " - fuse.nowhere "+url)
-			check("FUSE hidden from the system", line(c, "E2E-FUSE-IN-OUR-VIEW:"), "0")
-			check("overlay write", line(c, "E2E-WRITE:"), "written-through-the-overlay upper=written-through-the-overlay")
-			check("init", line(c, "E2E-PID:"), "1")
-			if tc.ip != "" {
-				check("network", line(c, "nowhere: network:"), "eth0 10.0.2.15/24 by static")
-			} else {
-				check("network", line(c, "nowhere: network:"), "by dhcp")
-			}
+			}})
+		if !started.Load() {
+			t.Fatalf("the root daemon never said it could not fetch the index:\n%s", tail(r.Console, 60))
+		}
+		checkGuest(t, r, s, "squashfs", "dhcp")
+	})
+	t.Run("erofs", func(t *testing.T) {
+		s := packAndServe(t, makeFS(t, root, "erofs"), "bb-erofs")
+		initrd := filepath.Join(t.TempDir(), "baked.img")
+		run(t, env.bin, "initramfs", "-o", initrd, "--modules", env.modules, "--compress", "zstd",
+			"--image", "http://10.0.2.100/missing/images/bb-erofs", "--mirror", "http://10.0.2.100")
+		r := boot(t, s, bootOpts{initrd: initrd, mem: 384, timeout: 6 * time.Minute, expect: []string{"E2E-MARK-OK"}})
+		checkGuest(t, r, s, "erofs", "dhcp")
+		if got := line(r.Console, "nowhere: root daemon pid"); !strings.HasSuffix(got, "from http://10.0.2.100") {
+			t.Errorf("daemon line %q: want the mirror http://10.0.2.100 to serve", got)
+		}
+	})
+	t.Run("ext4", func(t *testing.T) {
+		s := packAndServe(t, makeFS(t, root, "ext4"), "bb-ext4")
+		disk := filepath.Join(t.TempDir(), "cache.img")
+		run(t, "truncate", "-s", "64M", disk)
+		run(t, "mkfs.ext4", "-q", "-F", disk)
+		o := bootOpts{initrd: env.initrd, args: "nowhere.image=http://10.0.2.100/images/bb-ext4 nowhere.ip=10.0.2.15/24,10.0.2.2 nowhere.cache=/dev/vda",
+			mem: 384, timeout: 6 * time.Minute, expect: []string{"E2E-MARK-OK"}, disks: []string{disk}}
+		r := boot(t, s, o)
+		checkGuest(t, r, s, "ext4", "static")
+		if got := line(r.Console, "nowhere: cache:"); got != "/dev/vda mounted for chunks" {
+			t.Errorf("cache line %q", got)
+		}
+		cold := s.counts().ChunkBytes
+		r = boot(t, s, o)
+		warm := s.counts().ChunkBytes - cold
+		t.Logf("cache disk: first boot fetched %d chunk bytes, second boot %d", cold, warm)
+		if _, ok := r.Matches["E2E-MARK-OK"]; !ok || warm*4 > cold {
+			t.Errorf("second boot with a warm cache fetched %d chunk bytes (first boot %d): want under a quarter", warm, cold)
+		}
+	})
+}
 
-			// Fetched on demand: less than the image (the payload is never read).
-			st := s.index.Stats()
-			counts := s.srv.Counts()
-			fetchedPlain := daemonStat(c, "fetched_plain")
-			t.Logf("%s: image %d B, chunks stored %d B; served %d chunk bytes in %d requests; daemon fetched %d plain bytes",
-				tc.format, s.index.Size, st.StoredBytes, counts.ChunkBytes, counts.ChunkRequests, fetchedPlain)
-			if counts.ChunkBytes <= 0 || counts.ChunkBytes >= st.StoredBytes/2 {
-				t.Errorf("served %d chunk bytes of %d stored: want some, and less than half", counts.ChunkBytes, st.StoredBytes)
+// checkGuest checks what the guest init reported about its root.
+func checkGuest(t *testing.T, r vm.Result, s *served, format, ip string) {
+	t.Helper()
+	c := r.Console
+	if _, ok := r.Matches["E2E-MARK-OK"]; !ok {
+		t.Fatalf("no marker; console:\n%s", tail(c, 80))
+	}
+	check := func(what, got string, want ...string) {
+		t.Helper()
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: %q lacks %q", what, got, w)
 			}
-			if fetchedPlain <= 0 || fetchedPlain >= s.index.Size/2 {
-				t.Errorf("the daemon fetched %d of %d image bytes: want some, and less than half", fetchedPlain, s.index.Size)
-			}
-			if strings.Contains(c, "nowhere-root: got") {
-				t.Errorf("the root daemon was signalled:\n%s", tail(c, 40))
-			}
-		})
+		}
+	}
+	url, _, _ := strings.Cut(line(c, "nowhere: image "), ",") // "URL, mirrors [...], ..."
+	check("root", line(c, "E2E-ROOT:"), " / / ", " - overlay overlay ", "lowerdir=/run/nowhere/lower", "upperdir=/run/nowhere/rw/upper")
+	check("lower", line(c, "E2E-LOWER:"), " - "+format+" /dev/loop", " ro")
+	check("loop backing file", line(c, "E2E-BACKING:"), "/.nowhere/"+s.name+".img")
+	check("loop direct I/O", line(c, "E2E-DIO:"), "1")
+	check("daemon", line(c, "E2E-DAEMON:"), "argv0=@nowhere", "oom=-1000")
+	check("daemon's FUSE mount", line(c, "E2E-DAEMON-FUSE:"), " /.nowhere ", " - fuse.nowhere "+url+" ")
+	check("FUSE hidden from the system", line(c, "E2E-FUSE-IN-OUR-VIEW:"), "0")
+	check("overlay write", line(c, "E2E-WRITE:"), "written-through-the-overlay upper=written-through-the-overlay")
+	check("init", line(c, "E2E-PID:"), "1")
+	check("network", line(c, "nowhere: network:"), "eth0 10.0.2.15/24 by "+ip)
+
+	// Fetched on demand: less than the image (the payload is never read).
+	st := s.index.Stats()
+	counts := s.counts()
+	fetchedPlain := daemonStat(c, "fetched_plain")
+	t.Logf("%s: image %d B, chunks stored %d B; served %d chunk bytes in %d requests; daemon fetched %d plain bytes",
+		format, s.index.Size, st.StoredBytes, counts.ChunkBytes, counts.ChunkRequests, fetchedPlain)
+	if counts.ChunkBytes <= 0 || counts.ChunkBytes >= st.StoredBytes/2 {
+		t.Errorf("served %d chunk bytes of %d stored: want some, and less than half", counts.ChunkBytes, st.StoredBytes)
+	}
+	if fetchedPlain <= 0 || fetchedPlain >= s.index.Size/2 {
+		t.Errorf("the daemon fetched %d of %d image bytes: want some, and less than half", fetchedPlain, s.index.Size)
+	}
+	if strings.Contains(c, "nowhere-root: got") {
+		t.Errorf("the root daemon was signalled:\n%s", tail(c, 40))
 	}
 }

@@ -21,8 +21,8 @@ func TestBootDebianSystemdShutsDownCleanly(t *testing.T) {
 	}
 	img := strings.TrimSpace(string(out))
 	s := packAndServe(t, img, "debian")
-	r := boot(t, s, env.initrd, "nowhere.image=http://10.0.2.100/images/debian e2e.check", 1024, 8*time.Minute,
-		`E2E-SYSTEMD-OK`, `Welcome to .*Debian`, `reboot: Power down`)
+	r := boot(t, s, bootOpts{initrd: env.initrd, args: "nowhere.image=http://10.0.2.100/images/debian e2e.check",
+		mem: 1024, timeout: 8 * time.Minute, expect: []string{`E2E-SYSTEMD-OK`, `Welcome to .*Debian`, `reboot: Power down`}})
 	c := r.Console
 
 	ok := line(c, "E2E-SYSTEMD-OK")
@@ -39,7 +39,7 @@ func TestBootDebianSystemdShutsDownCleanly(t *testing.T) {
 		}
 	}
 	st := s.index.Stats()
-	counts := s.srv.Counts()
+	counts := s.counts()
 	t.Logf("debian: image %.1f MB, fetched %.1f MB of chunks in %d requests (%.0f%%); switch to systemd at %v, check at %v",
 		float64(s.index.Size)/1e6, float64(counts.ChunkBytes)/1e6, counts.ChunkRequests,
 		100*float64(counts.ChunkBytes)/float64(st.StoredBytes), r.Matches[`Welcome to .*Debian`], r.Matches[`E2E-SYSTEMD-OK`])

@@ -7,6 +7,7 @@ package boot
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,24 +103,20 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-// served is an image packed into a store and served on loopback.
+// served is an image packed into a store, served on a loopback address.
 type served struct {
 	store string
 	name  string
-	srv   *vm.Server
+	addr  string     // where the server listens (or will)
+	srv   *vm.Server // nil until started
 	index *index.Index
 }
 
-// packAndServe packs img into a new store as image name and serves it.
-func packAndServe(t *testing.T, img, name string) *served {
+// pack packs img into a new store as image name and picks a free loopback port for it.
+func pack(t *testing.T, img, name string) *served {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "store")
 	run(t, env.bin, "pack", img, "--store", dir, "--name", name, "--progress", "never")
-	srv, err := vm.Serve(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
 	s, err := image.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -128,14 +125,58 @@ func packAndServe(t *testing.T, img, name string) *served {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &served{store: dir, name: name, srv: srv, index: ix}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return &served{store: dir, name: name, addr: addr, index: ix}
 }
 
-// boot runs a VM against s until it powers off or timeout passes.
-func boot(t *testing.T, s *served, initrd, appendArgs string, mem int, timeout time.Duration, expect ...string) vm.Result {
+// start serves the store.
+func (s *served) start(t *testing.T) {
+	t.Helper()
+	srv, err := vm.ServeAt(s.store, s.addr, nil)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	s.srv = srv
+	t.Cleanup(func() { srv.Close() })
+}
+
+func (s *served) counts() vm.Counts {
+	if s.srv == nil {
+		return vm.Counts{}
+	}
+	return s.srv.Counts()
+}
+
+func packAndServe(t *testing.T, img, name string) *served {
+	t.Helper()
+	s := pack(t, img, name)
+	s.start(t)
+	return s
+}
+
+// bootOpts is one VM run.
+type bootOpts struct {
+	initrd  string
+	args    string // kernel command line
+	mem     int
+	timeout time.Duration
+	expect  []string
+	disks   []string
+	onMatch func(re *regexp.Regexp, at time.Duration)
+}
+
+// boot runs a VM against s until it powers off; failing that, the test fails with the
+// console's end.
+func boot(t *testing.T, s *served, o bootOpts) vm.Result {
 	t.Helper()
 	var res []*regexp.Regexp
-	for _, e := range expect {
+	for _, e := range o.expect {
 		res = append(res, regexp.MustCompile(e))
 	}
 	// NOWHERE_E2E_LOGS=DIR keeps each test's console log for reading afterwards.
@@ -149,17 +190,19 @@ func boot(t *testing.T, s *served, initrd, appendArgs string, mem int, timeout t
 		t.Fatal(err)
 	}
 	defer log.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	start := time.Now()
 	r, err := vm.Run(ctx, vm.Config{
-		Kernel: env.kernel, Initrd: initrd, Memory: mem, CPUs: 2, Accel: "auto",
-		Append:  "panic=-1 loglevel=4 " + appendArgs,
-		Relay:   []string{env.bin, "vm", "relay", s.srv.Addr},
+		Kernel: env.kernel, Initrd: o.initrd, Memory: o.mem, CPUs: 2, Accel: "auto",
+		Append:  "panic=-1 loglevel=4 " + o.args,
+		Relay:   []string{env.bin, "vm", "relay", s.addr},
+		Disks:   o.disks,
 		Console: log,
 		Expect:  res,
+		OnMatch: o.onMatch,
 	})
-	t.Logf("VM ran %.1f s (accel %s); marks %v; served %+v", time.Since(start).Seconds(), r.Accel, r.Matches, s.srv.Counts())
+	t.Logf("VM ran %.1f s (accel %s); marks %v; served %+v", time.Since(start).Seconds(), r.Accel, r.Matches, s.counts())
 	if err != nil || !r.PoweredOff {
 		t.Fatalf("VM: err=%v powered-off=%v; console:\n%s", err, r.PoweredOff, tail(r.Console, 120))
 	}

@@ -104,8 +104,15 @@ func open(spec Spec, log *bootlog.Log) (*image.Reader, Ready, error) {
 		first int
 	)
 	policy := store.Policy{Log: log.Printf, LogEvery: 5 * time.Second}
+	attempt := 0
 	err = policy.Do(context.Background(), "fetch the index of "+loc.String(), func(ctx context.Context) error {
+		attempt++
 		var errs []error
+		defer func() {
+			if attempt == 1 && len(errs) == len(srcs) { // the first failure, at once; then every 5 s
+				log.Printf("cannot fetch the index of %s: %v; retrying until a mirror answers", loc, joinErrors(errs))
+			}
+		}()
 		for i, s := range srcs {
 			actx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			got, _, err := image.Load(actx, s, loc, store.Policy{Timeout: time.Nanosecond})

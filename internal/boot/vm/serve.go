@@ -27,13 +27,19 @@ type Server struct {
 	n    struct{ reqs, bytes, creqs, cbytes atomic.Int64 }
 }
 
-// Serve starts a server for the store in dir. logf, when set, gets one line per request.
+// Serve starts a server for the store in dir on a free loopback port. logf, when set, gets
+// one line per request.
 func Serve(dir string, logf func(string, ...any)) (*Server, error) {
+	return ServeAt(dir, "127.0.0.1:0", logf)
+}
+
+// ServeAt is Serve on a given address.
+func ServeAt(dir, addr string, logf func(string, ...any)) (*Server, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", dir, err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		root.Close()
 		return nil, err
