@@ -13,10 +13,12 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 want=${1:-v1}
 root=$("$top/scripts/mkroot-debian.sh" "$want")
 out="$top/.cache/images/debian-$want.squashfs"
+mkdir -p "$top/.cache/images"
+exec 9>"$out.lock"
+flock 9 # one builder at a time (a test and the demo may ask at once)
 stamp="$(sha256sum "$0" | cut -c1-16)-$(stat -c %Y "$root.done")"
 if [ -f "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then echo "$out"; exit 0; fi
 command -v mksquashfs >/dev/null || { echo "mkimage: mksquashfs missing (apt-get install squashfs-tools)" >&2; exit 1; }
-mkdir -p "$top/.cache/images"
 work=$(mktemp -d "$top/.cache/images/.debian-$want.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 echo "mkimage: copying $root" >&2
