@@ -2,7 +2,7 @@
 # Boot benchmark (issue 3, item 7): Debian bookworm with systemd in qemu, from power-on to
 # the login prompt on the serial console, with the root filesystem
 #   stream    fetched on demand (nowhere's normal boot), read-ahead 2 MiB (the default)
-#   stream-ra0  same, read-ahead off
+#   stream-raSIZE  same, read-ahead SIZE (stream-ra0: off)
 #   toram     downloaded whole first, then booted from the copy in RAM (nowhere.toram)
 # Same kernel, initramfs, image, store and loopback server for all; the guest reaches the
 # server through qemu user networking. Prints one line per run and a summary with the
@@ -24,12 +24,12 @@ trap 'rm -rf "$work"' EXIT
 
 echo "# boot benchmark $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) CPUs, $(uname -r); image $(du -m "$img" | cut -f1) MB squashfs"
 echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-11s %3s %14s %12s %9s %10s\n' mode run login_s fetched_MB requests powered_off
+printf '%-14s %3s %14s %12s %9s %10s\n' mode run login_s fetched_MB requests powered_off
 results="$work/results"
 for mode in $modes; do
   case "$mode" in
     stream) extra="" ;;
-    stream-ra0) extra="nowhere.readahead=0" ;;
+    stream-ra*) extra="nowhere.readahead=${mode#stream-ra}" ;;
     toram) extra="nowhere.toram" ;;
     *) echo "bench/boot.sh: unknown mode $mode" >&2; exit 2 ;;
   esac
@@ -47,7 +47,7 @@ for mode in $modes; do
     # booted from HTTP: fetched X MB of Y MB in Z s (N requests)
     read -r fetched secs reqs < <(sed -E 's/.*fetched ([0-9.]+) MB of [0-9.]+ MB in ([0-9.]+) s \(([0-9]+) requests\).*/\1 \2 \3/' <<<"$line")
     off=no; grep -q 'guest powered off' "$log" && off=yes
-    printf '%-11s %3s %14s %12s %9s %10s\n' "$mode" "$i" "$secs" "$fetched" "$reqs" "$off"
+    printf '%-14s %3s %14s %12s %9s %10s\n' "$mode" "$i" "$secs" "$fetched" "$reqs" "$off"
     echo "$mode $secs $fetched $reqs" >> "$results"
   done
 done
