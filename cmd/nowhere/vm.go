@@ -86,8 +86,12 @@ func newVMRelayCommand() *cobra.Command {
 		Short:  "Copy standard input and output to a TCP address (used by qemu's guestfwd)",
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return vm.Relay(args[0], os.Stdin, os.Stdout)
+		Run: func(cmd *cobra.Command, args []string) {
+			// Standard error is the guest's connection too: fail without a word, and the
+			// guest sees the connection close.
+			if err := vm.Relay(args[0], os.Stdin, os.Stdout); err != nil {
+				os.Exit(1)
+			}
 		},
 	}
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -115,7 +117,7 @@ func open(spec Spec, log *bootlog.Log) (*image.Reader, Ready, error) {
 		}()
 		for i, s := range srcs {
 			actx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			got, _, err := image.Load(actx, s, loc, store.Policy{Timeout: time.Nanosecond})
+			got, err := loadOnce(actx, s, loc)
 			cancel()
 			if err == nil {
 				ix, first = got, i
@@ -147,6 +149,18 @@ func open(spec Spec, log *bootlog.Log) (*image.Reader, Ready, error) {
 		File: filepath.Join(spec.Mountpoint, ix.Name+".img"),
 	}
 	return r, rd, nil
+}
+
+// loadOnce asks one store for the index, once: the retrying happens around all the
+// mirrors, not inside one.
+func loadOnce(ctx context.Context, s store.Store, loc image.Location) (*index.Index, error) {
+	ix, _, err := image.Load(ctx, s, loc, store.Policy{Timeout: time.Nanosecond})
+	if err != nil && strings.Contains(err.Error(), "(gave up after") {
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner // drop the one-attempt policy's note
+		}
+	}
+	return ix, err
 }
 
 // reportOnSignal prints the reader's counters on SIGUSR1 (kill -USR1 $(pgrep -x
