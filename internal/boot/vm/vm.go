@@ -69,7 +69,7 @@ func Args(cfg Config, accel string) []string {
 		"-display", "none", "-vga", "none",
 	}
 	if cfg.Interactive {
-		a = append(a, "-chardev", "stdio,id=con,mux=on,signal=off", "-serial", "chardev:con", "-mon", "chardev=con")
+		a = append(a, "-serial", "mon:stdio") // the console, with the monitor behind Ctrl-A C
 	} else {
 		a = append(a, "-serial", "stdio", "-monitor", "none")
 	}
@@ -109,9 +109,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		fmt.Fprintf(cfg.Console, "nowhere vm: accel %s (%s)\n", accel, why)
 	}
 	cmd := exec.Command(cfg.QEMU, Args(cfg, accel)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the relays die with it
 	if cfg.Interactive {
+		// qemu reads the terminal: it must stay in the terminal's foreground process
+		// group (a background group reading it would be stopped by SIGTTIN).
 		cmd.Stdin = os.Stdin
+	} else {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // killed with its relays
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -135,7 +138,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	select {
 	case err = <-waitErr:
 	case <-ctx.Done():
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		if cfg.Interactive {
+			_ = cmd.Process.Kill()
+		} else {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
 		<-waitErr
 		err = fmt.Errorf("vm: stopped after %s: %w", time.Since(start).Round(time.Second), context.Cause(ctx))
 	}
