@@ -106,6 +106,11 @@ func runVM(ctx context.Context, o vmOptions) error {
 	if o.image != "" && o.store == "" {
 		return errors.New("--image needs --store (with --forward, pass nowhere.image= in --append)")
 	}
+	for _, f := range []struct{ flag, path string }{{"--kernel", o.kernel}, {"--initrd", o.initrd}} {
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s: %w", f.flag, err)
+		}
+	}
 	var (
 		addr  string
 		srv   *vm.Server
