@@ -10,6 +10,9 @@ want=${1:-v1}
 mirror=${NOWHERE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 roots="$top/.cache/roots"
 mkdir -p "$roots"
+# One builder at a time: tests, the demo and benchmarks may ask for a root concurrently.
+exec 9>"$roots/.lock"
+flock 9
 log() { echo "mkroot: $*" >&2; }
 
 build_v1() {

@@ -66,6 +66,8 @@ fetching only the chunks that are read.`,
 		newCacheCommand(),
 		newStatusCommand(),
 		newKeygenCommand(),
+		newInitramfsCommand(),
+		newVMCommand(),
 	)
 	return root
 }
