@@ -3,11 +3,16 @@ package rootd
 import (
 	"bytes"
 	"crypto/rand"
+	"io"
+	stdlog "log"
+	"net/http/httptest"
+	"net/http/httputil"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,8 +24,9 @@ import (
 )
 
 // TestDaemonServesTheImageAsARootDaemon starts the real binary as the root daemon on this
-// machine (no VM): it must serve the image byte for byte from a loopback server, carry
-// the name and OOM exemption a root daemon needs, and shrug off SIGTERM.
+// machine (no VM): it must serve the signed image byte for byte from a loopback server,
+// through the proxy its spec names (nowhere.proxy=), carry the name and OOM exemption a
+// root daemon needs, and shrug off SIGTERM.
 func TestDaemonServesTheImageAsARootDaemon(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and mounts FUSE")
@@ -41,12 +47,18 @@ func TestDaemonServesTheImageAsARootDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
+	// A forward proxy that notes what passes through it.
+	var proxied sync.Map
+	proxy := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		proxied.Store(r.In.URL.String(), true) // a proxy's request line carries the absolute URL
+	}, ErrorLog: stdlog.New(io.Discard, "", 0)}) // the dead mirror's requests fail: expected
+	defer proxy.Close()
 
 	mnt := filepath.Join(dir, "mnt")
 	logFile, _ := os.Create(filepath.Join(dir, "daemon.log"))
 	defer logFile.Close()
 	p, err := Start(bin, Spec{
-		Image: "http://" + srv.Addr + "/images/disk", Mirrors: []string{"http://127.0.0.1:1"},
+		Image: "http://" + srv.Addr + "/images/disk", Mirrors: []string{"http://127.0.0.1:1"}, Proxy: proxy.URL,
 		Keys: []string{public}, StateFile: filepath.Join(dir, "trust-state"),
 		Mountpoint: mnt, MemCache: 16 << 20, ReadAhead: 1 << 20,
 	}, logFile)
@@ -67,6 +79,16 @@ func TestDaemonServesTheImageAsARootDaemon(t *testing.T) {
 	got, err := os.ReadFile(p.Ready.File)
 	if err != nil || !bytes.Equal(got, img) {
 		t.Fatalf("read %d bytes (%v), want the image's %d", len(got), err, len(img))
+	}
+	var chunks int
+	proxied.Range(func(k, _ any) bool {
+		if strings.HasPrefix(k.(string), "http://"+srv.Addr+"/chunks/") {
+			chunks++
+		}
+		return true
+	})
+	if _, ok := proxied.Load("http://" + srv.Addr + "/images/disk/latest"); !ok || chunks == 0 {
+		t.Errorf("the proxy carried %d chunk requests and the latest pointer: %v; want everything", chunks, ok)
 	}
 	proc := func(f string) string {
 		b, _ := os.ReadFile("/proc/" + strconv.Itoa(p.Pid) + "/" + f)
