@@ -64,6 +64,14 @@ func Build(ctx context.Context, o Options) error {
 	if err := run(ctx, env, args); err != nil {
 		return err
 	}
+	if o.FS == fstype.Ext4 {
+		if err := fixExt4Times(tmp.Name()); err != nil {
+			return fmt.Errorf("normalising timestamps: %w", err)
+		}
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp.Name(), o.Out); err != nil {
 		return fmt.Errorf("image %s: %w", o.Out, err)
 	}
