@@ -270,11 +270,13 @@ func (e *erofs) compressed(in *erofsInode) error {
 	}
 	lo, hi := int64(-1), int64(-1)
 	for lcn := int64(0); lcn < total; lcn++ {
-		typ, pblk, err := idx(lcn)
+		typ, clusterofs, pblk, err := idx(lcn)
 		if err != nil {
 			return err
 		}
-		if typ == zTypeNonHead {
+		// erofs-utils ends the indexes with a plain lcluster whose extent would start
+		// at or past the end of the file; it has no blocks.
+		if typ == zTypeNonHead || lcn<<lbits+clusterofs >= in.size {
 			continue
 		}
 		if lo < 0 || pblk < lo {
@@ -288,9 +290,9 @@ func (e *erofs) compressed(in *erofsInode) error {
 	return e.blockRange(lo, cblocks)
 }
 
-// zIndexes decodes lcluster lcn: its type and, for a head or plain lcluster, the block
-// address of its pcluster.
-type zIndexes func(lcn int64) (typ int, pblk int64, err error)
+// zIndexes decodes lcluster lcn: its type and, for a head or plain lcluster, the offset
+// in it where its extent starts and the block address of its pcluster.
+type zIndexes func(lcn int64) (typ int, clusterofs, pblk int64, err error)
 
 // fullIndexes reads the 8-byte lcluster indexes (advise, cluster offset, block address or
 // deltas) of the full layout.
@@ -302,9 +304,9 @@ func (e *erofs) fullIndexes(pos, total int64) (zIndexes, error) {
 	if err != nil {
 		return nil, err
 	}
-	return func(lcn int64) (int, int64, error) {
+	return func(lcn int64) (int, int64, int64, error) {
 		x := tab[lcn*8:]
-		return int(le.Uint16(x) & 3), int64(le.Uint32(x[4:])), nil
+		return int(le.Uint16(x) & 3), int64(le.Uint16(x[2:])), int64(le.Uint32(x[4:])), nil
 	}, nil
 }
 
@@ -335,7 +337,7 @@ func (e *erofs) compactIndexes(ebase, total, lbits int64, advise uint16) (zIndex
 	}
 	lomask := int64(1)<<lbits - 1
 	big := advise&zAdviseBig1 != 0
-	return func(lcn int64) (int, int64, error) {
+	return func(lcn int64) (int, int64, int64, error) {
 		pos := ebase
 		shift := int64(2)
 		switch {
@@ -356,7 +358,7 @@ func (e *erofs) compactIndexes(ebase, total, lbits int64, advise uint16) (zIndex
 		case shift == 1 && lbits == 12:
 			vcnt = 16
 		default:
-			return 0, 0, fmt.Errorf("%w: compact indexes with %d-bit clusters", ErrCorrupt, lbits)
+			return 0, 0, 0, fmt.Errorf("%w: compact indexes with %d-bit clusters", ErrCorrupt, lbits)
 		}
 		packBytes := vcnt << shift
 		encodebits := (packBytes - 4) * 8 / vcnt
@@ -364,7 +366,7 @@ func (e *erofs) compactIndexes(ebase, total, lbits int64, advise uint16) (zIndex
 		base := pos / packBytes * packBytes
 		in := buf[base-start:]
 		if int64(len(in)) < packBytes {
-			return 0, 0, fmt.Errorf("%w: cluster index pack cut off", ErrCorrupt)
+			return 0, 0, 0, fmt.Errorf("%w: cluster index pack cut off", ErrCorrupt)
 		}
 		in = in[:packBytes]
 		i := (pos - base) >> shift
@@ -373,11 +375,10 @@ func (e *erofs) compactIndexes(ebase, total, lbits int64, advise uint16) (zIndex
 			v := int64(le.Uint32(in[bit/8:])) >> (bit & 7)
 			return v & lomask, int(v>>lbits) & 3
 		}
-		lo, typ := decode(i)
+		clusterofs, typ := decode(i)
 		if typ == zTypeNonHead {
-			return typ, 0, nil
+			return typ, 0, 0, nil
 		}
-		_ = lo
 		var nblk int64
 		if !big {
 			nblk = 1
@@ -402,7 +403,7 @@ func (e *erofs) compactIndexes(ebase, total, lbits int64, advise uint16) (zIndex
 						continue
 					}
 					if lo <= 1 {
-						return 0, 0, fmt.Errorf("%w: big pcluster delta %d", ErrCorrupt, lo)
+						return 0, 0, 0, fmt.Errorf("%w: big pcluster delta %d", ErrCorrupt, lo)
 					}
 					i -= lo - 2
 					continue
@@ -410,7 +411,7 @@ func (e *erofs) compactIndexes(ebase, total, lbits int64, advise uint16) (zIndex
 				nblk++
 			}
 		}
-		return typ, int64(le.Uint32(in[packBytes-4:])) + nblk, nil
+		return typ, clusterofs, int64(le.Uint32(in[packBytes-4:])) + nblk, nil
 	}, nil
 }
 
