@@ -106,7 +106,9 @@ type meta struct {
 }
 
 func newMeta(r io.ReaderAt, size int64) *meta {
-	return &meta{r: r, size: size, budget: maxMetaRead}
+	// Real metadata is read about once and is smaller than the image; the slack covers
+	// erofs reading inode blocks piecewise.
+	return &meta{r: r, size: size, budget: min(maxMetaRead, 4*size+16<<20)}
 }
 
 // read returns n bytes at off, an error if they are not all inside the image.
