@@ -92,15 +92,14 @@ func command(o Options, out string) ([]string, []string, error) {
 	switch o.FS {
 	case fstype.Erofs:
 		return []string{"mkfs.erofs", "--quiet",
-			"-T0",       // every inode's mtime (and the build time) 0
+			"-T0",       // build time and every mtime 0: erofs-utils 1.5 cannot fix one and keep the others
 			"-U" + uuid, // fixed UUID
 			out, o.Tree}, nil, nil
 	case fstype.Squashfs:
 		return []string{"mksquashfs", o.Tree, out, "-noappend", "-quiet", "-no-progress",
 			"-comp", "zstd", "-b", "128K",
 			"-reproducible",   // the same output whatever the number of threads
-			"-mkfs-time", "0", // superblock time
-			"-all-time", "0", // every inode's mtime
+			"-mkfs-time", "0", // superblock time; files keep their mtimes (part of the tree)
 			"-no-fragments", // each file's data is its own blocks: see docs/chunking.md
 		}, nil, nil
 	case fstype.Ext4:
