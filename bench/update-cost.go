@@ -67,7 +67,7 @@ func run(tree1, tree2, work string, rounds int, imgs pairs) error {
 		return err
 	}
 	fmt.Printf("floor: %d changed or added files, %s raw, %s through zstd (level 3)\n\n", files, mib(raw), mib(floor))
-	chunkings := []string{"fixed:64K", "cdc:16K:64K:256K", "auto"}
+	chunkings := []string{"cdc:16K:64K:256K", "fixed:64K", "auto"} // cdc first: the baseline
 	fmt.Printf("| image | chunking | v2 needs given v1 | requests | x floor | v2 chunks | index v2 | store (v1+v2) | pack v2 (fresh store) | vs cdc |\n")
 	fmt.Printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, im := range imgs {
