@@ -352,3 +352,31 @@ func TestFSAwareUpdateStoresLessThanCDC(t *testing.T) {
 		}
 	}
 }
+
+// A block device is read at random too: its size comes from seeking, and the read position
+// the stream continues from must not move.
+func TestFSAwareBlockDevice(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("attaching a loop device needs root (CI runs as root)")
+	}
+	haveTool(t, "losetup")
+	tree := t.TempDir()
+	writeTree(t, tree, "b", 30, 6)
+	path := build(t, fstype.Erofs, tree)
+	out, err := exec.Command("losetup", "--find", "--show", "--read-only", path).Output()
+	if err != nil {
+		t.Skipf("no loop device available: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	st, err := store.CreateDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	res, warnings := packFile(t, dev, st, true)
+	if len(warnings) > 0 || res.Index.Chunking.Kind != chunk.KindFS {
+		t.Fatalf("block device: kind %v, warnings %q", res.Index.Chunking.Kind, warnings)
+	}
+	reassemble(t, res.Index, st, path)
+}
