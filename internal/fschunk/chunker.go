@@ -15,7 +15,7 @@ import (
 const smallPiece = 8 << 10
 
 // groupOdds is the chance (1 in groupOdds) that a boundary between two small pieces ends a
-// group; groups therefore hold about groupOdds pieces.
+// group once the group has the CDC's minimum size.
 const groupOdds = 4
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -24,16 +24,18 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // a CDC: a file's data is chunked from its own first byte, so the same file content gives
 // the same chunks wherever mkfs placed it; metadata and gaps are chunked by content too.
 //
-// A boundary between two small pieces is soft: it ends a chunk only if a hash of the piece
-// before it says so (or the group reached the CDC's average size). Runs of small files thus
-// form groups whose edges depend on content, not on position, so a new small file changes
-// the one group it joins, not every group after it.
+// A boundary between two small pieces is soft: once the group reaches the CDC's minimum, it
+// ends a chunk only if a hash of the piece before it says so (or the group reached the
+// CDC's average size). Runs of small files thus form groups whose edges depend on content,
+// not on position, so a new small file changes the one group it joins (and at most the
+// next), not every group after it.
 //
 // The CDC's maximum bounds every chunk.
 type Chunker struct {
 	cuts     []int64
 	soft     []bool // soft[i]: cuts[i] separates two small pieces
 	cdc      *chunk.CDC
+	groupMin int
 	groupMax int
 }
 
@@ -49,7 +51,8 @@ func NewChunker(l *Layout, cdc *chunk.CDC) *Chunker {
 		soft[i] = c-prev < smallPiece && next-c < smallPiece
 		prev = c
 	}
-	return &Chunker{cuts: l.Cuts, soft: soft, cdc: cdc, groupMax: int(cdc.Params().Avg)}
+	p := cdc.Params()
+	return &Chunker{cuts: l.Cuts, soft: soft, cdc: cdc, groupMin: int(p.Min), groupMax: int(p.Avg)}
 }
 
 func (c *Chunker) MaxLen() int { return c.cdc.MaxLen() }
@@ -68,7 +71,7 @@ func (c *Chunker) Cut(off int64, data []byte, final bool) int {
 	start, grouped := 0, false // start: where the piece ending at cuts[i] begins in data
 	for ; i < len(c.cuts) && c.cuts[i]-off <= int64(len(data)); i++ {
 		n := int(c.cuts[i] - off)
-		if c.soft[i] && n < c.groupMax && crc32.Checksum(data[start:n], castagnoli)%groupOdds != 0 {
+		if c.soft[i] && n < c.groupMax && (n < c.groupMin || crc32.Checksum(data[start:n], castagnoli)%groupOdds != 0) {
 			start, grouped = n, true
 			continue
 		}
