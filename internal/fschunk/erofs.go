@@ -82,8 +82,8 @@ func readErofs(r io.ReaderAt, size int64) (*Layout, error) {
 	root := int64(le.Uint16(sb[14:]))
 
 	// Breadth-first over directories; each inode is visited once, and there cannot be
-	// more inodes than 32-byte slots in the image.
-	maxInodes := size / erofsSlot
+	// more inodes than the superblock counts or 32-byte slots in the image.
+	limit := min(int64(le.Uint64(sb[16:])), size/erofsSlot, maxInodes)
 	seen := map[int64]bool{root: true}
 	queue := []int64{root}
 	for len(queue) > 0 {
@@ -107,8 +107,8 @@ func readErofs(r io.ReaderAt, size int64) (*Layout, error) {
 			if seen[k] {
 				continue
 			}
-			if int64(len(seen)) >= maxInodes {
-				return nil, fmt.Errorf("%w: more inodes than fit in the image", ErrCorrupt)
+			if int64(len(seen)) >= limit {
+				return nil, fmt.Errorf("%w: more than %d inodes", ErrCorrupt, limit)
 			}
 			seen[k] = true
 			queue = append(queue, k)

@@ -28,17 +28,16 @@ var le = binary.LittleEndian
 
 // ext4fs is an ext2/3/4 superblock and what follows from it.
 type ext4fs struct {
-	m            *meta
-	cuts         *cutSet
-	bs           int64 // block size
-	blocks       int64
-	groups       int64
-	inodesPer    int64
-	inodeSize    int64
-	descSize     int64
-	firstData    int64
-	gdtCsum      bool
-	extentBlocks int // extent tree blocks visited (bounded)
+	m         *meta
+	cuts      *cutSet
+	bs        int64 // block size
+	blocks    int64
+	groups    int64
+	inodesPer int64
+	inodeSize int64
+	descSize  int64
+	firstData int64
+	gdtCsum   bool
 }
 
 // readExt4 lists, for every inode in use, the physical ranges of its extents (and of the
@@ -200,7 +199,6 @@ func (fs *ext4fs) extentNode(node []byte, wantDepth int) error {
 		}
 		// Every tree block is read once per reference; the metadata budget bounds a
 		// hostile tree whose index blocks point at each other (depth is checked too).
-		fs.extentBlocks++
 		child, err := fs.m.read(leaf*fs.bs, int(fs.bs))
 		if err != nil {
 			return fmt.Errorf("extent block: %w", err)

@@ -41,6 +41,10 @@ const (
 	// maxMetaRead bounds the metadata bytes one reader reads (inode tables, extent blocks,
 	// directories, squashfs tables): a few percent of any real image.
 	maxMetaRead = 2 << 30
+	// maxOneRead bounds a single read (an ext4 group's inode table is a few MiB).
+	maxOneRead = 256 << 20
+	// maxInodes bounds the inodes a directory walk visits (and remembers).
+	maxInodes = 8 << 20
 )
 
 // Read detects nothing: it reads the layout of an image already known to be of type t.
@@ -113,7 +117,7 @@ func newMeta(r io.ReaderAt, size int64) *meta {
 
 // read returns n bytes at off, an error if they are not all inside the image.
 func (m *meta) read(off int64, n int) ([]byte, error) {
-	if n < 0 || off < 0 || off > m.size || int64(n) > m.size-off {
+	if n < 0 || n > maxOneRead || off < 0 || off > m.size || int64(n) > m.size-off {
 		return nil, fmt.Errorf("%w: %d bytes at offset %d are outside the %d-byte image", ErrCorrupt, n, off, m.size)
 	}
 	if m.budget -= int64(n); m.budget < 0 {
