@@ -7,11 +7,11 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/chunk"
 )
 
-// smallPiece is the size below which a piece (the bytes between two cut points: a small
-// file, a directory block, a bit of metadata) is grouped with its small neighbours rather
-// than made a chunk of its own: thousands of chunks of a few hundred bytes would each cost
-// a request. 8 KiB (two blocks) measured best on Debian updates (docs/benchmarks.md):
-// 16 KiB saves more requests but re-downloads more unchanged neighbours.
+// smallPiece is the default size below which a piece (the bytes between two cut points: a
+// small file, a directory block, a bit of metadata) is grouped with its small neighbours
+// rather than made a chunk of its own: thousands of chunks of a few hundred bytes would
+// each cost a request and a file in the store. 8 KiB (two blocks) measured best on Debian
+// updates of ext4 (docs/chunking.md); readers of compressed formats set Layout.Small higher.
 const smallPiece = 8 << 10
 
 // groupOdds is the chance (1 in groupOdds) that a boundary between two small pieces ends a
@@ -41,6 +41,10 @@ type Chunker struct {
 
 // NewChunker returns the filesystem-aware chunker for l with a CDC between cut points.
 func NewChunker(l *Layout, cdc *chunk.CDC) *Chunker {
+	small := l.Small
+	if small <= 0 {
+		small = smallPiece
+	}
 	soft := make([]bool, len(l.Cuts))
 	prev := int64(0)
 	for i, c := range l.Cuts {
@@ -48,7 +52,7 @@ func NewChunker(l *Layout, cdc *chunk.CDC) *Chunker {
 		if i+1 < len(l.Cuts) {
 			next = l.Cuts[i+1]
 		}
-		soft[i] = c-prev < smallPiece && next-c < smallPiece
+		soft[i] = c-prev < small && next-c < small
 		prev = c
 	}
 	p := cdc.Params()

@@ -27,6 +27,9 @@ type Layout struct {
 	Type fstype.Type
 	Size int64   // image size the layout was read from
 	Cuts []int64 // sorted, distinct, each in (0, Size)
+	// Small is the size below which neighbouring pieces are grouped into one chunk (0: the
+	// default for uncompressed block filesystems).
+	Small int64
 }
 
 // ErrCorrupt is wrapped by every error about the image's contents (as opposed to errors

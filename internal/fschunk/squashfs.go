@@ -24,6 +24,11 @@ const (
 	sqCompLZ4      = 5
 	sqCompZstd     = 6
 	sqMaxBlockSize = 1 << 20
+	// sqSmallPiece: squashfs data is compressed, so a piece holds about three times the
+	// file content of an ext4 piece of the same size; group accordingly (measured: 16, 24
+	// and 32 KiB give 2234, 1930 and 1804 chunks in the Debian v2 image, for updates of
+	// 16.1, 16.4 and 16.6 MiB).
+	sqSmallPiece = 32 << 10
 )
 
 // squashfs is one squashfs image being read.
@@ -108,7 +113,9 @@ func readSquashfs(r io.ReaderAt, size int64) (*Layout, error) {
 	if err := s.inodes(table, inodeCount, inodeStart); err != nil {
 		return nil, fmt.Errorf("inode table: %w", err)
 	}
-	return s.cuts.layout(), nil
+	l := s.cuts.layout()
+	l.Small = sqSmallPiece
+	return l, nil
 }
 
 // metaBlock reads the metadata block at off and returns its uncompressed bytes and the
