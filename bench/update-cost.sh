@@ -55,5 +55,5 @@ args+=(-image "squashfs with fragments,$cache/bookworm-v1.frag.squashfs,$cache/b
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "date: $(date -u +%F), command: bench/update-cost.sh"
-go run bench/update-cost.go -tree1 "$cache/trees/bookworm-v1" -tree2 "$cache/trees/bookworm-v2" "${args[@]}"
+go run bench/update-cost.go -rounds "${ROUNDS:-5}" -tree1 "$cache/trees/bookworm-v1" -tree2 "$cache/trees/bookworm-v2" "${args[@]}"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
