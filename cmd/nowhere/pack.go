@@ -92,6 +92,11 @@ func runPackTree(ctx context.Context, o packOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.chunking != chunkingAuto { // check before a long build
+		if _, err := chunk.ParseSpec(o.chunking); err != nil {
+			return err
+		}
+	}
 	out := o.saveAs
 	if out == "" {
 		tmp, err := os.MkdirTemp("", "nowhere-mkfs-")
