@@ -25,7 +25,8 @@ build_v1() {
     bookworm "$out.tmp" "$mirror" >&2
   # A shared image must not carry one machine's identity; apt caches are not part of the OS.
   : > "$out.tmp/etc/machine-id"
-  rm -rf "$out.tmp"/var/cache/apt/archives/*.deb "$out.tmp"/var/lib/apt/lists/*_Packages
+  rm -rf "$out.tmp"/var/cache/apt/archives/*.deb "$out.tmp"/var/cache/apt/*.bin \
+    "$out.tmp"/var/lib/apt/lists/*_Packages "$out.tmp"/var/lib/apt/lists/*_Translation-*
   rm -rf "$out" && mv "$out.tmp" "$out" && touch "$out.done"
 }
 
@@ -43,7 +44,8 @@ build_v2() {
   chroot "$out.tmp" sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 curl vim-tiny' >&2
   umount "$out.tmp/proc"; trap - EXIT
   : > "$out.tmp/etc/machine-id"
-  rm -rf "$out.tmp"/var/cache/apt/archives/*.deb "$out.tmp"/var/lib/apt/lists/*_Packages
+  rm -rf "$out.tmp"/var/cache/apt/archives/*.deb "$out.tmp"/var/cache/apt/*.bin \
+    "$out.tmp"/var/lib/apt/lists/*_Packages "$out.tmp"/var/lib/apt/lists/*_Translation-*
   rm -rf "$out" && mv "$out.tmp" "$out" && touch "$out.done"
 }
 

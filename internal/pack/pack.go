@@ -31,6 +31,8 @@ type Options struct {
 	Workers  int       // default: number of CPUs
 	Progress func(read int64)
 	Signer   Signer // signs the index and the latest pointer; nil: unsigned
+	FSAware  bool             // cut at file-data boundaries when r is a known filesystem (chunker.go)
+	Warn     func(msg string) // told when FSAware cannot be honoured for a broken image
 }
 
 // Result is what a pack did.
@@ -99,7 +101,7 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 		return nil, fmt.Errorf("reading image: %w", err)
 	}
 	res := &Result{FSType: fstype.Detect(head)}
-	ck, err := opt.Spec.New(fstype.ChunkAlign(res.FSType))
+	ck, err := opt.chunker(r, res.FSType)
 	if err != nil {
 		return nil, err
 	}
