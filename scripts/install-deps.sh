@@ -27,6 +27,7 @@ for w in "${want[@]}"; do
       need ip iproute2
       need curl curl
       need squid squid   # caching proxy for the mirror/proxy tests (started by the tests, not as a service)
+      need minisign minisign
       ;;
     *) echo "install-deps: unknown set '$w' (want test, demo or bench)" >&2; exit 2 ;;
   esac

@@ -10,6 +10,9 @@ want=${1:-v1}
 mirror=${NOWHERE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 roots="$top/.cache/roots"
 mkdir -p "$roots"
+# One builder at a time: tests, the demo and benchmarks may ask for a root concurrently.
+exec 9>"$roots/.lock"
+flock 9
 log() { echo "mkroot: $*" >&2; }
 
 build_v1() {
@@ -22,7 +25,8 @@ build_v1() {
     bookworm "$out.tmp" "$mirror" >&2
   # A shared image must not carry one machine's identity; apt caches are not part of the OS.
   : > "$out.tmp/etc/machine-id"
-  rm -rf "$out.tmp"/var/cache/apt/archives/*.deb "$out.tmp"/var/lib/apt/lists/*_Packages
+  rm -rf "$out.tmp"/var/cache/apt/archives/*.deb "$out.tmp"/var/cache/apt/*.bin \
+    "$out.tmp"/var/lib/apt/lists/*_Packages "$out.tmp"/var/lib/apt/lists/*_Translation-*
   rm -rf "$out" && mv "$out.tmp" "$out" && touch "$out.done"
 }
 
@@ -40,8 +44,8 @@ build_v2() {
   chroot "$out.tmp" sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 curl vim-tiny' >&2
   umount "$out.tmp/proc"; trap - EXIT
   : > "$out.tmp/etc/machine-id"
-  rm -rf "$out.tmp"/var/cache/apt/archives/*.deb "$out.tmp"/var/lib/apt/lists/*_Packages \
-    "$out.tmp"/var/cache/apt/*.bin "$out.tmp"/var/lib/apt/lists/*_Translation-*
+  rm -rf "$out.tmp"/var/cache/apt/archives/*.deb "$out.tmp"/var/cache/apt/*.bin \
+    "$out.tmp"/var/lib/apt/lists/*_Packages "$out.tmp"/var/lib/apt/lists/*_Translation-*
   rm -rf "$out" && mv "$out.tmp" "$out" && touch "$out.done"
 }
 

@@ -19,7 +19,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/store"
 )
 
-// mountStats mounts an image like `nowhere mount` (same reader, fetcher and FUSE layer)
+// mountStats mounts an image like `nowhere mount` (same reader, mirror set and FUSE layer)
 // and, when stopped (SIGTERM/SIGINT), prints what the reader did and the sizes of the
 // FUSE reads it got: to see why a cold read takes the time it takes.
 func mountStats(args []string) error {
@@ -43,7 +43,13 @@ func mountStats(args []string) error {
 	if mb, err := strconv.Atoi(os.Getenv("BENCH_MEMCACHE_MB")); err == nil {
 		opt.CacheBytes = int64(mb) << 20
 	}
-	r := image.NewReader(ix, store.Retry(store.Verify(s), store.Policy{Timeout: time.Minute, Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}), opt)
+	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+	set, err := store.NewMirrorSet([]store.Store{s}, store.MirrorOptions{Wait: store.Policy{Timeout: time.Minute, Log: logf}, Log: logf})
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	r := image.NewReader(ix, set, opt)
 	rc := &sizeCounter{Reader: r, sizes: map[int]int{}}
 	srv, err := fusefs.Mount(args[1], []fusefs.File{{Name: ix.Name + ".img", Content: rc}}, fusefs.Options{})
 	if err != nil {

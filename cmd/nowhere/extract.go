@@ -20,6 +20,7 @@ type extractOptions struct {
 	parallel int
 	progress string
 	sources  sourceOptions
+	trust    trustOptions
 }
 
 func newExtractCommand() *cobra.Command {
@@ -30,17 +31,21 @@ func newExtractCommand() *cobra.Command {
 		Long: `Extract fetches every chunk of the image SOURCE in parallel (each distinct chunk
 once) and writes the image to OUT, leaving holes where the image is zero. OUT appears
 only when it is complete.`,
-		Example: `  nowhere extract http://127.0.0.1:8080/images/debian debian.img
+		Example: `  nowhere extract http://127.0.0.1:8080/images/debian debian.img --key publisher.pub
   nowhere extract ./store/images/debian/2 old.img
   nowhere extract http://a.example/images/debian debian.img --mirror http://b.example --cache /var/cache/nowhere`,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error { return runExtract(cmd.Context(), args[0], args[1], o) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.trust.warnInsecure()
+			return runExtract(cmd.Context(), args[0], args[1], o)
+		},
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.parallel, "parallel", 16, "chunks fetched at once")
 	f.DurationVar(&o.sources.timeout, "timeout", time.Minute, "give up on a chunk after retrying every mirror this long")
 	o.sources.addFlags(f, true)
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto, always or never")
+	o.trust.addFlags(f)
 	return cmd
 }
 
@@ -51,7 +56,7 @@ func runExtract(ctx context.Context, src, out string, o extractOptions) error {
 	if st, err := os.Stat(out); err == nil && !st.Mode().IsRegular() {
 		return fmt.Errorf("extract: %s exists and is not a regular file", out)
 	}
-	img, err := openImageSource(ctx, src, &o.sources)
+	img, err := openImageSource(ctx, src, &o.sources, &o.trust)
 	defer o.sources.close()
 	if err != nil {
 		return err

@@ -12,20 +12,25 @@ import (
 
 func newInfoCommand() *cobra.Command {
 	so := &sourceOptions{timeout: time.Minute}
+	var t trustOptions
 	cmd := &cobra.Command{
 		Use:   "info SOURCE",
 		Short: "Describe an image: name, version, size, chunking, chunks and stored bytes",
-		Example: `  nowhere info ./store/images/debian
-  nowhere info http://127.0.0.1:8080/images/debian/2`,
+		Example: `  nowhere info ./store/images/debian --key publisher.pub
+  nowhere info http://127.0.0.1:8080/images/debian/2 --key RWQ...`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return runInfo(cmd.Context(), args[0], so) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t.warnInsecure()
+			return runInfo(cmd.Context(), args[0], so, &t)
+		},
 	}
 	so.addFlags(cmd.Flags(), false)
+	t.addFlags(cmd.Flags())
 	return cmd
 }
 
-func runInfo(ctx context.Context, src string, so *sourceOptions) error {
-	img, err := openImageSource(ctx, src, so)
+func runInfo(ctx context.Context, src string, so *sourceOptions, t *trustOptions) error {
+	img, err := openImageSource(ctx, src, so, t)
 	defer so.close()
 	if err != nil {
 		return err
@@ -36,10 +41,7 @@ func runInfo(ctx context.Context, src string, so *sourceOptions) error {
 	if !ix.Expires.IsZero() {
 		expires = ix.Expires.Format(time.RFC3339)
 	}
-	signed := "no"
-	if len(ix.Signature) > 0 {
-		signed = "yes"
-	}
+	signed := signedBy(ix.Signature, img.verifier)
 	fmt.Printf("name:      %s\n", ix.Name)
 	fmt.Printf("version:   %d\n", ix.Version)
 	fmt.Printf("store:     %s\n", img.store)

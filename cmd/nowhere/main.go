@@ -12,6 +12,9 @@ import (
 )
 
 func main() {
+	if runBootRole() {
+		return
+	}
 	cmd := newRootCommand()
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "nowhere: "+oneLine(err))

@@ -59,7 +59,7 @@ func runMirrors(ctx context.Context, args []string, o mirrorsOptions) error {
 				name = loc.Name
 			}
 		}
-		s, err := store.OpenMirror(base, nil)
+		s, err := store.OpenMirror(base, store.HTTPOptions{})
 		if err != nil {
 			return err
 		}
@@ -76,7 +76,7 @@ func runMirrors(ctx context.Context, args []string, o mirrorsOptions) error {
 		set.Probe(pctx)
 	}
 	if !o.noList {
-		if n := set.Learn(pctx, nil); n > 0 {
+		if n := set.Learn(pctx, store.HTTPOptions{}); n > 0 {
 			fmt.Fprintf(os.Stderr, "nowhere: added %d mirrors from the store's mirror list\n", n)
 		}
 	}

@@ -26,6 +26,7 @@ type mountOptions struct {
 	daemon    bool
 	logFile   string
 	debug     bool
+	trust     trustOptions
 }
 
 func newMountCommand() *cobra.Command {
@@ -36,14 +37,16 @@ func newMountCommand() *cobra.Command {
 		Long: `Mount exposes the image SOURCE (STORE/images/NAME[/VERSION], STORE being an http(s)
 URL or a directory) as MOUNTPOINT/NAME.img. A read fetches only the chunks it needs,
 verifies each against its name, and reads ahead on sequential access. The file can be
-loop-mounted like the original image. Runs in the foreground until interrupted
-(then unmounts) unless --daemon is given.`,
-		Example: `  nowhere mount http://127.0.0.1:8080/images/debian /mnt/nowhere
+loop-mounted like the original image. The index must be signed by a trusted key (--key)
+and pass the name, expiry and rollback checks (docs/security.md). Runs in the foreground
+until interrupted (then unmounts) unless --daemon is given.`,
+		Example: `  nowhere mount http://127.0.0.1:8080/images/debian /mnt/nowhere --key publisher.pub
   nowhere mount ./store/images/debian/3 /mnt/nowhere --cache /var/cache/nowhere --daemon
   nowhere mount http://a.example/images/debian /mnt/nowhere --mirror http://b.example --metrics 127.0.0.1:9100
   mount -o loop,ro /mnt/nowhere/debian.img /mnt/root`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.trust.warnInsecure()
 			if o.daemon {
 				return daemonize(o.logFile)
 			}
@@ -59,6 +62,7 @@ loop-mounted like the original image. Runs in the foreground until interrupted
 	f.BoolVar(&o.daemon, "daemon", false, "run in the background once mounted")
 	f.StringVar(&o.logFile, "log", "", "with --daemon: append messages to this file")
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
+	o.trust.addFlags(f)
 	return cmd
 }
 
@@ -76,7 +80,7 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	}
 	reg := prometheus.NewRegistry()
 	o.sources.metrics = store.NewMetrics(reg)
-	img, err := openImageSource(ctx, src, &o.sources)
+	img, err := openImageSource(ctx, src, &o.sources, &o.trust)
 	defer o.sources.close()
 	if err != nil {
 		return notifyFailure(err)

@@ -7,6 +7,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/image"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/trust"
 )
 
 // openedImage is an image ready to read: where it is, its index and the store.
@@ -15,6 +16,8 @@ type openedImage struct {
 	store store.Store
 	index *index.Index
 	file  []byte
+	// verifier is what accepted the index.
+	verifier *trust.Verifier
 }
 
 // openPolicy retries opening briefly: a wrong URL or a dead server should fail in seconds
@@ -22,19 +25,28 @@ type openedImage struct {
 var openPolicy = store.Policy{Timeout: 5 * time.Second}
 
 // openImageSource resolves SOURCE (STORE/images/NAME[/VERSION]) and loads its index
-// through the sources so describes (mirrors, cache; see sources.go).
-func openImageSource(ctx context.Context, src string, so *sourceOptions) (*openedImage, error) {
+// through the sources so describes (mirrors, cache; see sources.go), verified under the
+// trust options (the rollback state lives in the cache directory when there is one).
+func openImageSource(ctx context.Context, src string, so *sourceOptions, t *trustOptions) (*openedImage, error) {
 	loc, err := image.ParseLocation(src)
 	if err != nil {
 		return nil, err
 	}
-	s, err := so.openStore(ctx, loc.Store)
+	v, err := t.verifier(so.cacheDir)
 	if err != nil {
 		return nil, err
 	}
-	ix, file, err := image.Load(ctx, s, loc, openPolicy)
+	opt, err := t.storeOptions()
 	if err != nil {
 		return nil, err
 	}
-	return &openedImage{loc: loc, store: s, index: ix, file: file}, nil
+	s, err := so.openStore(ctx, loc.Store, opt)
+	if err != nil {
+		return nil, err
+	}
+	ix, file, err := image.LoadVerified(ctx, s, loc, openPolicy, v)
+	if err != nil {
+		return nil, err
+	}
+	return &openedImage{loc: loc, store: s, index: ix, file: file, verifier: v}, nil
 }

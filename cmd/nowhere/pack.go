@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nowhere-boot/nowhere/internal/chunk"
+	"github.com/nowhere-boot/nowhere/internal/index"
+	"github.com/nowhere-boot/nowhere/internal/mkfs"
 	"github.com/nowhere-boot/nowhere/internal/pack"
 	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/trust"
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
@@ -22,37 +26,108 @@ type packOptions struct {
 	expires  string
 	workers  int
 	progress string
+	key      string
+	password string
+	fromDir  string
+	fs       string
+	saveAs   string
 }
+
+// chunkingAuto is the default --chunking: cut at file-data boundaries read from a known
+// filesystem's metadata, content-defined (chunk.DefaultSpec) between them and for
+// everything else (stdin, unknown formats, raw disks, unreadable metadata).
+const chunkingAuto = "auto"
 
 func newPackCommand() *cobra.Command {
 	var o packOptions
 	cmd := &cobra.Command{
-		Use:   "pack IMAGE --store DIR --name NAME",
+		Use:   "pack {IMAGE | --from-dir TREE --fs TYPE} --store DIR --name NAME",
 		Short: "Cut an image into chunks in a store and publish its index",
 		Long: `Pack reads IMAGE (a file, a block device, or - for standard input) once, cuts it
 into chunks, stores each new chunk zstd-compressed under DIR/chunks/ and publishes
 DIR/images/NAME/<version>.index, then moves DIR/images/NAME/latest to it.
-Packing the same image again stores nothing new.`,
-		Example: `  nowhere pack rootfs.squashfs --store ./store --name debian
+Packing the same image again stores nothing new. With --key, the index and the latest
+pointer are signed (minisign format; nowhere keygen or minisign -G make keys), and
+detached .minisig signatures are written beside them for minisign -V.
+
+With --from-dir, pack first builds a reproducible erofs, squashfs or ext4 image of TREE
+with the system's mkfs tools (fixed timestamps, UUID and hash seed; see docs/chunking.md).
+
+By default (--chunking auto) chunks end at every file's data boundaries, read from the
+filesystem's own metadata, so an update re-downloads little more than the changed files.`,
+		Example: `  nowhere pack rootfs.squashfs --store ./store --name debian --key publisher.key --expires 30d
+  nowhere pack --from-dir ./rootfs --fs erofs --store ./store --name debian --save-image debian.erofs
   nowhere pack /dev/vg0/root --store /srv/nowhere --name server --chunking cdc:16K:64K:256K
   mksquashfs tree - -quiet | nowhere pack - --store ./store --name tree --chunking fixed:64K`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return runPack(cmd.Context(), args[0], o) },
+		Args: func(cmd *cobra.Command, args []string) error {
+			if o.fromDir != "" {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.fromDir != "" {
+				return runPackTree(cmd.Context(), o)
+			}
+			return runPack(cmd.Context(), args[0], o)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.store, "store", "", "store directory (created if missing)")
 	f.StringVar(&o.name, "name", "", "image name")
-	f.StringVar(&o.chunking, "chunking", chunk.DefaultSpec, "fixed:SIZE or cdc:MIN:AVG:MAX[:ALIGN] (ALIGN defaults to 4K, 1 for squashfs)")
+	f.StringVar(&o.chunking, "chunking", chunkingAuto, "auto (file-data boundaries of ext4, erofs and squashfs, else "+chunk.DefaultSpec+"), fixed:SIZE or cdc:MIN:AVG:MAX[:ALIGN] (ALIGN defaults to 4K, 1 for squashfs)")
+	f.StringVar(&o.fromDir, "from-dir", "", "build the image from this directory tree (needs --fs)")
+	f.StringVar(&o.fs, "fs", "", "with --from-dir: erofs, squashfs or ext4")
+	f.StringVar(&o.saveAs, "save-image", "", "with --from-dir: keep the built image in this file")
 	f.StringVar(&o.expires, "expires", "", "the index expires after this long (e.g. 30d); default never")
 	f.IntVar(&o.workers, "workers", 0, "parallel hash/compress workers (default: number of CPUs)")
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto (on a terminal), always or never")
+	f.StringVar(&o.key, "key", "", "sign with this minisign secret key file (clients refuse unsigned images by default)")
+	f.StringVar(&o.password, "password-file", "", "the secret key's password is the first line of this file (default: asked on the terminal)")
 	_ = cmd.MarkFlagRequired("store")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
 }
 
+// runPackTree builds the image of o.fromDir (into --save-image, or a temporary file) and
+// packs it.
+func runPackTree(ctx context.Context, o packOptions) error {
+	if err := index.ValidName(o.name); err != nil {
+		return err
+	}
+	t, err := mkfs.ParseType(o.fs)
+	if err != nil {
+		return err
+	}
+	if o.chunking != chunkingAuto { // check before a long build
+		if _, err := chunk.ParseSpec(o.chunking); err != nil {
+			return err
+		}
+	}
+	out := o.saveAs
+	if out == "" {
+		tmp, err := os.MkdirTemp("", "nowhere-mkfs-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		out = filepath.Join(tmp, o.name+"."+string(t))
+	}
+	if err := mkfs.Build(ctx, mkfs.Options{FS: t, Tree: o.fromDir, Out: out, Seed: o.name}); err != nil {
+		return fmt.Errorf("building %s image of %s: %w", t, o.fromDir, err)
+	}
+	return runPack(ctx, out, o)
+}
+
 func runPack(ctx context.Context, image string, o packOptions) error {
+	if o.fromDir == "" && (o.fs != "" || o.saveAs != "") {
+		return fmt.Errorf("--fs and --save-image go with --from-dir")
+	}
+	fsAware := o.chunking == chunkingAuto
 	spec, err := chunk.ParseSpec(o.chunking)
+	if fsAware {
+		spec, err = chunk.ParseSpec(chunk.DefaultSpec)
+	}
 	if err != nil {
 		return err
 	}
@@ -63,6 +138,17 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 			return fmt.Errorf("--expires: %w", err)
 		}
 		expires = time.Now().Add(d).UTC().Truncate(time.Second)
+	}
+	// The key is read first: a wrong password must fail in a second, not after packing.
+	var signer pack.Signer
+	if o.key != "" {
+		k, err := trust.LoadSecretKey(o.key, func() (string, error) {
+			return readPassword(o.password, "password for "+o.key+": ")
+		})
+		if err != nil {
+			return fmt.Errorf("--key: %w", err)
+		}
+		signer = k
 	}
 	in, size, err := openImage(image)
 	if err != nil {
@@ -78,7 +164,8 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 	bar := newProgress(o.progress, size, "packing "+o.name)
 	res, err := pack.Run(ctx, in, w, pack.Options{
 		Name: o.name, Spec: spec, Expires: expires, Workers: o.workers,
-		Progress: bar.Set,
+		Progress: bar.Set, Signer: signer, FSAware: fsAware,
+		Warn: func(msg string) { logf("warning: %s: %s", image, msg) },
 	})
 	bar.Finish()
 	if err != nil {
@@ -95,6 +182,11 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 	fmt.Printf("  bytes:  %s read, %s stored\n", units.Bytes(res.Read), units.Bytes(res.Stored))
 	fmt.Printf("  time:   %s (%s)\n", res.Elapsed.Round(time.Millisecond), units.Rate(res.Read, res.Elapsed))
 	fmt.Printf("  index:  %s/%s\n", o.store, store.IndexPath(ix.Name, ix.Version))
+	if k, ok := signer.(*trust.SecretKey); ok {
+		fmt.Printf("  signed: by key %s (check with: minisign -Vm %s/%s -P %s)\n", k.ID(), o.store, store.IndexPath(ix.Name, ix.Version), k.Public())
+	} else {
+		fmt.Printf("  signed: no (clients will need --insecure; sign with --key)\n")
+	}
 	return nil
 }
 

@@ -65,6 +65,9 @@ fetching only the chunks that are read.`,
 		newMirrorsCommand(),
 		newCacheCommand(),
 		newStatusCommand(),
+		newKeygenCommand(),
+		newInitramfsCommand(),
+		newVMCommand(),
 	)
 	return root
 }

@@ -45,10 +45,10 @@ func (o *sourceOptions) addFlags(f *pflag.FlagSet, withCache bool) {
 // openStore builds the mirror set for the store at first plus the --mirror sources, and
 // the disk cache in front of it. The result serves the image's metadata files (from the
 // cache when no mirror answers) and is what fetcher() fetches chunks through.
-func (o *sourceOptions) openStore(ctx context.Context, first string) (store.Store, error) {
+func (o *sourceOptions) openStore(ctx context.Context, first string, httpOpt store.HTTPOptions) (store.Store, error) {
 	var stores []store.Store
 	for i, base := range append([]string{first}, o.mirrors...) {
-		s, err := image.OpenStore(strings.TrimSuffix(base, "/"))
+		s, err := image.OpenStoreWith(strings.TrimSuffix(base, "/"), httpOpt)
 		if err != nil {
 			if i > 0 {
 				return nil, fmt.Errorf("--mirror: %w", err)
@@ -69,7 +69,7 @@ func (o *sourceOptions) openStore(ctx context.Context, first string) (store.Stor
 	pctx, cancel := context.WithTimeout(ctx, startupProbe)
 	set.Probe(pctx)
 	if !o.noList {
-		set.Learn(pctx, nil)
+		set.Learn(pctx, httpOpt)
 	}
 	cancel()
 	if o.cacheDir == "" {

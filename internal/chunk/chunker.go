@@ -23,6 +23,9 @@ type Kind uint8
 const (
 	KindFixed Kind = 1 // fixed-size blocks on an absolute grid (the 2005 design)
 	KindCDC   Kind = 2 // content-defined (FastCDC-style gear hash)
+	// KindFS cuts at the file-data boundaries read from a filesystem image's metadata and
+	// content-defined (with the CDC parameters recorded alongside) between them.
+	KindFS Kind = 3
 )
 
 func (k Kind) String() string {
@@ -31,6 +34,8 @@ func (k Kind) String() string {
 		return "fixed"
 	case KindCDC:
 		return "cdc"
+	case KindFS:
+		return "fs"
 	}
 	return "unknown"
 }

@@ -108,6 +108,8 @@ func FromParams(p Params) (Chunker, error) {
 			return nil, fmt.Errorf("cdc alignment 0")
 		}
 		return sp.New(sp.Align)
+	case KindFS:
+		return nil, fmt.Errorf("fs chunking needs the image's own metadata, not just its parameters")
 	}
 	return nil, fmt.Errorf("unknown chunking kind %d", p.Kind)
 }
@@ -116,8 +118,8 @@ func (p Params) String() string {
 	switch p.Kind {
 	case KindFixed:
 		return "fixed:" + FormatSize(int64(p.Max))
-	case KindCDC:
-		return fmt.Sprintf("cdc:%s:%s:%s:%d", FormatSize(int64(p.Min)), FormatSize(int64(p.Avg)), FormatSize(int64(p.Max)), p.Align)
+	case KindCDC, KindFS:
+		return fmt.Sprintf("%s:%s:%s:%s:%d", p.Kind, FormatSize(int64(p.Min)), FormatSize(int64(p.Avg)), FormatSize(int64(p.Max)), p.Align)
 	}
 	return fmt.Sprintf("kind%d", p.Kind)
 }

@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -78,8 +79,13 @@ func ParseLocation(src string) (Location, error) {
 
 // OpenStore opens a store location: an http(s) URL or an existing directory.
 func OpenStore(loc string) (store.Store, error) {
+	return OpenStoreWith(loc, store.HTTPOptions{})
+}
+
+// OpenStoreWith is OpenStore with options for http(s) stores (custom CA, deadlines).
+func OpenStoreWith(loc string, opt store.HTTPOptions) (store.Store, error) {
 	if strings.HasPrefix(loc, "http://") || strings.HasPrefix(loc, "https://") {
-		return store.NewHTTP(loc, nil)
+		return store.NewHTTPWith(loc, opt)
 	}
 	if strings.Contains(loc, "://") {
 		return nil, fmt.Errorf("store %q: unsupported scheme (want http, https or a directory)", loc)
@@ -100,16 +106,36 @@ func OpenStore(loc string) (store.Store, error) {
 // MaxIndexFile bounds an index file fetched from a store.
 const MaxIndexFile = index.MaxBody + index.MaxSignature + 1<<20
 
+// Verifier decides whether to believe what a store serves (internal/trust implements it
+// with signatures and a rollback memory). Load calls it on every file it fetches before
+// using what the file says.
+type Verifier interface {
+	// Pointer checks the latest pointer of image name as fetched, and returns the text to
+	// parse (without its signature).
+	Pointer(name string, raw []byte) ([]byte, error)
+	// Index checks an index file fetched for image name (version 0: the version the latest
+	// pointer named) and returns it decoded.
+	Index(name string, version uint64, file []byte) (*index.Index, error)
+}
+
 // Load fetches and decodes the index loc names, following the latest pointer when no
-// version is given. It returns the index and the raw file (for signature checks).
+// version is given. It returns the index and the raw file. It checks no signature: clients
+// use LoadVerified; Load is for tools that inspect a store they own.
 func Load(ctx context.Context, s store.Store, loc Location, p store.Policy) (*index.Index, []byte, error) {
+	return LoadVerified(ctx, s, loc, p, nil)
+}
+
+// LoadVerified is Load with every fetched file checked by v (nil: no checks) before it is
+// believed: the pointer before it is followed, the index before it is decoded.
+func LoadVerified(ctx context.Context, s store.Store, loc Location, p store.Policy, v Verifier) (*index.Index, []byte, error) {
 	get := func(name string, max int64) ([]byte, error) {
 		var b []byte
 		err := p.Do(ctx, "fetch "+name, func(ctx context.Context) error {
 			var err error
 			b, err = s.File(ctx, name, max)
 			var tl *store.TooLargeError
-			if errors.Is(err, store.ErrNotFound) || errors.As(err, &tl) {
+			var cert *tls.CertificateVerificationError // another try meets the same certificate
+			if errors.Is(err, store.ErrNotFound) || errors.As(err, &tl) || errors.As(err, &cert) {
 				return store.Permanent(err)
 			}
 			return err
@@ -126,12 +152,17 @@ func Load(ctx context.Context, s store.Store, loc Location, p store.Policy) (*in
 			}
 			return nil, nil, err
 		}
+		if v != nil {
+			if b, err = v.Pointer(loc.Name, b); err != nil {
+				return nil, nil, fmt.Errorf("%s/%s: %w", s, store.LatestPath(loc.Name), err)
+			}
+		}
 		pt, err := index.ParsePointer(b)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s/%s: %w", s, store.LatestPath(loc.Name), err)
 		}
 		if pt.Name != loc.Name {
-			return nil, nil, fmt.Errorf("%s/%s: pointer names image %q", s, store.LatestPath(loc.Name), pt.Name)
+			return nil, nil, fmt.Errorf("%s/%s: refused: the pointer is for image %q, not %q (mix-and-match)", s, store.LatestPath(loc.Name), pt.Name, loc.Name)
 		}
 		ptr, version = &pt, pt.Version
 	}
@@ -144,14 +175,19 @@ func Load(ctx context.Context, s store.Store, loc Location, p store.Policy) (*in
 		return nil, nil, err
 	}
 	if ptr != nil && !ptr.Matches(file) {
-		return nil, nil, fmt.Errorf("%s/%s: does not match the sha256 in %s", s, name, store.LatestPath(loc.Name))
+		return nil, nil, fmt.Errorf("%s/%s: refused: does not match the sha256 that %s pins (altered or swapped)", s, name, store.LatestPath(loc.Name))
 	}
-	ix, err := index.Decode(file)
+	var ix *index.Index
+	if v != nil {
+		ix, err = v.Index(loc.Name, loc.Version, file)
+	} else {
+		ix, err = index.Decode(file)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s/%s: %w", s, name, err)
 	}
 	if ix.Name != loc.Name || ix.Version != version {
-		return nil, nil, fmt.Errorf("%s/%s: holds image %s version %d", s, name, ix.Name, ix.Version)
+		return nil, nil, fmt.Errorf("%s/%s: refused: holds image %s version %d, not %s version %d (mix-and-match)", s, name, ix.Name, ix.Version, loc.Name, version)
 	}
 	return ix, file, nil
 }

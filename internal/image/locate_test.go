@@ -159,18 +159,18 @@ func TestLoadRefuses(t *testing.T) {
 		{"index swapped under the pointer", func() {
 			// A mirror serves another index (here: b's) at the path latest names.
 			put("images/a/2.index", files["images/b/2.index"])
-		}, Location{Name: "a"}, "images/a/2.index: does not match the sha256 in images/a/latest"},
+		}, Location{Name: "a"}, "images/a/2.index: refused: does not match the sha256 that images/a/latest pins (altered or swapped)"},
 		{"pointer for another image", func() {
 			b, _ := d.File(ctx, "images/b/latest", 4096)
 			put("images/a/latest", b)
-		}, Location{Name: "a"}, `images/a/latest: pointer names image "b"`},
+		}, Location{Name: "a"}, `images/a/latest: refused: the pointer is for image "b", not "a" (mix-and-match)`},
 		{"index for another image", func() {
 			// Mix and match: b's index served as a's version 1, requested by version.
 			put("images/a/1.index", files["images/b/1.index"])
-		}, Location{Name: "a", Version: 1}, "images/a/1.index: holds image b version 1"},
+		}, Location{Name: "a", Version: 1}, "images/a/1.index: refused: holds image b version 1, not a version 1 (mix-and-match)"},
 		{"index with another version", func() {
 			put("images/a/1.index", files["images/a/2.index"])
-		}, Location{Name: "a", Version: 1}, "images/a/1.index: holds image a version 2"},
+		}, Location{Name: "a", Version: 1}, "images/a/1.index: refused: holds image a version 2, not a version 1 (mix-and-match)"},
 		{"garbage pointer", func() { put("images/a/latest", []byte("<html>404</html>")) }, Location{Name: "a"},
 			"images/a/latest: latest pointer: does not start with"},
 		{"garbage index", func() { put("images/a/1.index", []byte("not an index at all, just some bytes")) }, Location{Name: "a", Version: 1},

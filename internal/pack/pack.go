@@ -29,6 +29,9 @@ type Options struct {
 	Expires  time.Time // zero: never
 	Workers  int       // default: number of CPUs
 	Progress func(read int64)
+	Signer   Signer           // signs the index and the latest pointer; nil: unsigned
+	FSAware  bool             // cut at file-data boundaries when r is a known filesystem (chunker.go)
+	Warn     func(msg string) // told when FSAware cannot be honoured for a broken image
 }
 
 // Result is what a pack did.
@@ -96,7 +99,7 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 		return nil, err
 	}
 	res := &Result{FSType: fstype.Detect(head)}
-	ck, err := opt.Spec.New(fstype.ChunkAlign(res.FSType))
+	ck, err := opt.chunker(r, res.FSType)
 	if err != nil {
 		return nil, err
 	}
@@ -226,11 +229,11 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 	if err != nil {
 		return nil, err
 	}
-	res.Index, res.IndexFile = ix, file
 	fl.wait()
-	if err := Publish(ctx, w, ix, file); err != nil {
+	if file, err = PublishSigned(ctx, w, ix, file, opt.Signer); err != nil {
 		return nil, err
 	}
+	res.Index, res.IndexFile = ix, file
 	res.Elapsed = time.Since(start)
 	return res, nil
 }

@@ -33,17 +33,61 @@ func NextVersion(ctx context.Context, w store.Writer, name string) (uint64, erro
 	return max + 1, nil
 }
 
+// Signer signs what Publish writes (internal/trust's SecretKey implements it). Each method
+// returns the signed file and a detached signature of it, which Publish writes beside the
+// file as FILE.minisig for tools that know nothing of nowhere (minisign -V).
+type Signer interface {
+	SignIndex(ix *index.Index, file []byte) (signed, detached []byte, err error)
+	SignPointer(p index.Pointer) (signed, detached []byte, err error)
+}
+
+// SignatureSuffix names a detached signature file beside the file it signs.
+const SignatureSuffix = ".minisig"
+
 // Publish makes an encoded index visible: chunks are flushed first, then the versioned
 // index is written, then the latest pointer moves to it. Each write is atomic.
 func Publish(ctx context.Context, w store.Writer, ix *index.Index, file []byte) error {
-	if s, ok := w.(syncer); ok {
-		if err := s.Sync(); err != nil {
-			return err
+	_, err := PublishSigned(ctx, w, ix, file, nil)
+	return err
+}
+
+// PublishSigned is Publish with the index and the pointer signed by s (nil: unsigned). It
+// returns the index file as published.
+func PublishSigned(ctx context.Context, w store.Writer, ix *index.Index, file []byte, s Signer) ([]byte, error) {
+	if sy, ok := w.(syncer); ok {
+		if err := sy.Sync(); err != nil {
+			return nil, err
 		}
 	}
-	if err := w.PutFile(ctx, store.IndexPath(ix.Name, ix.Version), file); err != nil {
-		return err
-	}
 	ptr := index.NewPointer(ix, file)
-	return w.PutFile(ctx, store.LatestPath(ix.Name), ptr.Encode())
+	ptrFile := ptr.Encode()
+	var indexSig, ptrSig []byte
+	if s != nil {
+		var err error
+		if file, indexSig, err = s.SignIndex(ix, file); err != nil {
+			return nil, fmt.Errorf("signing %s: %w", store.IndexPath(ix.Name, ix.Version), err)
+		}
+		ptr = index.NewPointer(ix, file) // the pointer pins the signed file
+		if ptrFile, ptrSig, err = s.SignPointer(ptr); err != nil {
+			return nil, fmt.Errorf("signing %s: %w", store.LatestPath(ix.Name), err)
+		}
+	}
+	// Detached signatures go first: the moment a file is visible, so is its signature.
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{store.IndexPath(ix.Name, ix.Version) + SignatureSuffix, indexSig},
+		{store.IndexPath(ix.Name, ix.Version), file},
+		{store.LatestPath(ix.Name) + SignatureSuffix, ptrSig},
+		{store.LatestPath(ix.Name), ptrFile},
+	} {
+		if f.data == nil {
+			continue
+		}
+		if err := w.PutFile(ctx, f.name, f.data); err != nil {
+			return nil, err
+		}
+	}
+	return file, nil
 }

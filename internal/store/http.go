@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +20,44 @@ import (
 type HTTP struct {
 	base   *url.URL // always ends in "/"
 	client *http.Client
+	opt    HTTPOptions
 }
+
+// HTTPOptions bound what one request may cost, whatever the server does: sizes are bounded
+// by the caller's limits, time by a deadline per request and a minimum throughput, so a
+// hostile or broken mirror can neither send endless data nor hold a reader forever by
+// trickling bytes (slow retrieval). A request cut off is an ordinary failure: the retry
+// policy (or the mirror set) tries again.
+type HTTPOptions struct {
+	// Client makes the requests (nil: DefaultClient; see NewClient for a custom CA).
+	Client *http.Client
+	// RequestTimeout bounds one request from start to last byte (0: DefaultRequestTimeout,
+	// negative: none).
+	RequestTimeout time.Duration
+	// MinRate is the slowest a response body may arrive, in bytes per second averaged over
+	// RateWindow (0: DefaultMinRate, negative: no minimum). A body that ends within one
+	// window is never cut off, so small files over slow links are safe.
+	MinRate int64
+	// RateWindow is how long throughput is averaged over (0: DefaultRateWindow).
+	RateWindow time.Duration
+}
+
+// Defaults for HTTPOptions: generous enough for a slow link or a loaded mirror, tight
+// enough that a stalled or trickling response is abandoned within seconds.
+const (
+	DefaultRequestTimeout = 2 * time.Minute
+	DefaultMinRate        = 1 << 10 // bytes per second
+	DefaultRateWindow     = 10 * time.Second
+)
+
+// SlowError reports a response abandoned for its pace: below the minimum throughput, or
+// past the request deadline.
+type SlowError struct {
+	URL  string
+	What string
+}
+
+func (e *SlowError) Error() string { return e.URL + ": " + e.What }
 
 // StatusError is an HTTP answer other than 200 (and other than 404, which is ErrNotFound).
 type StatusError struct {
@@ -51,8 +90,30 @@ func NewTransport() *http.Transport {
 // DefaultClient is shared by HTTP stores that are given no client.
 var DefaultClient = &http.Client{Transport: NewTransport()}
 
+// NewClient returns an HTTP client with nowhere's transport that also trusts the CA
+// certificates in caPEM (PEM, one or more) besides the system's roots: for https mirrors
+// with a private CA. Integrity never depends on TLS (every byte is verified); TLS adds
+// privacy and keeps on-path meddling out.
+func NewClient(caPEM []byte) (*http.Client, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("no PEM certificate in it")
+	}
+	t := NewTransport()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: t}, nil
+}
+
 // NewHTTP returns a store rooted at base (http or https).
 func NewHTTP(base string, client *http.Client) (*HTTP, error) {
+	return NewHTTPWith(base, HTTPOptions{Client: client})
+}
+
+// NewHTTPWith returns a store rooted at base (http or https) with options.
+func NewHTTPWith(base string, opt HTTPOptions) (*HTTP, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("store URL %q: want http://HOST/PATH or https://HOST/PATH", base)
@@ -61,10 +122,19 @@ func NewHTTP(base string, client *http.Client) (*HTTP, error) {
 		u.Path += "/"
 	}
 	u.RawQuery, u.Fragment = "", ""
-	if client == nil {
-		client = DefaultClient
+	if opt.Client == nil {
+		opt.Client = DefaultClient
 	}
-	return &HTTP{base: u, client: client}, nil
+	if opt.RequestTimeout == 0 {
+		opt.RequestTimeout = DefaultRequestTimeout
+	}
+	if opt.MinRate == 0 {
+		opt.MinRate = DefaultMinRate
+	}
+	if opt.RateWindow <= 0 {
+		opt.RateWindow = DefaultRateWindow
+	}
+	return &HTTP{base: u, client: opt.Client, opt: opt}, nil
 }
 
 func (h *HTTP) String() string { return strings.TrimSuffix(h.base.String(), "/") }
@@ -88,6 +158,25 @@ func (h *HTTP) File(ctx context.Context, name string, max int64) ([]byte, error)
 
 func (h *HTTP) get(ctx context.Context, name string, max int64) ([]byte, error) {
 	u := h.URL(name)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if d := h.opt.RequestTimeout; d > 0 {
+		t := time.AfterFunc(d, func() {
+			cancel(&SlowError{URL: u, What: fmt.Sprintf("no complete response within %s (request deadline)", d)})
+		})
+		defer t.Stop()
+	}
+	b, err := h.fetch(ctx, cancel, u, max)
+	if err != nil {
+		var slow *SlowError
+		if cause := context.Cause(ctx); errors.As(cause, &slow) {
+			return nil, slow
+		}
+	}
+	return b, err
+}
+
+func (h *HTTP) fetch(ctx context.Context, cancel context.CancelCauseFunc, u string, max int64) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
@@ -106,11 +195,17 @@ func (h *HTTP) get(ctx context.Context, name string, max int64) ([]byte, error) 
 	case resp.ContentLength > max:
 		return nil, &TooLargeError{What: u, Limit: max}
 	}
+	body := io.Reader(resp.Body)
+	if h.opt.MinRate > 0 {
+		g := watchRate(u, h.opt.MinRate, h.opt.RateWindow, cancel)
+		defer g.stop()
+		body = g.count(resp.Body)
+	}
 	if n := resp.ContentLength; n >= 0 {
 		// The usual case (a static file): read the body straight into a buffer of its size,
 		// with no intermediate copy buffer.
 		buf := make([]byte, n)
-		got, err := io.ReadFull(resp.Body, buf)
+		got, err := io.ReadFull(body, buf)
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: got %d of %d bytes", u, got, n)
 		}
@@ -119,7 +214,7 @@ func (h *HTTP) get(ctx context.Context, name string, max int64) ([]byte, error) 
 		}
 		return buf, nil
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	b, err := io.ReadAll(io.LimitReader(body, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", u, cleanNetError(err))
 	}

@@ -65,7 +65,7 @@ func (s *MirrorSet) probe(ctx context.Context, m *mirror) bool {
 		if m.state == stateUp {
 			m.state = stateDown
 			m.backoff = probeBackoffMin
-			s.opt.Log("mirror %s does not answer: %v (demoted, re-probing)", m.name, err)
+			s.logHealth("mirror %s does not answer: %v (demoted, re-probing)", m.name, err)
 		}
 		m.nextProbe = time.Now().Add(m.backoff)
 		m.backoff = min(2*m.backoff, m.maxBackoff())
@@ -77,7 +77,7 @@ func (s *MirrorSet) probe(ctx context.Context, m *mirror) bool {
 		m.est.observe(int(known.Stored), d, 1)
 	}
 	if m.state != stateUp {
-		s.opt.Log("mirror %s is back (answered in %s)", m.name, d.Round(time.Millisecond))
+		s.logHealth("mirror %s is back (answered in %s)", m.name, d.Round(time.Millisecond))
 		m.state = stateUp
 		m.lastErr = ""
 	}
@@ -136,8 +136,10 @@ func (s *MirrorSet) demote(m *mirror, ref chunk.Ref, err error, corrupt bool) {
 			m.backoff = badBackoffMin
 		}
 		m.nextProbe = time.Now().Add(m.backoff)
-		s.opt.Log("mirror %s served a corrupt chunk %s: %v (demoted hard; next probe in %s)",
-			m.name, ref.ID, err, m.backoff)
+		if !wasBad { // once per demotion, not once per chunk it keeps failing
+			s.logHealth("mirror %s served a corrupt chunk %s: %v (demoted hard; next probe in %s)",
+				m.name, ref.ID, err, m.backoff)
+		}
 		m.backoff = min(2*m.backoff, badBackoffMax)
 		return
 	}
@@ -146,6 +148,15 @@ func (s *MirrorSet) demote(m *mirror, ref chunk.Ref, err error, corrupt bool) {
 		m.backoff = probeBackoffMin
 		m.nextProbe = time.Now().Add(m.backoff)
 		m.backoff *= 2
-		s.opt.Log("mirror %s failed: %v (demoted, re-probing)", m.name, err)
+		s.logHealth("mirror %s failed: %v (demoted, re-probing)", m.name, err)
+	}
+}
+
+// logHealth logs a change in a mirror's health. With a single mirror there is nothing to
+// rank or fail over to: its failures are the read's failures and reach the caller (and
+// the waiting reads' log) as errors naming the URL, so they are not logged twice.
+func (s *MirrorSet) logHealth(format string, args ...any) {
+	if s.Len() > 1 {
+		s.opt.Log(format, args...)
 	}
 }

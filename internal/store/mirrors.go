@@ -2,18 +2,16 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 )
 
-// OpenMirror opens one source of a store: an http(s) base URL or a local directory.
-// client may be nil (DefaultClient).
-func OpenMirror(base string, client *http.Client) (Store, error) {
+// OpenMirror opens one source of a store: an http(s) base URL (with the HTTP options:
+// client, deadlines) or a local directory.
+func OpenMirror(base string, httpOpt HTTPOptions) (Store, error) {
 	if strings.HasPrefix(base, "http://") || strings.HasPrefix(base, "https://") {
-		return NewHTTP(base, client)
+		return NewHTTPWith(base, httpOpt)
 	}
 	if strings.Contains(base, "://") {
 		return nil, fmt.Errorf("mirror %q: unsupported scheme (want http, https or a directory)", base)
@@ -25,10 +23,10 @@ func OpenMirror(base string, client *http.Client) (Store, error) {
 // for callers without the CLI (the boot daemon, with nowhere.mirror= from the kernel
 // command line): it opens each, probes them all at once (bounded by ctx), and, unless
 // learn is false, adds the mirrors listed in the first answering store's mirror list.
-func NewMirrors(ctx context.Context, bases []string, client *http.Client, learn bool, opt MirrorOptions) (*MirrorSet, error) {
+func NewMirrors(ctx context.Context, bases []string, httpOpt HTTPOptions, learn bool, opt MirrorOptions) (*MirrorSet, error) {
 	var stores []Store
 	for _, b := range bases {
-		s, err := OpenMirror(b, client)
+		s, err := OpenMirror(b, httpOpt)
 		if err != nil {
 			return nil, err
 		}
@@ -40,7 +38,7 @@ func NewMirrors(ctx context.Context, bases []string, client *http.Client, learn 
 	}
 	set.Probe(ctx)
 	if learn {
-		set.Learn(ctx, client)
+		set.Learn(ctx, httpOpt)
 	}
 	return set, nil
 }
@@ -48,12 +46,11 @@ func NewMirrors(ctx context.Context, bases []string, client *http.Client, learn 
 // Learn fetches the store's mirror list (MirrorListPath) and adds the mirrors it names.
 // A missing list is normal; a broken one is logged and ignored: the set works on with
 // the mirrors it has. It returns how many mirrors were added.
-func (s *MirrorSet) Learn(ctx context.Context, client *http.Client) int {
+func (s *MirrorSet) Learn(ctx context.Context, httpOpt HTTPOptions) int {
 	b, err := s.File(ctx, MirrorListPath, MaxMirrorList)
 	if err != nil {
-		if !errors.Is(err, ErrNotFound) {
-			s.opt.Log("mirror list: %v (ignored)", err)
-		}
+		// Missing is normal, and an unreachable store shows up in the requests that
+		// follow; only a list that is there and broken is worth a line.
 		return 0
 	}
 	urls, err := ParseMirrorList(b)
@@ -64,7 +61,7 @@ func (s *MirrorSet) Learn(ctx context.Context, client *http.Client) int {
 	before := s.Len()
 	var stores []Store
 	for _, u := range urls {
-		st, err := NewHTTP(u, client)
+		st, err := NewHTTPWith(u, httpOpt)
 		if err != nil {
 			continue // ParseMirrorList only returns URLs NewHTTP accepts
 		}

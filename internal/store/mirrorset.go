@@ -405,7 +405,10 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref) (Fetc
 	corrupt := false
 	if err == nil {
 		plain, err = chunk.Decode(nil, ref.ID, int(ref.Len), raw)
-		corrupt = err != nil
+		if err != nil {
+			corrupt = true
+			err = fmt.Errorf("%s: %w", m.name, err) // the error names who served it
+		}
 	}
 	var tooLarge *TooLargeError
 	if errors.As(err, &tooLarge) {
@@ -422,7 +425,7 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref) (Fetc
 		if m.state == stateDown { // tried as a last resort, and it answered: it is back
 			m.state = stateUp
 			m.lastErr = ""
-			s.opt.Log("mirror %s is back (served a chunk)", m.name)
+			s.logHealth("mirror %s is back (served a chunk)", m.name)
 		}
 	case ctx.Err() != nil:
 		// Cancelled because another mirror answered first (or the reader left): not
@@ -461,6 +464,13 @@ func (s *MirrorSet) Chunk(ctx context.Context, ref chunk.Ref) ([]byte, error) {
 // order when one fails. It does not wait for mirrors to come back: callers of File
 // (loading an index) have their own policy.
 func (s *MirrorSet) File(ctx context.Context, name string, max int64) ([]byte, error) {
+	b, _, err := s.FileFrom(ctx, name, max)
+	return b, err
+}
+
+// FileFrom is File that also says which mirror served the file (for messages such as the
+// boot's "serves debian version 7 from URL").
+func (s *MirrorSet) FileFrom(ctx context.Context, name string, max int64) ([]byte, string, error) {
 	var tried []*mirror
 	var errs []error
 	notFound := 0
@@ -472,10 +482,10 @@ func (s *MirrorSet) File(ctx context.Context, name string, max int64) ([]byte, e
 		tried = append(tried, m)
 		b, err := m.store.File(ctx, name, max)
 		if err == nil {
-			return b, nil
+			return b, m.name, nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, "", ctx.Err()
 		}
 		var tl *TooLargeError
 		switch {
@@ -488,7 +498,7 @@ func (s *MirrorSet) File(ctx context.Context, name string, max int64) ([]byte, e
 		errs = append(errs, err)
 	}
 	if notFound == len(errs) && notFound > 0 {
-		return nil, fmt.Errorf("%s: %w on any of %d mirrors", name, ErrNotFound, notFound)
+		return nil, "", fmt.Errorf("%s: %w on any of %d mirrors", name, ErrNotFound, notFound)
 	}
-	return nil, errors.Join(errs...)
+	return nil, "", errors.Join(errs...)
 }

@@ -277,10 +277,13 @@ func TestMirrorSetFileFailsOver(t *testing.T) {
 	a, b := startMirror(t, dir), startMirror(t, dir)
 	set := newSet(t, store.MirrorOptions{}, a.store(t), b.store(t))
 	a.kill()
-	got, err := set.File(context.Background(), store.LatestPath("test"), 1<<20)
+	got, from, err := set.FileFrom(context.Background(), store.LatestPath("test"), 1<<20)
 	want, _ := os.ReadFile(filepath.Join(dir, store.LatestPath("test")))
 	if err != nil || string(got) != string(want) {
 		t.Fatalf("File with the first mirror dead: %v", err)
+	}
+	if bs := b.store(t).String(); from != bs {
+		t.Errorf("FileFrom says %q served the file, want the live mirror %q", from, bs)
 	}
 	_, err = set.File(context.Background(), "images/nothere/latest", 1<<20)
 	if !errors.Is(err, store.ErrNotFound) {
@@ -296,7 +299,7 @@ func TestMirrorSetLearnsMirrorList(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := startMirror(t, dir)
-	set, err := store.NewMirrors(context.Background(), []string{a.URL()}, nil, true, store.MirrorOptions{})
+	set, err := store.NewMirrors(context.Background(), []string{a.URL()}, store.HTTPOptions{}, true, store.MirrorOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +319,7 @@ func TestMirrorSetLearnsMirrorList(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log logRecorder
-	set2, err := store.NewMirrors(context.Background(), []string{a.URL()}, nil, true, store.MirrorOptions{Log: log.logf})
+	set2, err := store.NewMirrors(context.Background(), []string{a.URL()}, store.HTTPOptions{}, true, store.MirrorOptions{Log: log.logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +333,7 @@ func TestMirrorSetLocalDirectoryMirror(t *testing.T) {
 	dir, ix, data := mirrorImage(t, 2<<20, 11)
 	a := startMirror(t, dir)
 	a.kill()
-	set, err := store.NewMirrors(context.Background(), []string{a.URL(), dir}, nil, false, store.MirrorOptions{})
+	set, err := store.NewMirrors(context.Background(), []string{a.URL(), dir}, store.HTTPOptions{}, false, store.MirrorOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

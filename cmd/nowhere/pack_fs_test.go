@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fsPackBinary builds the nowhere binary once per test into a temporary directory.
+func fsPackBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "nowhere")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func fsPackRun(t *testing.T, bin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+func fsPackTool(t *testing.T, name string) {
+	t.Helper()
+	for _, p := range []string{"/usr/sbin/" + name, "/sbin/" + name} {
+		if _, err := os.Stat(p); err == nil {
+			return
+		}
+	}
+	if _, err := exec.LookPath(name); err != nil {
+		t.Skipf("%s not installed (scripts/install-deps.sh installs it)", name)
+	}
+}
+
+func fsPackTree(t *testing.T) string {
+	t.Helper()
+	tree := t.TempDir()
+	for i := 0; i < 30; i++ {
+		p := filepath.Join(tree, "d", strings.Repeat("x", i%5+1)+string(rune('a'+i%26)))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, bytes.Repeat([]byte{byte(i), 1, 2, 3, byte(i * 3)}, 3000*(i%4+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tree
+}
+
+// pack --from-dir builds a reproducible image, keeps it with --save-image and packs it
+// with filesystem-aware chunking by default.
+func TestPackFromDir(t *testing.T) {
+	bin := fsPackBinary(t)
+	for _, fs := range []string{"ext4", "squashfs", "erofs"} {
+		t.Run(fs, func(t *testing.T) {
+			fsPackTool(t, map[string]string{"ext4": "mkfs.ext4", "squashfs": "mksquashfs", "erofs": "mkfs.erofs"}[fs])
+			tree, dir := fsPackTree(t), t.TempDir()
+			img := filepath.Join(dir, "root."+fs)
+			out, errs, code := fsPackRun(t, bin, "pack", "--from-dir", tree, "--fs", fs, "--save-image", img,
+				"--store", filepath.Join(dir, "store"), "--name", "root", "--progress", "never")
+			if code != 0 || errs != "" {
+				t.Fatalf("exit %d, stderr %q", code, errs)
+			}
+			if !strings.Contains(out, "("+fs+"), chunking fs:16K:64K:256K") {
+				t.Fatalf("summary does not name fs chunking of a %s image:\n%s", fs, out)
+			}
+			if _, err := os.Stat(img); err != nil {
+				t.Fatalf("--save-image: %v", err)
+			}
+		})
+	}
+}
+
+// A recognised but corrupt image packs with content-defined chunking after one warning.
+func TestPackCorruptImageWarnsOnce(t *testing.T) {
+	fsPackTool(t, "mkfs.ext4")
+	bin := fsPackBinary(t)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "root.ext4")
+	if _, errs, code := fsPackRun(t, bin, "pack", "--from-dir", fsPackTree(t), "--fs", "ext4", "--save-image", img,
+		"--store", filepath.Join(dir, "s1"), "--name", "root"); code != 0 {
+		t.Fatalf("building: %s", errs)
+	}
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.LittleEndian.PutUint32(b[1024+24:], 40) // block size 1K<<40
+	if err := os.WriteFile(img, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := fsPackRun(t, bin, "pack", img, "--store", filepath.Join(dir, "s2"), "--name", "root", "--progress", "never")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(errs), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "nowhere: warning: "+img+": cannot read the ext4 metadata") {
+		t.Fatalf("stderr %q, want one warning line", errs)
+	}
+	if !strings.Contains(out, "chunking cdc:16K:64K:256K:4096") {
+		t.Fatalf("summary does not show the cdc fallback:\n%s", out)
+	}
+}
+
+func TestPackFromDirBadInput(t *testing.T) {
+	bin := fsPackBinary(t)
+	store := filepath.Join(t.TempDir(), "store")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--from-dir", "/nonexistent/tree", "--fs", "erofs"}, "/nonexistent/tree"},
+		{[]string{"--from-dir", t.TempDir(), "--fs", "btrfs"}, `--fs "btrfs"`},
+		{[]string{"img", "--fs", "ext4"}, "--fs and --save-image go with --from-dir"},
+		{[]string{"--from-dir", t.TempDir(), "--fs", "erofs", "extra"}, "unknown command"},
+	} {
+		_, errs, code := fsPackRun(t, bin, append([]string{"pack", "--store", store, "--name", "x"}, c.args...)...)
+		lines := strings.Split(strings.TrimSpace(errs), "\n")
+		if code == 0 || !strings.Contains(lines[0], c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want an error naming %q", c.args, code, errs, c.want)
+		}
+	}
+}

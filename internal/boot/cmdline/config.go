@@ -1,0 +1,463 @@
+package cmdline
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/trust"
+	"github.com/nowhere-boot/nowhere/internal/units"
+)
+
+// Config is what the boot needs to know. The zero value is not bootable (no image);
+// Parse fills in the defaults.
+type Config struct {
+	// Image is STORE/images/NAME[/VERSION], STORE being an http(s) URL.
+	Image string
+	// Mirrors are more base URLs of the same store, tried when the image's store does
+	// not answer (and, with a mirror set, used at once).
+	Mirrors []string
+	IP      IP
+	// Cache is a block device with a filesystem that keeps fetched chunks across boots
+	// ("" = none).
+	Cache string
+	// Overlay is where writes go: "tmpfs" (lost at power-off) or a block device.
+	Overlay string
+	Debug   bool
+	// ToRAM copies the whole image into memory before booting from the copy (like
+	// live-boot's toram): the system then runs without the network.
+	ToRAM bool
+	// ReadAhead is the most bytes the root daemon fetches ahead of a sequential reader
+	// (-1 = the default, 0 = none).
+	ReadAhead int64
+	// Keys are publisher keys to trust besides those baked into the initramfs: minisign
+	// public keys, base64 (the second line of a .pub file).
+	Keys []string
+	// Insecure boots images that fail verification (unsigned, another key, expired,
+	// older), after a loud warning.
+	Insecure bool
+	// Proxy is an HTTP proxy for every request to the mirrors ("" = none, or HTTP_PROXY
+	// and friends from init's environment).
+	Proxy string
+	// Init is the program to run in the image ("" = the kernel's list: /sbin/init,
+	// /etc/init, /bin/init, /bin/sh).
+	Init string
+	// InitArgs are the words after "--", given to init.
+	InitArgs []string
+	// Warnings are parameters that were ignored (unknown nowhere.* keys).
+	Warnings []string
+}
+
+// IP is the network configuration: DHCP, or a static address.
+type IP struct {
+	DHCP    bool
+	Addr    netip.Prefix // static address and prefix length
+	Gateway netip.Addr   // optional
+	DNS     netip.Addr   // optional
+}
+
+func (ip IP) String() string {
+	if ip.DHCP {
+		return "dhcp"
+	}
+	s := ip.Addr.String()
+	if ip.Gateway.IsValid() || ip.DNS.IsValid() {
+		s += "," + addrOrEmpty(ip.Gateway)
+	}
+	if ip.DNS.IsValid() {
+		s += "," + ip.DNS.String()
+	}
+	return s
+}
+
+func addrOrEmpty(a netip.Addr) string {
+	if a.IsValid() {
+		return a.String()
+	}
+	return ""
+}
+
+// Limits on untrusted values: the command line can come from a boot prompt, a PXE menu or
+// a file baked by someone else.
+const (
+	maxValue   = 2048
+	maxMirrors = 32
+	maxKeys    = 16
+)
+
+// Prefix starts every parameter nowhere reads itself.
+const Prefix = "nowhere."
+
+// key handles one parameter. repeat marks keys that may be given more than once (their
+// values accumulate); for the others the last value wins.
+type key struct {
+	repeat bool
+	flag   bool // may be given without a value
+	set    func(c *Config, v string, hasValue bool) error
+	reset  func(c *Config) // forget values from a lower layer before the first repeat
+}
+
+// keys is the table of everything nowhere reads from the command line. Adding a
+// parameter (a trusted key, a proxy) is one entry here plus a field in Config.
+var keys = map[string]key{
+	"nowhere.image": {set: func(c *Config, v string, _ bool) error {
+		if err := checkImage(v); err != nil {
+			return err
+		}
+		c.Image = v
+		return nil
+	}},
+	"nowhere.mirror": {repeat: true, reset: func(c *Config) { c.Mirrors = nil }, set: func(c *Config, v string, _ bool) error {
+		if err := checkStoreURL(v); err != nil {
+			return err
+		}
+		if len(c.Mirrors) >= maxMirrors {
+			return fmt.Errorf("more than %d mirrors", maxMirrors)
+		}
+		if !slices.Contains(c.Mirrors, v) {
+			c.Mirrors = append(c.Mirrors, v)
+		}
+		return nil
+	}},
+	"nowhere.ip": {set: func(c *Config, v string, _ bool) error {
+		ip, err := ParseIP(v)
+		if err != nil {
+			return err
+		}
+		c.IP = ip
+		return nil
+	}},
+	"nowhere.cache": {set: func(c *Config, v string, _ bool) error {
+		if v == "" || v == "none" {
+			c.Cache = ""
+			return nil
+		}
+		if err := checkDevice(v); err != nil {
+			return err
+		}
+		c.Cache = v
+		return nil
+	}},
+	"nowhere.overlay": {set: func(c *Config, v string, _ bool) error {
+		if v != "tmpfs" {
+			if err := checkDevice(v); err != nil {
+				return fmt.Errorf("%v (or tmpfs)", err)
+			}
+		}
+		c.Overlay = v
+		return nil
+	}},
+	"nowhere.debug": {flag: true, set: func(c *Config, v string, hasValue bool) error {
+		if !hasValue {
+			c.Debug = true
+			return nil
+		}
+		b, err := parseBool(v)
+		c.Debug = b
+		return err
+	}},
+	"nowhere.toram": {flag: true, set: func(c *Config, v string, hasValue bool) error {
+		if !hasValue {
+			c.ToRAM = true
+			return nil
+		}
+		b, err := parseBool(v)
+		c.ToRAM = b
+		return err
+	}},
+	"nowhere.readahead": {set: func(c *Config, v string, _ bool) error {
+		n, err := units.ParseBytes(v)
+		if err != nil || n < 0 || n > 1<<30 {
+			return errors.New("want a size such as 512K or 0 (at most 1G)")
+		}
+		c.ReadAhead = n
+		return nil
+	}},
+	"nowhere.key": {repeat: true, reset: func(c *Config) { c.Keys = nil }, set: func(c *Config, v string, _ bool) error {
+		k, err := trust.ParsePublicKey([]byte(v))
+		if err != nil || strings.ContainsFunc(v, badRune) {
+			return errors.New("not a minisign public key (want the base64 key line of the publisher's .pub file, RW...)")
+		}
+		if len(c.Keys) >= maxKeys {
+			return fmt.Errorf("more than %d keys", maxKeys)
+		}
+		if !slices.Contains(c.Keys, k.String()) {
+			c.Keys = append(c.Keys, k.String())
+		}
+		return nil
+	}},
+	"nowhere.insecure": {flag: true, set: func(c *Config, v string, hasValue bool) error {
+		if !hasValue {
+			c.Insecure = true
+			return nil
+		}
+		b, err := parseBool(v)
+		c.Insecure = b
+		return err
+	}},
+	"nowhere.proxy": {set: func(c *Config, v string, _ bool) error {
+		if v == "" || v == "none" {
+			c.Proxy = ""
+			return nil
+		}
+		if err := checkProxyURL(v); err != nil {
+			return err
+		}
+		c.Proxy = v
+		return nil
+	}},
+	"init": {set: func(c *Config, v string, _ bool) error {
+		if !strings.HasPrefix(v, "/") || len(v) > 255 || strings.ContainsFunc(v, badRune) {
+			return errors.New("want an absolute path")
+		}
+		c.Init = v
+		return nil
+	}},
+}
+
+// Defaults returns the configuration before any command line: DHCP and a tmpfs overlay.
+func Defaults() Config {
+	return Config{IP: IP{DHCP: true}, Overlay: "tmpfs", ReadAhead: -1}
+}
+
+// Layer is one source of parameters, named for error messages.
+type Layer struct {
+	Name string // "initramfs defaults", "kernel command line"
+	Text string
+}
+
+// Parse applies the layers in order over Defaults: a later layer's value replaces an
+// earlier one's (for a repeated key such as nowhere.mirror, the later layer's list
+// replaces the earlier list). It fails on the first invalid value, naming the layer, the
+// parameter and what is wrong. The words after "--" in the last layer that has them go to
+// init.
+func Parse(layers ...Layer) (Config, error) {
+	c := Defaults()
+	for _, l := range layers {
+		if len(l.Text) > MaxLen {
+			return Config{}, fmt.Errorf("%s: longer than %d bytes", l.Name, MaxLen)
+		}
+		params, rest := Split(l.Text)
+		if rest != nil {
+			c.InitArgs = rest
+		}
+		seen := map[string]bool{}
+		for _, p := range params {
+			k, ok := keys[p.Key]
+			if !ok {
+				if strings.HasPrefix(p.Key, Prefix) {
+					c.Warnings = append(c.Warnings, fmt.Sprintf("%s: unknown parameter %s ignored", l.Name, p.Key))
+				}
+				continue // the kernel's, systemd's or someone else's
+			}
+			fail := func(err error) (Config, error) {
+				return Config{}, fmt.Errorf("%s: %s=%q: %v", l.Name, p.Key, p.Value, err)
+			}
+			if !p.HasValue && !k.flag {
+				return fail(errors.New("needs a value"))
+			}
+			if len(p.Value) > maxValue {
+				return fail(fmt.Errorf("longer than %d bytes", maxValue))
+			}
+			if k.repeat && !seen[p.Key] && k.reset != nil {
+				k.reset(&c)
+			}
+			seen[p.Key] = true
+			if err := k.set(&c, p.Value, p.HasValue); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// CheckBootable reports what is missing for a boot: the image.
+func (c Config) CheckBootable() error {
+	if c.Image == "" {
+		return errors.New("no image to boot: give nowhere.image=http://SERVER/PATH/images/NAME on the kernel command line, or bake one in with `nowhere initramfs --image`")
+	}
+	return nil
+}
+
+// Encode writes c as a command line that Parse reads back to the same Config (used to bake
+// defaults into an initramfs). Only values that differ from Defaults are written.
+func (c Config) Encode() string {
+	var w []string
+	add := func(k, v string) {
+		if strings.ContainsAny(v, " \t\n\r\v\f") {
+			v = `"` + v + `"`
+		}
+		w = append(w, k+"="+v)
+	}
+	d := Defaults()
+	if c.Image != "" {
+		add("nowhere.image", c.Image)
+	}
+	for _, m := range c.Mirrors {
+		add("nowhere.mirror", m)
+	}
+	if c.IP != d.IP {
+		add("nowhere.ip", c.IP.String())
+	}
+	if c.Cache != "" {
+		add("nowhere.cache", c.Cache)
+	}
+	if c.Overlay != d.Overlay && c.Overlay != "" {
+		add("nowhere.overlay", c.Overlay)
+	}
+	if c.Debug {
+		w = append(w, "nowhere.debug")
+	}
+	if c.ToRAM {
+		w = append(w, "nowhere.toram")
+	}
+	if c.ReadAhead >= 0 {
+		add("nowhere.readahead", strconv.FormatInt(c.ReadAhead, 10))
+	}
+	for _, k := range c.Keys {
+		add("nowhere.key", k)
+	}
+	if c.Insecure {
+		w = append(w, "nowhere.insecure")
+	}
+	if c.Proxy != "" {
+		add("nowhere.proxy", c.Proxy)
+	}
+	if c.Init != "" {
+		add("init", c.Init)
+	}
+	if len(c.InitArgs) > 0 {
+		w = append(w, "--")
+		for _, a := range c.InitArgs {
+			if a == "" || strings.ContainsAny(a, " \t\n\r\v\f") {
+				a = `"` + a + `"`
+			}
+			w = append(w, a)
+		}
+	}
+	return strings.Join(w, " ")
+}
+
+// ParseIP reads "dhcp" or "ADDR/PREFIX[,GATEWAY[,DNS]]".
+func ParseIP(v string) (IP, error) {
+	bad := func(why string) (IP, error) {
+		return IP{}, fmt.Errorf("%s (want dhcp or ADDR/PREFIX[,GATEWAY[,DNS]], e.g. 192.168.1.20/24,192.168.1.1)", why)
+	}
+	if v == "dhcp" {
+		return IP{DHCP: true}, nil
+	}
+	parts := strings.Split(v, ",")
+	if len(parts) > 3 {
+		return bad("too many fields")
+	}
+	pfx, err := netip.ParsePrefix(parts[0])
+	if err != nil {
+		return bad(fmt.Sprintf("address %q is not ADDR/PREFIX", parts[0]))
+	}
+	if a := pfx.Addr(); a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a.Zone() != "" {
+		return bad(fmt.Sprintf("address %s cannot be a host's address", a))
+	}
+	ip := IP{Addr: pfx}
+	same := func(what, s string) (netip.Addr, error) {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Addr{}, fmt.Errorf("%s %q is not an IP address", what, s)
+		}
+		if a.Is4() != pfx.Addr().Is4() {
+			return netip.Addr{}, fmt.Errorf("%s %s is not of the address's family", what, a)
+		}
+		return a, nil
+	}
+	if len(parts) > 1 && parts[1] != "" {
+		if ip.Gateway, err = same("gateway", parts[1]); err != nil {
+			return bad(err.Error())
+		}
+		if !pfx.Masked().Contains(ip.Gateway) {
+			return bad(fmt.Sprintf("gateway %s is not in %s", ip.Gateway, pfx.Masked()))
+		}
+	}
+	if len(parts) > 2 {
+		if ip.DNS, err = same("DNS server", parts[2]); err != nil {
+			return bad(err.Error())
+		}
+	}
+	return ip, nil
+}
+
+func checkImage(v string) error {
+	if strings.ContainsFunc(v, badRune) {
+		return errors.New("contains spaces or control characters")
+	}
+	loc, err := image.ParseLocation(v)
+	if err != nil {
+		return err
+	}
+	return checkStoreURL(loc.Store)
+}
+
+// checkStoreURL accepts the base URL of a store: http or https, a host, nothing else.
+func checkStoreURL(v string) error {
+	if strings.ContainsFunc(v, badRune) {
+		return errors.New("contains spaces or control characters")
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return errors.New("want an http:// or https:// URL with a host")
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("a store URL has no user, query or fragment")
+	}
+	if _, err := strconv.Atoi(u.Port()); u.Port() != "" && err != nil {
+		return fmt.Errorf("port %q is not a number", u.Port())
+	}
+	if strings.Contains(u.Path+"/", "/images/") {
+		return errors.New("give the store's base URL, without /images/...")
+	}
+	return nil
+}
+
+// checkProxyURL accepts an HTTP proxy: http or https, a host, an optional port and user,
+// no path.
+func checkProxyURL(v string) error {
+	if strings.ContainsFunc(v, badRune) {
+		return errors.New("contains spaces or control characters")
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return errors.New("want a proxy URL such as http://proxy.example:3128")
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("a proxy URL has no path, query or fragment")
+	}
+	if _, err := strconv.Atoi(u.Port()); u.Port() != "" && err != nil {
+		return fmt.Errorf("port %q is not a number", u.Port())
+	}
+	return nil
+}
+
+// checkDevice accepts a block device path under /dev.
+func checkDevice(v string) error {
+	if !strings.HasPrefix(v, "/dev/") || len(v) > 255 || strings.Contains(v, "/../") ||
+		strings.HasSuffix(v, "/..") || strings.ContainsFunc(v, badRune) {
+		return errors.New("want a block device such as /dev/vdb")
+	}
+	return nil
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "1", "y", "yes", "true", "on":
+		return true, nil
+	case "0", "n", "no", "false", "off":
+		return false, nil
+	}
+	return false, errors.New("want 1 or 0")
+}
+
+func badRune(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == '"' }

@@ -1,0 +1,134 @@
+package rootd
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/boot/bootlog"
+	"github.com/nowhere-boot/nowhere/internal/store"
+)
+
+// sources is where the root's bytes come from: the mirror set (the image's store, the
+// nowhere.mirror= stores and the mirrors the store lists), behind the disk cache when
+// there is one.
+type sources struct {
+	http  store.HTTPOptions
+	set   *answered
+	cache *store.DiskCache // nil: none
+	store store.Store      // metadata files (through the cache's copies when there is one)
+	fetch store.Fetcher    // verified chunks
+}
+
+// startupProbe bounds the first parallel probe of the mirrors: a mirror that does not
+// answer by then is ranked down and re-probed in the background.
+const startupProbe = 5 * time.Second
+
+// openSources builds the mirror set over the image's store and the mirrors, and the
+// disk cache in front of it. A chunk read never gives up: with every mirror down it
+// waits, logging every few seconds, until one comes back (a root filesystem cannot
+// return an error and go on). A mirror that serves a corrupt chunk is demoted and the
+// read carries on from the others; the set logs each demotion with the mirror's URL.
+func openSources(storeURL string, spec Spec, log *bootlog.Log) (*sources, error) {
+	client, err := newHTTPClient(spec.DNS, spec.Proxy)
+	if err != nil {
+		return nil, err
+	}
+	httpOpt := store.HTTPOptions{Client: client}
+	ctx, cancel := context.WithTimeout(context.Background(), startupProbe)
+	defer cancel()
+	set, err := store.NewMirrors(ctx, append([]string{storeURL}, spec.Mirrors...), httpOpt,
+		false, // the mirror list is learnt once a mirror has answered (see learn)
+		store.MirrorOptions{Wait: store.Policy{Timeout: 0, Log: log.Printf, LogEvery: 5 * time.Second}, Log: log.Printf})
+	if err != nil {
+		return nil, err
+	}
+	src := &sources{http: httpOpt, set: &answered{MirrorSet: set}}
+	src.store, src.fetch = src.set, set
+	if spec.CacheDir != "" {
+		c, err := store.OpenDiskCache(spec.CacheDir, spec.CacheQuota, log.Printf, nil)
+		if err != nil {
+			log.Printf("cache %s: %v: going on without it", spec.CacheDir, err)
+		} else {
+			src.cache = c
+			src.store, src.fetch = c.Store(src.set), c.Fetcher(set)
+		}
+	}
+	return src, nil
+}
+
+// learn adds the mirrors the store's mirror list names, once: called when the index came
+// in, so a mirror answers.
+func (s *sources) learn(log *bootlog.Log) {
+	ctx, cancel := context.WithTimeout(context.Background(), startupProbe)
+	defer cancel()
+	if n := s.set.Learn(ctx, s.http); n > 0 {
+		log.Printf("learnt %d mirrors from the store's mirror list: now %s", n, s.set)
+	}
+}
+
+// servedBy names where the index came from: the mirror that served it, or the cache.
+func (s *sources) servedBy() string {
+	if from := s.set.last(); from != "" {
+		return from
+	}
+	if s.cache != nil {
+		return "the cache " + s.cache.Dir().String()
+	}
+	return s.set.String()
+}
+
+// answered is the mirror set, remembering which mirror served the last metadata file.
+type answered struct {
+	*store.MirrorSet
+	mu   sync.Mutex
+	from string
+}
+
+func (a *answered) File(ctx context.Context, name string, max int64) ([]byte, error) {
+	b, from, err := a.MirrorSet.FileFrom(ctx, name, max)
+	a.mu.Lock()
+	a.from = from // "" on failure: a copy from the cache is not the mirror's
+	a.mu.Unlock()
+	return b, err
+}
+
+func (a *answered) last() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.from
+}
+
+// newHTTPClient returns the client for the mirrors. Host names are resolved with the name
+// servers the network configuration gave, asked directly: the daemon must not read
+// /etc/resolv.conf or /etc/hosts, which are gone from its root after switch_root (and the
+// root it serves is never its to read). proxy, when set, carries every request
+// (nowhere.proxy=); otherwise HTTP_PROXY, HTTPS_PROXY and NO_PROXY from the environment do.
+func newHTTPClient(dns []string, proxy string) (*http.Client, error) {
+	t := store.NewTransport()
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	if len(dns) > 0 {
+		var next atomic.Uint32
+		d.Resolver = &net.Resolver{
+			PreferGo: true,
+			Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				server := dns[int(next.Add(1))%len(dns)]
+				return (&net.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, network, net.JoinHostPort(server, "53"))
+			},
+		}
+	}
+	t.DialContext = d.DialContext
+	if proxy != "" {
+		u, err := url.Parse(proxy)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("proxy %q: want http://HOST:PORT", proxy)
+		}
+		t.Proxy = http.ProxyURL(u)
+	}
+	return &http.Client{Transport: t}, nil
+}

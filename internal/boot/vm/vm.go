@@ -1,0 +1,256 @@
+// Package vm boots a kernel and a nowhere initramfs in qemu, with user-mode networking
+// in which the guest reaches exactly one thing: a server on the host's loopback,
+// relayed to the guest as http://10.0.2.100/. It watches the serial console for
+// patterns, so callers (nowhere vm, the end-to-end tests, the demo and the benchmark)
+// can time a boot.
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// GuestServer is the address the guest uses for the host's server.
+const GuestServer = "10.0.2.100"
+
+// GuestURL is the base URL of the relayed server, as the guest sees it.
+const GuestURL = "http://" + GuestServer
+
+// Config is one VM.
+type Config struct {
+	Kernel string // a PVH-capable vmlinux or a bzImage
+	Initrd string
+	Append string // kernel command line (console=ttyS0 is added)
+	Memory int    // MiB (default 1024)
+	CPUs   int    // default 2
+	Accel  string // auto (default), kvm or tcg
+	// Relay is the command qemu runs for each guest connection to 10.0.2.100:80, with
+	// the connection on its stdin and stdout (nil: the guest reaches nothing at all).
+	Relay []string
+	Disks []string // raw disk images attached as virtio disks (/dev/vda, /dev/vdb, ...)
+
+	Console     io.Writer // the serial console goes here (and is matched)
+	Interactive bool      // connect the terminal to the console (Ctrl-A X quits)
+	Expect      []*regexp.Regexp
+	OnMatch     func(re *regexp.Regexp, at time.Duration) // called once per pattern
+	QEMU        string                                    // default qemu-system-x86_64
+}
+
+// Result is how the VM ended.
+type Result struct {
+	Elapsed    time.Duration
+	Accel      string
+	PoweredOff bool // the kernel said "reboot: Power down"
+	Panicked   bool // the kernel said "Kernel panic"
+	Matches    map[string]time.Duration
+	Console    string // everything the console printed (also when cfg.Console is set)
+}
+
+// Args returns qemu's command line for cfg (after defaults are filled in).
+func Args(cfg Config, accel string) []string {
+	a := []string{
+		"-nodefaults", "-no-user-config", "-no-reboot",
+		"-machine", "pc", "-accel", accel,
+		"-m", strconv.Itoa(cfg.Memory), "-smp", strconv.Itoa(cfg.CPUs),
+		"-kernel", cfg.Kernel, "-initrd", cfg.Initrd,
+		"-append", strings.TrimSpace("console=ttyS0 " + cfg.Append),
+		"-display", "none", "-vga", "none",
+	}
+	if cfg.Interactive {
+		a = append(a, "-serial", "mon:stdio") // the console, with the monitor behind Ctrl-A C
+	} else {
+		a = append(a, "-serial", "stdio", "-monitor", "none")
+	}
+	netdev := "user,id=n0,restrict=on"
+	if len(cfg.Relay) > 0 {
+		netdev += ",guestfwd=tcp:" + GuestServer + ":80-cmd:" + strings.ReplaceAll(strings.Join(cfg.Relay, " "), ",", ",,")
+	}
+	a = append(a, "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=")
+	// Without RDRAND (qemu's TCG CPU) the kernel's RNG can take minutes to initialise,
+	// and DHCP (transaction IDs) and TLS wait for it.
+	a = append(a, "-device", "virtio-rng-pci")
+	for i, d := range cfg.Disks {
+		a = append(a, "-drive", fmt.Sprintf("file=%s,if=virtio,format=raw,index=%d", strings.ReplaceAll(d, ",", ",,"), i))
+	}
+	return a
+}
+
+// Run boots the VM and returns when it exits or ctx ends (then it is killed).
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if cfg.Memory == 0 {
+		cfg.Memory = 1024
+	}
+	if cfg.CPUs == 0 {
+		cfg.CPUs = 2
+	}
+	if cfg.QEMU == "" {
+		cfg.QEMU = "qemu-system-x86_64"
+	}
+	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
+		if _, err := os.Stat(f); err != nil {
+			return Result{}, fmt.Errorf("vm: %w", err)
+		}
+	}
+	accel, why := ChooseAccel(cfg.Accel)
+	res := Result{Accel: accel, Matches: map[string]time.Duration{}}
+	if why != "" && cfg.Console != nil {
+		fmt.Fprintf(cfg.Console, "nowhere vm: accel %s (%s)\n", accel, why)
+	}
+	cmd := exec.Command(cfg.QEMU, Args(cfg, accel)...)
+	if cfg.Interactive {
+		// qemu reads the terminal: it must stay in the terminal's foreground process
+		// group (a background group reading it would be stopped by SIGTTIN).
+		cmd.Stdin = os.Stdin
+	} else {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // killed with its relays
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return res, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 << 10}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return res, fmt.Errorf("vm: %w (install qemu-system-x86)", err)
+	}
+	var console strings.Builder
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watch(out, cfg, start, &console, &mu, res.Matches)
+	}()
+	waitErr := make(chan error, 1)
+	go func() { <-done; waitErr <- cmd.Wait() }()
+	select {
+	case err = <-waitErr:
+	case <-ctx.Done():
+		if cfg.Interactive {
+			_ = cmd.Process.Kill()
+		} else {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		<-waitErr
+		err = fmt.Errorf("vm: stopped after %s: %w", time.Since(start).Round(time.Second), context.Cause(ctx))
+	}
+	res.Elapsed = time.Since(start)
+	mu.Lock()
+	res.Console = console.String()
+	mu.Unlock()
+	res.PoweredOff = strings.Contains(res.Console, "reboot: Power down")
+	res.Panicked = strings.Contains(res.Console, "Kernel panic")
+	if err != nil && ctx.Err() == nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			err = fmt.Errorf("qemu: %w: %s", err, lastLine(msg))
+		}
+	}
+	return res, err
+}
+
+// watch copies the console to cfg.Console and records when each pattern first matches
+// (on the current line as it grows, so a prompt without a newline counts).
+func watch(r io.Reader, cfg Config, start time.Time, all *strings.Builder, mu *sync.Mutex, matches map[string]time.Duration) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	buf := make([]byte, 32<<10)
+	var line []byte
+	check := func(l []byte) {
+		l = bytes.TrimRight(l, "\r") // serial consoles end lines with \r\n
+		for _, re := range cfg.Expect {
+			mu.Lock()
+			_, seen := matches[re.String()]
+			mu.Unlock()
+			if seen || !re.Match(l) {
+				continue
+			}
+			at := time.Since(start)
+			mu.Lock()
+			matches[re.String()] = at
+			mu.Unlock()
+			if cfg.OnMatch != nil {
+				cfg.OnMatch(re, at)
+			}
+		}
+	}
+	for {
+		n, err := br.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			if cfg.Console != nil {
+				_, _ = cfg.Console.Write(chunk)
+			}
+			mu.Lock()
+			all.Write(chunk)
+			mu.Unlock()
+			for _, c := range chunk {
+				if c == '\n' {
+					check(line)
+					line = line[:0]
+					continue
+				}
+				if len(line) < 4096 {
+					line = append(line, c)
+				}
+			}
+			check(line) // a prompt does not end with a newline
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// ChooseAccel picks KVM only when it can run a stock kernel: /dev/kvm must open and the
+// CPU must have hardware virtualisation. A /dev/kvm provided by kvm_pvm (software
+// nesting, as on some cloud VMs) runs only PVM-enabled guest kernels: a stock kernel
+// hangs in early boot there, so TCG is used.
+func ChooseAccel(want string) (accel, why string) {
+	switch want {
+	case "kvm", "tcg":
+		return want, "as asked"
+	}
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+		return "tcg", "/dev/kvm is kvm_pvm, which cannot run a stock kernel"
+	}
+	cpuinfo, _ := os.ReadFile("/proc/cpuinfo")
+	if !regexp.MustCompile(`(?m)^flags\s*:.*\b(vmx|svm)\b`).Match(cpuinfo) {
+		return "tcg", "the CPU has no vmx/svm"
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return "tcg", "no usable /dev/kvm: " + errors.Unwrap(err).Error()
+	}
+	f.Close()
+	return "kvm", ""
+}
+
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		k := min(len(p), l.n)
+		_, _ = l.w.Write(p[:k])
+		l.n -= k
+	}
+	return len(p), nil
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make demo`: boots Debian bookworm (systemd) in a VM whose root filesystem is fetched
+# over plain HTTP, on demand, from a store served on this machine's loopback.
+#   1. the Debian kernel (downloaded once into .cache, never installed in /boot)
+#   2. the Debian root (debootstrap, once) made into a squashfs image with a demo unit
+#   3. nowhere pack: the image cut into chunks in a store, signed with a demo key
+#   4. nowhere initramfs: /init = nowhere, the kernel modules the boot needs, and the
+#      demo key's public half (the boot refuses images it cannot verify)
+#   5. nowhere vm: qemu boots it; the guest reaches only http://10.0.2.100/ = the store
+# The VM powers off by itself once the login prompt is up. To log in (root, no password):
+#   make demo DEMO_INTERACTIVE=1      (quit qemu with Ctrl-A X)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+interactive=${DEMO_INTERACTIVE:-0}
+[ "${1:-}" = "--interactive" ] && interactive=1
+scripts/install-deps.sh demo
+[ -x bin/nowhere ] || make -s build
+say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+say "kernel"
+kdir=$(scripts/fetch-kernel.sh)
+say "Debian root and image (built once, cached in .cache)"
+img=$(scripts/mkimage-debian.sh v1)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+say "pack $(du -h "$img" | cut -f1) image into a chunk store, signed"
+bin/nowhere keygen --secret "$work/demo.key" --public "$work/demo.pub" --no-password >/dev/null
+bin/nowhere pack "$img" --store "$work/store" --name debian --progress never --key "$work/demo.key"
+say "initramfs"
+bin/nowhere initramfs -o "$work/initrd.img" --modules "$kdir/modules" --key "$work/demo.pub"
+say "boot: qemu, the root streamed from the store over HTTP"
+args=(--kernel "$kdir/vmlinux" --initrd "$work/initrd.img" --store "$work/store" --image debian
+      --expect 'login: *$')
+if [ "$interactive" = 1 ]; then
+  bin/nowhere vm "${args[@]}" --append "loglevel=4" --interactive --timeout 0
+else
+  bin/nowhere vm "${args[@]}" --append "loglevel=4 demo.poweroff" --timeout 15m
+fi
