@@ -2,7 +2,8 @@
 # Before/after comparison of two nowhere binaries on the cold read of benchmark 2 (tar of
 # the whole tree through `nowhere serve` + `nowhere mount` + loop mount, page cache
 # dropped), interleaved run by run so that the load of a shared machine hits both alike:
-#   bench/ab-cold.sh OLD_BINARY NEW_BINARY   (BENCH_RUNS, default 5; BENCH_FS, default ext4)
+#   bench/ab-cold.sh OLD_BINARY NEW_BINARY   (BENCH_RUNS, default 5; BENCH_FS, default ext4;
+#                                             BENCH_PACK_FLAGS, e.g. --chunking cdc:16K:64K:256K)
 # Each binary serves and mounts with itself. Prints the median tar time and the median CPU
 # time of the mount process per binary, and NEW/OLD.
 source "$(dirname "$0")/lib.sh"
@@ -21,7 +22,9 @@ for fs in ${BENCH_FS:-ext4}; do
   declare -A url_of=()
   for b in old new; do
     NOWHERE=${bins[$b]}
-    step "$NOWHERE" pack "$img" --store "$work/store-$b" --name "v1-$fs" --progress never >/dev/null
+    mapfile -t kf < <(pack_key_flags "$NOWHERE")
+    step "$NOWHERE" pack "$img" --store "$work/store-$b" --name "v1-$fs" --progress never \
+      ${BENCH_PACK_FLAGS:-} "${kf[@]}" >/dev/null
     serve_store "$work/store-$b"
     url_of[$b]=$url
   done

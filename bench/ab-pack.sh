@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Before/after comparison of two nowhere binaries on pack, interleaved run by run so that
 # the load of a shared machine hits both alike:
-#   bench/ab-pack.sh OLD_BINARY NEW_BINARY        (BENCH_RUNS, default 7, runs of each)
+#   bench/ab-pack.sh OLD_BINARY NEW_BINARY        (BENCH_RUNS, default 7, runs of each;
+#                                                  BENCH_PACK_FLAGS, e.g. --chunking cdc:16K:64K:256K)
 # Prints per image the median and best wall time and the median CPU time (user+system)
 # of each binary, and NEW/OLD.
 source "$(dirname "$0")/lib.sh"
@@ -21,7 +22,7 @@ for name in bookworm-v1.ext4 bookworm-v1.squashfs bookworm-v1.erofs bookworm-v2-
       bin=$old; [ $b = new ] && bin=$new
       s=$(mktemp -d "$work/store-XXXXXX") # kept until the end: see pack.sh
       sync
-      t=$(seconds "$bin" pack "$img" --store "$s" --name ab --progress never)
+      t=$(seconds "$bin" pack "$img" --store "$s" --name ab --progress never ${BENCH_PACK_FLAGS:-})
       echo "$t $(last_cpu)" >>"$work/$b"
     done
   done

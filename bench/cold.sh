@@ -24,7 +24,8 @@ store="$work/store"
 names=()
 for fs in ${BENCH_FS:-ext4 squashfs erofs}; do
   img=$(images "bookworm-v1.$fs")
-  step "$NOWHERE" pack "$img" --store "$store" --name "v1-$fs" --progress never >/dev/null
+  mapfile -t kf < <(pack_key_flags "$NOWHERE")
+  step "$NOWHERE" pack "$img" --store "$store" --name "v1-$fs" --progress never "${kf[@]}" >/dev/null
   names+=("$fs")
 done
 serve_store "$store"

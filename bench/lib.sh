@@ -100,7 +100,9 @@ fuse_mount() {
   shift 2
   mkdir -p "$dir"
   local out
-  out=$(step "$NOWHERE" mount "$src" "$dir" --daemon --log "$work/mount.log" "$@")
+  local kf
+  mapfile -t kf < <(mount_key_flags "$NOWHERE")
+  out=$(step "$NOWHERE" mount "$src" "$dir" --daemon --log "$work/mount.log" "${kf[@]}" "$@")
   mounts+=("$dir")
   fuse_pid=$(sed -n 's/^running in the background as pid \([0-9]*\)$/\1/p' <<<"$out")
   [ -n "$fuse_pid" ] || die "nowhere mount: $out"
@@ -125,6 +127,20 @@ fuse_umount() {
 benchtool() {
   [ -x "$work/benchtool" ] || (cd "$top" && step go build -o "$work/benchtool" ./bench/benchtool)
   "$work/benchtool" "$@"
+}
+
+# Images are signed like a publisher's (nowhere mount refuses unsigned ones without
+# --insecure). Binaries from before signing existed get neither flag.
+signs() { "$1" pack --help 2>/dev/null | grep -q -- '--key'; }
+# pack_key_flags BINARY / mount_key_flags BINARY: print the flags, one per line.
+pack_key_flags() {
+  signs "$1" || return 0
+  [ -f "$work/bench.key" ] || "$1" keygen --secret "$work/bench.key" --public "$work/bench.pub" --no-password >/dev/null
+  printf '%s\n' --key "$work/bench.key"
+}
+mount_key_flags() {
+  signs "$1" || return 0
+  printf '%s\n' --key "$work/bench.pub"
 }
 
 # images NAME...: builds (once) and prints the paths of benchmark images.

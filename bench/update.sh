@@ -3,6 +3,8 @@
 # into one store; the cost of the update is what a client holding v1 must fetch for v2: the
 # distinct chunks of v2 that v1 lacks (one HTTP request each) and their compressed bytes,
 # next to a full download of v2. The floor is the changed files through zstd (issue 6).
+# "default" is pack's default (auto: file-data boundaries of ext4, erofs and squashfs since
+# issue 6), cdc:16K:64K:256K the content-defined chunking it uses elsewhere.
 # Deterministic: no repeats needed.
 source "$(dirname "$0")/lib.sh"
 
@@ -12,7 +14,7 @@ printf '%-9s %-30s %9s %11s %9s %11s %7s\n' fs chunking requests "new MiB" "v2 c
 for fs in ${BENCH_FS:-ext4 squashfs erofs}; do
   v1=$(images "bookworm-v1.$fs")
   v2=$(images "bookworm-v2.$fs")
-  for c in fixed:64K fixed:4K default; do
+  for c in fixed:64K fixed:4K cdc:16K:64K:256K default; do
     s="$work/update-$fs-${c/:/-}"
     flag=()
     [ "$c" = default ] || flag=(--chunking "$c")

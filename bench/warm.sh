@@ -42,7 +42,8 @@ printf '%-22s %9s %9s %9s %9s %s\n' image raw-cached first-read warm fuse-path "
 for fs in ${BENCH_FS:-ext4 squashfs erofs}; do
   img=$(images "bookworm-v1.$fs")
   size=$(stat -c %s "$img")
-  step "$NOWHERE" pack "$img" --store "$store" --name "v1-$fs" --progress never >/dev/null
+  mapfile -t kf < <(pack_key_flags "$NOWHERE")
+  step "$NOWHERE" pack "$img" --store "$store" --name "v1-$fs" --progress never "${kf[@]}" >/dev/null
   [ -n "${url:-}" ] || serve_store "$store"
 
   cat "$img" >/dev/null
