@@ -131,7 +131,10 @@ benchtool() {
 
 # Images are signed like a publisher's (nowhere mount refuses unsigned ones without
 # --insecure). Binaries from before signing existed get neither flag.
-signs() { "$1" pack --help 2>/dev/null | grep -q -- '--key'; }
+signs() { # (not `| grep -q`: with pipefail, grep quitting early fails the pipeline)
+  case "$("$1" pack --help 2>&1)" in *--key*) return 0 ;; esac
+  return 1
+}
 # pack_key_flags BINARY / mount_key_flags BINARY: print the flags, one per line.
 pack_key_flags() {
   signs "$1" || return 0
