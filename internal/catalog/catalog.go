@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/index"
+	"github.com/nowhere-boot/nowhere/internal/trust"
 )
 
 // Paths and limits of the catalogue files.
@@ -50,13 +51,15 @@ type Version struct {
 	Signed   bool      // the index carries a signature
 }
 
-// Describe summarises an index file as a Version.
+// Describe summarises an index file as a Version (ix is file decoded, or the index file
+// was encoded from, before signing).
 func Describe(ix *index.Index, file []byte) Version {
 	st := ix.Stats()
+	_, sig, _ := trust.SplitIndex(file)
 	return Version{
 		Version: ix.Version, SHA256: sha256.Sum256(file), Size: ix.Size, Created: ix.Created,
 		Expires: ix.Expires, Chunks: st.Chunks, Unique: st.Unique, Stored: st.StoredBytes,
-		Chunking: ix.Chunking.String(), Signed: len(ix.Signature) > 0,
+		Chunking: ix.Chunking.String(), Signed: len(sig) > 0,
 	}
 }
 
