@@ -169,7 +169,10 @@ func listStore(ctx context.Context, s store.Store, name string, v *trust.Verifie
 	case listable:
 		var err error
 		if names, err = catalog.Names(ctx, w); err != nil {
-			return nil, err
+			// A public bucket lets anyone read objects but not list them: use the
+			// catalogue, as over HTTP.
+			logf("%v: reading the catalogue instead", err)
+			return listStore(ctx, readOnly{s}, name, v)
 		}
 	default:
 		b, err := s.File(ctx, catalog.NamesPath, catalog.MaxNames)
@@ -237,6 +240,9 @@ func listImage(ctx context.Context, s store.Store, n string, v *trust.Verifier) 
 	}
 	return &im, nil
 }
+
+// readOnly hides a store's Writer methods (so it is listed through its catalogue).
+type readOnly struct{ store.Store }
 
 // readLatest returns the image's latest pointer (verified when v is set), or nil if the
 // image has none.

@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/nowhere-boot/nowhere/internal/image"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/seed"
 	"github.com/nowhere-boot/nowhere/internal/store"
@@ -54,7 +52,7 @@ func (o *sourceOptions) addFlags(f *pflag.FlagSet, withCache bool) {
 func (o *sourceOptions) openStore(ctx context.Context, first string, httpOpt store.HTTPOptions) (store.Store, error) {
 	var stores []store.Store
 	for i, base := range append([]string{first}, o.mirrors...) {
-		s, err := image.OpenStoreWith(strings.TrimSuffix(base, "/"), httpOpt)
+		s, err := openReadStore(ctx, base, httpOpt)
 		if err != nil {
 			if i > 0 {
 				return nil, fmt.Errorf("--mirror: %w", err)

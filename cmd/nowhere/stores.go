@@ -5,15 +5,33 @@ import (
 	"strings"
 
 	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/server"
 	"github.com/nowhere-boot/nowhere/internal/store"
 )
 
-// openReadStore opens a store to read: an http(s) URL or a directory.
-func openReadStore(ctx context.Context, loc string, httpOpt store.HTTPOptions) (store.Store, error) {
-	return image.OpenStoreWith(strings.TrimSuffix(loc, "/"), httpOpt)
+// s3Endpoint is the global --s3-endpoint flag: where s3:// stores live when not on AWS.
+var s3Endpoint string
+
+// openS3 opens an s3://BUCKET/PREFIX store; objects written get the Cache-Control that
+// nowhere serve would send, so the bucket can be served over HTTP as it is.
+func openS3(loc string) (*store.S3, error) {
+	return store.NewS3(loc, store.S3Options{Endpoint: s3Endpoint, CacheControl: server.CacheControl})
 }
 
-// openWriteStore opens a store to write: a directory (created when missing).
+// openReadStore opens a store to read: an http(s) URL, s3://BUCKET/PREFIX or a directory.
+func openReadStore(ctx context.Context, loc string, httpOpt store.HTTPOptions) (store.Store, error) {
+	loc = strings.TrimSuffix(loc, "/")
+	if store.IsS3(loc) {
+		return openS3(loc)
+	}
+	return image.OpenStoreWith(loc, httpOpt)
+}
+
+// openWriteStore opens a store to write: s3://BUCKET/PREFIX or a directory (created when
+// missing).
 func openWriteStore(ctx context.Context, loc string) (store.Writer, error) {
+	if store.IsS3(loc) {
+		return openS3(strings.TrimSuffix(loc, "/"))
+	}
 	return store.CreateDir(loc)
 }
