@@ -162,6 +162,11 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 	if c, ok := w.(interface{ Close() error }); ok {
 		defer c.Close()
 	}
+	unlock, err := lockForWriting(w, o.store)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	bar := newProgress(o.progress, size, "packing "+o.name)
 	res, err := pack.Run(ctx, in, w, pack.Options{

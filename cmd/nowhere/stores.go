@@ -35,3 +35,14 @@ func openWriteStore(ctx context.Context, loc string) (store.Writer, error) {
 	}
 	return store.CreateDir(loc)
 }
+
+// lockForWriting holds a directory store's lock shared while chunks are written before
+// the index that references them, so that gc (which holds it exclusive) never runs in
+// between. Object stores have no such lock: gc's grace period covers them.
+func lockForWriting(w store.Writer, loc string) (func(), error) {
+	d, ok := w.(*store.Dir)
+	if !ok {
+		return func() {}, nil
+	}
+	return d.Lock(false, func() { logf("waiting for the gc of %s to finish", loc) })
+}

@@ -70,6 +70,11 @@ func runSync(ctx context.Context, srcLoc, dstLoc string, o syncOptions) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := lockForWriting(dst, dstLoc)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if v == nil {
 		logf("note: no --key: copying without checking signatures (clients still check them)")
 	}
