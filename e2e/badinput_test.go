@@ -64,24 +64,24 @@ func TestBadInputGivesOneClearLine(t *testing.T) {
 		{"serve: store is a file", []string{"serve", aFile, "--listen", "127.0.0.1:0"}, []string{aFile, "not a directory"}},
 		{"verify: missing store", []string{"verify", filepath.Join(tmp, "nope")}, []string{"nope"}},
 		{"verify: store is a file", []string{"verify", aFile}, []string{aFile, "not a directory"}},
-		{"info: directory that is not a store", []string{"info", notStore + "/images/x"}, []string{notStore, "not a nowhere store"}},
-		{"info: missing store directory", []string{"info", tmp + "/nope/images/x"}, []string{"nope"}},
-		{"info: local latest is a directory", []string{"info", damaged + "/images/dirlatest"}, []string{"dirlatest/latest"}},
-		{"info: local latest is a FIFO", []string{"info", damaged + "/images/fifolatest"}, []string{"fifolatest/latest"}},
-		{"mount: latest is a FIFO on the server", []string{"mount", url + "fifolatest", mnt}, []string{"fifolatest/latest"}},
-		{"mount: no /images/ in the source", []string{"mount", srv.url + "/ext4", mnt}, []string{"/images/"}},
-		{"mount: unsupported scheme", []string{"mount", "ftp://127.0.0.1/images/x", mnt}, []string{"ftp://127.0.0.1", "scheme"}},
-		{"mount: unreachable URL", []string{"mount", closed, mnt}, []string{strings.TrimSuffix(closed, "/images/ext4"), "refused"}},
-		{"mount: 404 image", []string{"mount", url + "nosuch", mnt}, []string{`"nosuch"`, "not found"}},
-		{"mount: 404 version", []string{"mount", url + "erofs/7", mnt}, []string{"7", "not found"}},
-		{"mount: truncated index, via latest", []string{"mount", url + "ext4", mnt}, []string{"ext4/1.index", "sha256"}},
-		{"mount: truncated index, pinned", []string{"mount", url + "ext4/1", mnt}, []string{"ext4/1.index"}},
-		{"mount: garbage index, via latest", []string{"mount", url + "squashfs", mnt}, []string{"squashfs/1.index", "sha256"}},
-		{"mount: garbage index, pinned", []string{"mount", url + "squashfs/1", mnt}, []string{"squashfs/1.index"}},
-		{"mount: garbage latest pointer", []string{"mount", url + "erofs", mnt}, []string{"erofs/latest"}},
-		{"mount --daemon: garbage index", []string{"mount", url + "squashfs/1", mnt, "--daemon"}, []string{"squashfs/1.index"}},
-		{"info: truncated index, pinned", []string{"info", url + "ext4/1"}, []string{"ext4/1.index"}},
-		{"extract: garbage index", []string{"extract", url + "squashfs/1", filepath.Join(tmp, "out.img")}, []string{"squashfs/1.index"}},
+		{"info: directory that is not a store", []string{"info", notStore + "/images/x", "--key", publicKey}, []string{notStore, "not a nowhere store"}},
+		{"info: missing store directory", []string{"info", tmp + "/nope/images/x", "--key", publicKey}, []string{"nope"}},
+		{"info: local latest is a directory", []string{"info", damaged + "/images/dirlatest", "--key", publicKey}, []string{"dirlatest/latest"}},
+		{"info: local latest is a FIFO", []string{"info", damaged + "/images/fifolatest", "--key", publicKey}, []string{"fifolatest/latest"}},
+		{"mount: latest is a FIFO on the server", []string{"mount", url + "fifolatest", mnt, "--key", publicKey}, []string{"fifolatest/latest"}},
+		{"mount: no /images/ in the source", []string{"mount", srv.url + "/ext4", mnt, "--key", publicKey}, []string{"/images/"}},
+		{"mount: unsupported scheme", []string{"mount", "ftp://127.0.0.1/images/x", mnt, "--key", publicKey}, []string{"ftp://127.0.0.1", "scheme"}},
+		{"mount: unreachable URL", []string{"mount", closed, mnt, "--key", publicKey}, []string{strings.TrimSuffix(closed, "/images/ext4"), "refused"}},
+		{"mount: 404 image", []string{"mount", url + "nosuch", mnt, "--key", publicKey}, []string{`"nosuch"`, "not found"}},
+		{"mount: 404 version", []string{"mount", url + "erofs/7", mnt, "--key", publicKey}, []string{"7", "not found"}},
+		{"mount: truncated index, via latest", []string{"mount", url + "ext4", mnt, "--key", publicKey}, []string{"ext4/1.index", "sha256"}},
+		{"mount: truncated index, pinned", []string{"mount", url + "ext4/1", mnt, "--key", publicKey}, []string{"ext4/1.index"}},
+		{"mount: garbage index, via latest", []string{"mount", url + "squashfs", mnt, "--key", publicKey}, []string{"squashfs/1.index", "sha256"}},
+		{"mount: garbage index, pinned", []string{"mount", url + "squashfs/1", mnt, "--key", publicKey}, []string{"squashfs/1.index"}},
+		{"mount: garbage latest pointer", []string{"mount", url + "erofs", mnt, "--key", publicKey}, []string{"erofs/latest"}},
+		{"mount --daemon: garbage index", []string{"mount", url + "squashfs/1", mnt, "--daemon", "--key", publicKey}, []string{"squashfs/1.index"}},
+		{"info: truncated index, pinned", []string{"info", url + "ext4/1", "--key", publicKey}, []string{"ext4/1.index"}},
+		{"extract: garbage index", []string{"extract", url + "squashfs/1", filepath.Join(tmp, "out.img"), "--key", publicKey}, []string{"squashfs/1.index"}},
 	}
 	for _, c := range cases {
 		start := time.Now()
@@ -113,7 +113,7 @@ func TestMountWithoutDevFuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := runCmdStdin(t, nil, "unshare", "--mount", "--propagation", "private", "sh", "-c",
-		`mount -t tmpfs none /dev && exec "$0" mount "$1" "$2"`, nowhereBin, srv.url+"/images/erofs", mnt)
+		`mount -t tmpfs none /dev && exec "$0" mount "$1" "$2" --key "$3"`, nowhereBin, srv.url+"/images/erofs", mnt, publicKey)
 	if strings.Contains(r.stderr, "unshare:") || strings.Contains(r.stderr, "mount:") && !strings.Contains(r.stderr, "nowhere:") {
 		t.Skipf("cannot make a mount namespace without /dev/fuse here: %s", r.stderr)
 	}

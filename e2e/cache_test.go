@@ -10,8 +10,9 @@ import (
 
 // TestDiskCacheKeepsFetchedChunks mounts with --cache DIR, reads files through a loop
 // mount, and checks that every chunk the server sent landed in DIR in store layout and
-// passes `nowhere verify`; then a second mount with the same cache and the same server
-// still running reads the same files again without fetching any chunk a second time.
+// passes `nowhere cache prune --verify`; then a second mount with the same cache and the
+// same server still running reads the same files again without fetching any chunk a
+// second time.
 //
 // Both mounts run with --readahead 0: a chunk read ahead and still in flight when the
 // first mount goes away is logged by the server but never reaches the cache, and would be
@@ -65,13 +66,29 @@ func TestDiskCacheKeepsFetchedChunks(t *testing.T) {
 			}
 
 			// The cache is a store: chunks/<4 hex>/<64 hex>.cacnk, exactly the chunks fetched.
+			// Beside them it holds only copies of the image's index and latest pointer (to
+			// open the image offline) and the clients' rollback memory (trust-state).
 			layout := regexp.MustCompile(`^chunks/([0-9a-f]{4})/([0-9a-f]{64})\.cacnk$`)
+			metadata := map[string]string{
+				"images/squashfs/latest":  filepath.Join(f.store, "images/squashfs/latest"),
+				"images/squashfs/1.index": filepath.Join(f.store, "images/squashfs/1.index"),
+			}
 			cached := make(map[string]bool)
 			err := filepath.WalkDir(cache, func(p string, d fs.DirEntry, err error) error {
 				if err != nil || d.IsDir() {
 					return err
 				}
 				rel, _ := filepath.Rel(cache, p)
+				if orig, ok := metadata[rel]; ok {
+					if readFile(p) != readFile(orig) {
+						t.Errorf("cache holds %s, which differs from the store's", rel)
+					}
+					delete(metadata, rel)
+					return nil
+				}
+				if rel == "trust-state" || rel == "trust-state.lock" {
+					return nil
+				}
 				m := layout.FindStringSubmatch(rel)
 				if m == nil || !strings.HasPrefix(m[2], m[1]) {
 					t.Errorf("cache holds %s, not a chunk in store layout", rel)
@@ -90,11 +107,19 @@ func TestDiskCacheKeepsFetchedChunks(t *testing.T) {
 			if len(cached) != len(gets) {
 				t.Errorf("cache holds %d chunks, %d were fetched", len(cached), len(gets))
 			}
-			r := mustNowhere(t, "verify", cache)
-			if !strings.Contains(r.stdout, ": 0 problems") {
-				t.Errorf("verify %s: %s", cache, r.stdout)
+			for rel := range metadata {
+				t.Errorf("cache lacks its copy of %s", rel)
 			}
-			t.Logf("%d chunks fetched once, all in the cache; verify: %s", len(gets), strings.TrimSpace(r.stdout))
+			if state := readFile(filepath.Join(cache, "trust-state")); !strings.Contains(state, "squashfs 1\n") {
+				t.Errorf("the cache's trust state does not remember squashfs version 1: %q", state)
+			}
+			// Every cached chunk matches its name. (`nowhere verify` would also report the
+			// chunks the cached index names that were never read, and so not cached.)
+			r := mustNowhere(t, "cache", "prune", cache, "--verify")
+			if !strings.Contains(r.stdout, "verified: 0 corrupt chunks dropped") {
+				t.Errorf("cache prune --verify %s: %s", cache, r.stdout)
+			}
+			t.Logf("%d chunks fetched once, all in the cache; %s", len(gets), strings.TrimSpace(r.stdout))
 		})
 	}
 }

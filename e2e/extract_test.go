@@ -29,7 +29,7 @@ func TestExtractRebuildsTheImage(t *testing.T) {
 		for how, src := range sources {
 			t.Run(format+"/"+how, func(t *testing.T) {
 				out := filepath.Join(t.TempDir(), format+".img")
-				r := mustNowhere(t, "extract", src, out)
+				r := mustNowhere(t, "extract", src, out, "--key", publicKey)
 				got, err := fileSHA256(out)
 				if err != nil {
 					t.Fatal(err)
@@ -78,7 +78,7 @@ func TestExtractFailsCleanlyOnAMissingChunk(t *testing.T) {
 			srv := sk.start(t, store)
 			outDir := t.TempDir()
 			out := filepath.Join(outDir, "ext4.img")
-			r := runNowhere(t, "extract", srv.url+"/images/ext4", out, "--timeout", "2s")
+			r := runNowhere(t, "extract", srv.url+"/images/ext4", out, "--timeout", "2s", "--key", publicKey)
 			assertOneLineError(t, "extract with a missing chunk", r, "not found")
 			if !strings.Contains(r.stderr, hash) && !strings.Contains(r.stderr, hash[:16]) {
 				t.Errorf("the error does not name the missing chunk %s: %s", hash, r.stderr)
@@ -93,7 +93,7 @@ func TestExtractFailsCleanlyOnAMissingChunk(t *testing.T) {
 			if err := os.WriteFile(out, old, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			r = runNowhere(t, "extract", srv.url+"/images/ext4", out, "--timeout", "1s")
+			r = runNowhere(t, "extract", srv.url+"/images/ext4", out, "--timeout", "1s", "--key", publicKey)
 			assertOneLineError(t, "extract over an existing file with a missing chunk", r, "not found")
 			if got, _ := os.ReadFile(out); string(got) != string(old) {
 				t.Errorf("a failed extract changed the existing %s", out)

@@ -16,7 +16,8 @@ import (
 var formats = []string{"ext4", "squashfs", "erofs"}
 
 // fixture is built once per run and shared read-only by all tests: the source tree, an
-// image of it in each format, and a store holding all three images (version 1).
+// image of it in each format, and a store holding all three images (version 1, signed
+// with the run's secretKey).
 type fixture struct {
 	tree     string
 	srcNodes map[string]node
@@ -59,7 +60,7 @@ func buildFixture(dir string) (*fixture, error) {
 			return nil, err
 		}
 		f.images[format] = img
-		out, err := exec.Command(nowhereBin, "pack", img, "--store", f.store, "--name", format).CombinedOutput()
+		out, err := exec.Command(nowhereBin, "pack", img, "--store", f.store, "--name", format, "--key", secretKey).CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("nowhere pack %s: %v: %s", img, err, out)
 		}

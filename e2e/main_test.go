@@ -19,6 +19,12 @@ var workDir string
 // skipReason is set when the suite cannot run here at all (not root, -short).
 var skipReason string
 
+// secretKey and publicKey are the run's publisher key pair, made by TestMain with the real
+// `nowhere keygen`: the suite signs every image it packs with secretKey (pack --key), and
+// every client verifies with publicKey (mount, extract, info --key), as clients do by
+// default.
+var secretKey, publicKey string
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -48,6 +54,15 @@ func run(m *testing.M) int {
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: building nowhere: %v\n%s", err, out)
+		return 1
+	}
+	// The clients' rollback memory (the highest version accepted per image) defaults to
+	// $XDG_CACHE_HOME/nowhere: keep it inside this run, not in the machine's cache.
+	os.Setenv("XDG_CACHE_HOME", filepath.Join(workDir, "xdg-cache"))
+	secretKey, publicKey = filepath.Join(workDir, "publisher.key"), filepath.Join(workDir, "publisher.pub")
+	keygen := exec.Command(nowhereBin, "keygen", "--secret", secretKey, "--public", publicKey, "--no-password")
+	if out, err := keygen.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: nowhere keygen: %v\n%s", err, out)
 		return 1
 	}
 	return m.Run() // the fixture lives under workDir, removed above

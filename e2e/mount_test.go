@@ -26,7 +26,7 @@ func TestForegroundMountUnmountsOnSignal(t *testing.T) {
 				t.Fatal(err)
 			}
 			var stdout, stderr bytes.Buffer
-			cmd := exec.Command(nowhereBin, "mount", srv.url+"/images/erofs", mnt)
+			cmd := exec.Command(nowhereBin, "mount", srv.url+"/images/erofs", mnt, "--key", publicKey)
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -143,12 +143,12 @@ func TestMountRefusesBadMountpoints(t *testing.T) {
 		{"file", file, "not a directory"},
 	} {
 		for _, daemon := range []bool{false, true} {
-			args := []string{"mount", src, c.mnt}
+			args := []string{"mount", src, c.mnt, "--key", publicKey}
 			if daemon {
 				args = append(args, "--daemon")
 			}
 			r := runNowhere(t, args...)
-			assertOneLineError(t, strings.Join(args[3:], " ")+" mountpoint "+c.name, r, c.mnt, c.want)
+			assertOneLineError(t, strings.Join(args[5:], " ")+" mountpoint "+c.name, r, c.mnt, c.want)
 		}
 	}
 	if _, err := os.Stat(missing); err == nil {

@@ -65,8 +65,8 @@ type fuseMount struct {
 
 var daemonPid = regexp.MustCompile(`in the background as pid (\d+)`)
 
-// mountDaemon runs `nowhere mount SOURCE MNT --daemon` with extra flags on a fresh
-// mountpoint and makes the test's cleanup unmount it and end the process.
+// mountDaemon runs `nowhere mount SOURCE MNT --daemon --key publicKey` with extra flags on
+// a fresh mountpoint and makes the test's cleanup unmount it and end the process.
 func mountDaemon(t *testing.T, source, name string, flags ...string) *fuseMount {
 	t.Helper()
 	tmp := t.TempDir()
@@ -75,7 +75,7 @@ func mountDaemon(t *testing.T, source, name string, flags ...string) *fuseMount 
 	if err := os.Mkdir(m.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"mount", source, m.dir, "--daemon", "--log", m.log}, flags...)
+	args := append([]string{"mount", source, m.dir, "--daemon", "--log", m.log, "--key", publicKey}, flags...)
 	r := runNowhere(t, args...)
 	if mm := daemonPid.FindStringSubmatch(r.stdout); mm != nil {
 		m.pid, _ = strconv.Atoi(mm[1])

@@ -3,8 +3,9 @@
 # over plain HTTP, on demand, from a store served on this machine's loopback.
 #   1. the Debian kernel (downloaded once into .cache, never installed in /boot)
 #   2. the Debian root (debootstrap, once) made into a squashfs image with a demo unit
-#   3. nowhere pack: the image cut into chunks in a store
-#   4. nowhere initramfs: /init = nowhere, plus the kernel modules the boot needs
+#   3. nowhere pack: the image cut into chunks in a store, signed with a demo key
+#   4. nowhere initramfs: /init = nowhere, the kernel modules the boot needs, and the
+#      demo key's public half (the boot refuses images it cannot verify)
 #   5. nowhere vm: qemu boots it; the guest reaches only http://10.0.2.100/ = the store
 # The VM powers off by itself once the login prompt is up. To log in (root, no password):
 #   make demo DEMO_INTERACTIVE=1      (quit qemu with Ctrl-A X)
@@ -23,10 +24,11 @@ say "Debian root and image (built once, cached in .cache)"
 img=$(scripts/mkimage-debian.sh v1)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-say "pack $(du -h "$img" | cut -f1) image into a chunk store"
-bin/nowhere pack "$img" --store "$work/store" --name debian --progress never
+say "pack $(du -h "$img" | cut -f1) image into a chunk store, signed"
+bin/nowhere keygen --secret "$work/demo.key" --public "$work/demo.pub" --no-password >/dev/null
+bin/nowhere pack "$img" --store "$work/store" --name debian --progress never --key "$work/demo.key"
 say "initramfs"
-bin/nowhere initramfs -o "$work/initrd.img" --modules "$kdir/modules"
+bin/nowhere initramfs -o "$work/initrd.img" --modules "$kdir/modules" --key "$work/demo.pub"
 say "boot: qemu, the root streamed from the store over HTTP"
 args=(--kernel "$kdir/vmlinux" --initrd "$work/initrd.img" --store "$work/store" --image debian
       --expect 'login: *$')

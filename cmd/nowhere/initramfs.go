@@ -11,6 +11,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/boot/cmdline"
 	"github.com/nowhere-boot/nowhere/internal/boot/initramfs"
 	"github.com/nowhere-boot/nowhere/internal/boot/kmod"
+	"github.com/nowhere-boot/nowhere/internal/trust"
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
@@ -25,6 +26,7 @@ type initramfsOptions struct {
 	binary        string
 	compress      string
 	caCerts       string
+	keys          []string
 	list          bool
 
 	// Baked defaults (the kernel command line overrides each).
@@ -34,6 +36,7 @@ type initramfsOptions struct {
 	cache   string
 	overlay string
 	debug   bool
+	proxy   string
 	init    string
 }
 
@@ -47,12 +50,17 @@ binary, with the kernel modules a boot needs resolved with their dependencies fr
 --modules (a kernel's /lib/modules/VERSION with modules.dep), loaded at boot in order,
 plus network and disk drivers loaded only when their hardware is present.
 
-The --image, --mirror, --ip, --cache, --overlay, --debug and --init values are baked in
-as defaults, so a machine boots with an empty kernel command line; each can still be
-overridden there (nowhere.image=, nowhere.mirror=, nowhere.ip=, nowhere.cache=,
-nowhere.overlay=, nowhere.debug, init=).`,
+The --image, --mirror, --ip, --cache, --overlay, --proxy, --debug and --init values are
+baked in as defaults, so a machine boots with an empty kernel command line; each can
+still be overridden there (nowhere.image=, nowhere.mirror=, nowhere.ip=, nowhere.cache=,
+nowhere.overlay=, nowhere.proxy=, nowhere.debug, init=).
+
+The boot verifies the image's signature: --key bakes the publisher's public key(s) into
+the initramfs as ` + trust.DefaultKeyFile + `; nowhere.key=BASE64 on the kernel command
+line trusts more. Without any key the boot only runs unsigned images with
+nowhere.insecure on the kernel command line (unsafe).`,
 		Example: `  nowhere initramfs -o initrd.img --modules /lib/modules/6.1.0-56-amd64 \
-      --image http://10.0.2.100/images/debian
+      --image http://10.0.2.100/images/debian --key publisher.pub
   nowhere initramfs -o initrd.img --modules .cache/kernel/6.1.0-56-amd64/modules \
       --image http://boot.example.org/store/images/debian --mirror http://mirror2.example.org/store \
       --driver ixgbe --compress zstd
@@ -74,12 +82,14 @@ nowhere.overlay=, nowhere.debug, init=).`,
 	f.StringVar(&o.binary, "binary", "", "the static nowhere binary to use as /init (default: this one)")
 	f.StringVar(&o.compress, "compress", "gzip", "gzip, zstd or none")
 	f.StringVar(&o.caCerts, "ca-certs", defaultCACerts, "CA bundle for https mirrors (none: leave out)")
+	f.StringArrayVar(&o.keys, "key", nil, "trust this publisher key at boot: a minisign public key file or its base64 string (repeatable)")
 	f.BoolVar(&o.list, "list", false, "list the files of the initramfs given with --output instead of writing one")
 	f.StringVar(&o.image, "image", "", "default image, http(s)://HOST/PATH/images/NAME[/VERSION]")
 	f.StringArrayVar(&o.mirrors, "mirror", nil, "default extra mirror: base URL of the same store (repeatable)")
 	f.StringVar(&o.ip, "ip", "", "default network configuration: dhcp or ADDR/PREFIX[,GATEWAY[,DNS]]")
 	f.StringVar(&o.cache, "cache", "", "default cache disk (a block device with ext4, e.g. /dev/vda)")
 	f.StringVar(&o.overlay, "overlay", "", "default writable layer: tmpfs or a block device with ext4")
+	f.StringVar(&o.proxy, "proxy", "", "default HTTP proxy for the mirrors, http://HOST:PORT")
 	f.BoolVar(&o.debug, "debug", false, "boot with nowhere.debug by default")
 	f.StringVar(&o.init, "init", "", "default init program in the image (default: /sbin/init)")
 	_ = cmd.MarkFlagRequired("output")
@@ -107,6 +117,16 @@ func runInitramfs(o initramfsOptions) error {
 	if err != nil {
 		return err
 	}
+	var trusted []byte
+	if len(o.keys) > 0 {
+		keys, err := trust.LoadKeys(o.keys)
+		if err != nil {
+			return fmt.Errorf("--key: %w", err)
+		}
+		for _, k := range keys {
+			trusted = append(trusted, k.MarshalText()...)
+		}
+	}
 	ca := o.caCerts
 	if ca == "none" {
 		ca = ""
@@ -121,9 +141,10 @@ func runInitramfs(o initramfsOptions) error {
 		Required: func(m string) bool {
 			return slices.Contains(asked, m) || slices.Contains(asked, strings.ReplaceAll(m, "_", "-"))
 		},
-		Defaults: defaults,
-		CACerts:  ca,
-		Compress: o.compress,
+		Defaults:    defaults,
+		TrustedKeys: trusted,
+		CACerts:     ca,
+		Compress:    o.compress,
 	})
 	if err != nil {
 		return err
@@ -141,6 +162,16 @@ func runInitramfs(o initramfsOptions) error {
 		fmt.Printf("defaults: %s\n", defaults)
 	} else {
 		fmt.Println("defaults: none (give nowhere.image=URL on the kernel command line)")
+	}
+	if len(trusted) > 0 {
+		keys, _ := trust.ParsePublicKeys(trusted)
+		ids := make([]string, len(keys))
+		for i, k := range keys {
+			ids[i] = k.ID()
+		}
+		fmt.Printf("trusted keys: %s (in %s)\n", strings.Join(ids, ", "), trust.DefaultKeyFile)
+	} else {
+		fmt.Println("trusted keys: none (give nowhere.key=KEY at boot, or nowhere.insecure to boot unsigned images)")
 	}
 	return nil
 }
@@ -161,6 +192,7 @@ func bakedDefaults(o initramfsOptions) (string, error) {
 	add("nowhere.ip", o.ip)
 	add("nowhere.cache", o.cache)
 	add("nowhere.overlay", o.overlay)
+	add("nowhere.proxy", o.proxy)
 	if o.debug {
 		w = append(w, "nowhere.debug")
 	}

@@ -3,6 +3,7 @@ package boot
 import (
 	"crypto/rand"
 	"debug/elf"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,18 +100,24 @@ func makeFS(t *testing.T, root, format string) string {
 // Each format also exercises one more part of the boot:
 //   - squashfs: the server is down when the guest first asks; it starts only once the
 //     root daemon has said it cannot fetch the index, and the boot goes on by itself;
-//   - erofs: the image URL and a mirror are baked into a zstd initramfs and the kernel
-//     command line says nothing about them; the image's own store answers 404, so the
-//     index and the chunks come from the mirror;
+//   - erofs: the image URL, two mirrors and the publisher's key are baked into a zstd
+//     initramfs and the kernel command line says nothing about them; the image's own
+//     store answers 404, the first mirror serves corrupted chunks (and no index), so the
+//     index and the chunks come from the other mirror, and the root daemon says it
+//     demoted the corrupt one;
 //   - ext4: a static address, and a cache disk: a second boot from the same disk fetches
 //     (almost) nothing.
+//
+// Every image is signed; squashfs and ext4 get the publisher's key on the kernel command
+// line (nowhere.key=), erofs from the initramfs.
 func TestBootBusybox(t *testing.T) {
 	needEnv(t)
 	root := busyboxRoot(t)
+	key := " nowhere.key=" + env.publicKey
 	t.Run("squashfs", func(t *testing.T) {
 		s := pack(t, makeFS(t, root, "squashfs"), "bb-squashfs")
 		var started atomic.Bool
-		r := boot(t, s, bootOpts{initrd: env.initrd, args: "nowhere.image=http://10.0.2.100/images/bb-squashfs",
+		r := boot(t, s, bootOpts{initrd: env.initrd, args: "nowhere.image=http://10.0.2.100/images/bb-squashfs" + key,
 			mem: 384, timeout: 6 * time.Minute, expect: []string{"cannot fetch the index", "E2E-MARK-OK"},
 			onMatch: func(re *regexp.Regexp, _ time.Duration) {
 				if re.String() == "cannot fetch the index" && !started.Swap(true) {
@@ -124,13 +131,22 @@ func TestBootBusybox(t *testing.T) {
 	})
 	t.Run("erofs", func(t *testing.T) {
 		s := packAndServe(t, makeFS(t, root, "erofs"), "bb-erofs")
+		corruptMirror(t, s.store, "corrupt")
 		initrd := filepath.Join(t.TempDir(), "baked.img")
 		run(t, env.bin, "initramfs", "-o", initrd, "--modules", env.modules, "--compress", "zstd",
-			"--image", "http://10.0.2.100/missing/images/bb-erofs", "--mirror", "http://10.0.2.100")
+			"--image", "http://10.0.2.100/missing/images/bb-erofs",
+			"--mirror", "http://10.0.2.100/corrupt", "--mirror", "http://10.0.2.100", "--key", env.public)
 		r := boot(t, s, bootOpts{initrd: initrd, mem: 384, timeout: 6 * time.Minute, expect: []string{"E2E-MARK-OK"}})
 		checkGuest(t, r, s, "erofs", "dhcp")
 		if got := line(r.Console, "nowhere: root daemon pid"); !strings.HasSuffix(got, "from http://10.0.2.100") {
 			t.Errorf("daemon line %q: want the mirror http://10.0.2.100 to serve", got)
+		}
+		if got := line(r.Console, "nowhere: trusting publisher keys"); got == "" {
+			t.Errorf("/init did not say it trusts the baked key:\n%s", tail(r.Console, 60))
+		}
+		demoted := regexp.MustCompile(`nowhere-root: mirror http://10\.0\.2\.100/corrupt served a corrupt chunk [0-9a-f]{64}: .*demoted hard`)
+		if !demoted.MatchString(r.Console) {
+			t.Errorf("the root daemon did not log the demotion of the corrupt mirror:\n%s", tail(r.Console, 80))
 		}
 	})
 	t.Run("ext4", func(t *testing.T) {
@@ -138,7 +154,7 @@ func TestBootBusybox(t *testing.T) {
 		disk := filepath.Join(t.TempDir(), "cache.img")
 		run(t, "truncate", "-s", "64M", disk)
 		run(t, "mkfs.ext4", "-q", "-F", disk)
-		o := bootOpts{initrd: env.initrd, args: "nowhere.image=http://10.0.2.100/images/bb-ext4 nowhere.ip=10.0.2.15/24,10.0.2.2 nowhere.cache=/dev/vda",
+		o := bootOpts{initrd: env.initrd, args: "nowhere.image=http://10.0.2.100/images/bb-ext4 nowhere.ip=10.0.2.15/24,10.0.2.2 nowhere.cache=/dev/vda" + key,
 			mem: 384, timeout: 6 * time.Minute, expect: []string{"E2E-MARK-OK"}, disks: []string{disk}}
 		r := boot(t, s, o)
 		checkGuest(t, r, s, "ext4", "static")
@@ -153,6 +169,32 @@ func TestBootBusybox(t *testing.T) {
 			t.Errorf("second boot with a warm cache fetched %d chunk bytes (first boot %d): want under a quarter", warm, cold)
 		}
 	})
+}
+
+// corruptMirror makes the store's directory also serve, under /NAME/, a mirror that
+// has every chunk with one byte flipped (and no images: its index requests fail over).
+func corruptMirror(t *testing.T, storeDir, name string) {
+	t.Helper()
+	src := filepath.Join(storeDir, "chunks")
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		b[len(b)/2] ^= 0xa5
+		rel, _ := filepath.Rel(storeDir, p)
+		dst := filepath.Join(storeDir, name, rel)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // checkGuest checks what the guest init reported about its root.

@@ -21,7 +21,7 @@ func TestBootDebianSystemdShutsDownCleanly(t *testing.T) {
 	}
 	img := strings.TrimSpace(string(out))
 	s := packAndServe(t, img, "debian")
-	r := boot(t, s, bootOpts{initrd: env.initrd, args: "nowhere.image=http://10.0.2.100/images/debian e2e.check",
+	r := boot(t, s, bootOpts{initrd: env.initrd, args: "nowhere.image=http://10.0.2.100/images/debian nowhere.key=" + env.publicKey + " e2e.check",
 		mem: 1024, timeout: 8 * time.Minute, expect: []string{`E2E-SYSTEMD-OK`, `Welcome to .*Debian`, `reboot: Power down`}})
 	c := r.Console
 

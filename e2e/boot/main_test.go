@@ -30,8 +30,11 @@ var env struct {
 	bin     string // static nowhere binary
 	kernel  string // PVH vmlinux
 	modules string // its /lib/modules/VERSION
-	initrd  string // initramfs with no baked defaults
-	err     error
+	initrd  string // initramfs with no baked defaults (and no baked key)
+	// The publisher's key pair (nowhere keygen): every image is packed with secret; the
+	// boot trusts public (a file) or publicKey (its base64 line, for nowhere.key=).
+	secret, public, publicKey string
+	err                       error
 }
 
 var (
@@ -67,6 +70,16 @@ func setup(tmp string) error {
 	}
 	kdir := strings.TrimSpace(string(out))
 	env.kernel, env.modules = filepath.Join(kdir, "vmlinux"), filepath.Join(kdir, "modules")
+	env.secret, env.public = filepath.Join(tmp, "publisher.key"), filepath.Join(tmp, "publisher.pub")
+	if out, err := exec.Command(env.bin, "keygen", "--secret", env.secret, "--public", env.public, "--no-password").CombinedOutput(); err != nil {
+		return fmt.Errorf("nowhere keygen: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(env.public)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSpace(string(pub)), "\n")
+	env.publicKey = lines[len(lines)-1]
 	env.initrd = filepath.Join(tmp, "initrd.img")
 	if out, err := exec.Command(env.bin, "initramfs", "-o", env.initrd, "--modules", env.modules).CombinedOutput(); err != nil {
 		return fmt.Errorf("nowhere initramfs: %v\n%s", err, out)
@@ -112,11 +125,12 @@ type served struct {
 	index *index.Index
 }
 
-// pack packs img into a new store as image name and picks a free loopback port for it.
+// pack packs img into a new store as image name, signed with the publisher's key, and
+// picks a free loopback port for it.
 func pack(t *testing.T, img, name string) *served {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "store")
-	run(t, env.bin, "pack", img, "--store", dir, "--name", name, "--progress", "never")
+	run(t, env.bin, "pack", img, "--store", dir, "--name", name, "--progress", "never", "--key", env.secret)
 	s, err := image.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)

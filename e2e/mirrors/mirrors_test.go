@@ -319,14 +319,14 @@ func TestInfoAndExtractUseMirrors(t *testing.T) {
 	st, want := makeStore(t, 4<<20, 10)
 	_, live := serveStore(t, st, "127.0.0.1:0")
 	dead := "http://" + freePort(t)
-	out, err := exec.Command(nowhereBin, "info", dead+"/images/test", "--mirror", live).CombinedOutput()
+	out, err := exec.Command(nowhereBin, "info", dead+"/images/test", "--mirror", live, "--key", publicKey).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "name:      test") {
 		t.Fatalf("info with a dead SOURCE and a live --mirror: %v\n%s", err, out)
 	}
 	img := filepath.Join(t.TempDir(), "out.img")
 	cache := t.TempDir()
 	out, err = exec.Command(nowhereBin, "extract", dead+"/images/test", img, "--mirror", live,
-		"--cache", cache, "--cache-size", "1M", "--progress", "never").CombinedOutput()
+		"--cache", cache, "--cache-size", "1M", "--progress", "never", "--key", publicKey).CombinedOutput()
 	if err != nil {
 		t.Fatalf("extract: %v\n%s", err, out)
 	}
@@ -337,7 +337,7 @@ func TestInfoAndExtractUseMirrors(t *testing.T) {
 	if n := chunkBytes(t, cache); n == 0 || n > 1<<20 {
 		t.Fatalf("cache holds %d bytes of chunks with --cache-size 1M", n)
 	}
-	out, err = exec.Command(nowhereBin, "info", dead+"/images/test", "--mirror", "ftp://x").CombinedOutput()
+	out, err = exec.Command(nowhereBin, "info", dead+"/images/test", "--mirror", "ftp://x", "--key", publicKey).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--mirror") || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
 		t.Fatalf("bad --mirror: want one line naming the flag, got %v:\n%s", err, out)
 	}

@@ -26,6 +26,10 @@ import (
 // nowhereBin is the binary under test, built once by TestMain.
 var nowhereBin string
 
+// secretKey and publicKey are the run's publisher key pair, made by TestMain with
+// `nowhere keygen`: makeStore signs with secretKey, the clients verify with publicKey.
+var secretKey, publicKey string
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -42,6 +46,14 @@ func run(m *testing.M) int {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building nowhere:", err)
+		return 1
+	}
+	// The clients' rollback memory defaults to $XDG_CACHE_HOME/nowhere: keep it in the run.
+	os.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "xdg-cache"))
+	secretKey, publicKey = filepath.Join(dir, "publisher.key"), filepath.Join(dir, "publisher.pub")
+	keygen := exec.Command(nowhereBin, "keygen", "--secret", secretKey, "--public", publicKey, "--no-password")
+	if out, err := keygen.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "nowhere keygen: %v\n%s", err, out)
 		return 1
 	}
 	return m.Run()
@@ -212,7 +224,8 @@ http {
 }
 
 // makeStore packs size bytes of seeded data (a mix of random and repetitive blocks) into
-// a new store with `nowhere pack` and returns the store and the data's sha256.
+// a new store with `nowhere pack --key secretKey` and returns the store and the data's
+// sha256.
 func makeStore(t testing.TB, size int, seed uint64) (string, [32]byte) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 7))
@@ -233,7 +246,7 @@ func makeStore(t testing.TB, size int, seed uint64) (string, [32]byte) {
 		t.Fatal(err)
 	}
 	st := filepath.Join(dir, "store")
-	out, err := exec.Command(nowhereBin, "pack", img, "--store", st, "--name", "test", "--progress", "never").CombinedOutput()
+	out, err := exec.Command(nowhereBin, "pack", img, "--store", st, "--name", "test", "--progress", "never", "--key", secretKey).CombinedOutput()
 	if err != nil {
 		t.Fatalf("pack: %v\n%s", err, out)
 	}
@@ -286,12 +299,12 @@ type mounted struct {
 	mnt string
 }
 
-// mount runs `nowhere mount SOURCE MNT args...` in the foreground and waits until it
-// serves. Cleanup stops it and, should it be gone without unmounting, detaches the mount.
+// mount runs `nowhere mount SOURCE MNT --key publicKey args...` in the foreground and
+// waits until it serves. Cleanup stops it and, should it be gone without unmounting, detaches the mount.
 func mount(t testing.TB, source string, args ...string) *mounted {
 	t.Helper()
 	mnt := t.TempDir()
-	p := start(t, "nowhere mount", nil, append([]string{nowhereBin, "mount", source, mnt}, args...)...)
+	p := start(t, "nowhere mount", nil, append([]string{nowhereBin, "mount", source, mnt, "--key", publicKey}, args...)...)
 	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) }) // runs after the kill
 	p.waitOutput(`mounted test version`, 60*time.Second)
 	return &mounted{proc: p, mnt: mnt}

@@ -85,7 +85,7 @@ http_access allow all
 func extractVia(t *testing.T, proxy, source string) [32]byte {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "out.img")
-	cmd := exec.Command(nowhereBin, "extract", source, out, "--progress", "never", "--timeout", "30s")
+	cmd := exec.Command(nowhereBin, "extract", source, out, "--progress", "never", "--timeout", "30s", "--key", publicKey)
 	cmd.Env = append(os.Environ(), "HTTP_PROXY=http://"+proxy, "http_proxy=http://"+proxy, "NO_PROXY=", "no_proxy=")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("extract through the proxy: %v\n%s", err, b)

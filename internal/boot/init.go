@@ -25,6 +25,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/boot/netup"
 	"github.com/nowhere-boot/nowhere/internal/boot/rootd"
 	"github.com/nowhere-boot/nowhere/internal/boot/sysmount"
+	"github.com/nowhere-boot/nowhere/internal/trust"
 	"github.com/nowhere-boot/nowhere/internal/units"
 	"golang.org/x/sys/unix"
 )
@@ -59,13 +60,29 @@ func Init(version string) {
 	if cfg.Debug {
 		stdlog.SetOutput(log.Named("nowhere/dhcp"))
 	}
-	log.Printf("image %s, mirrors [%s], ip %s, overlay %s", cfg.Image, strings.Join(cfg.Mirrors, " "), cfg.IP, cfg.Overlay)
+	log.Printf("image %s, mirrors [%s], ip %s, overlay %s%s", cfg.Image, strings.Join(cfg.Mirrors, " "), cfg.IP, cfg.Overlay, proxyNote(cfg.Proxy))
+	keys, err := trustedKeys(cfg, trust.DefaultKeyFile)
+	if err != nil {
+		halt(err)
+	}
+	summary, err := trustSummary(cfg, keys)
+	if err != nil {
+		halt(err)
+	}
+	log.Printf("%s", summary)
 
 	featuresLoaded := loadModules()
-	spec := rootd.Spec{Image: cfg.Image, Mirrors: cfg.Mirrors, Mountpoint: fuseDir, Debug: cfg.Debug,
-		MemCache: memCache(), ReadAhead: readAhead(cfg.ReadAhead)}
+	spec := rootd.Spec{Image: cfg.Image, Mirrors: cfg.Mirrors, Proxy: cfg.Proxy, Insecure: cfg.Insecure,
+		Mountpoint: fuseDir, Debug: cfg.Debug, MemCache: memCache(), ReadAhead: readAhead(cfg.ReadAhead),
+		StateFile: memStateDir + "/" + trust.StateFileName}
+	for _, k := range keys {
+		spec.Keys = append(spec.Keys, k.String())
+	}
 	if cfg.Cache != "" {
-		spec.CacheDir = mountCache(cfg.Cache)
+		if dir := mountCache(cfg.Cache); dir != "" {
+			spec.CacheDir, spec.CacheQuota = dir+"/chunks", cacheQuota(dir)
+			spec.StateFile = dir + "/" + trust.StateFileName // remembered across boots
+		}
 	}
 	waitRandom()
 	net := bringUpNetwork(cfg.IP)
@@ -275,8 +292,8 @@ func overlayKind(where string) string {
 	return where + " for writes"
 }
 
-// mountCache mounts the cache disk where only the root daemon sees it. Without it the boot
-// goes on (a cache only saves downloads).
+// mountCache mounts the cache disk where only the root daemon sees it and returns where
+// ("" when it cannot: the boot goes on, a cache only saves downloads).
 func mountCache(dev string) string {
 	if err := waitDevice(dev, 10*time.Second); err != nil {
 		log.Printf("cache: %v: booting without a cache", err)
@@ -287,7 +304,25 @@ func mountCache(dev string) string {
 		return ""
 	}
 	log.Printf("cache: %s mounted for chunks", dev)
-	return cacheDir + "/chunks"
+	return cacheDir
+}
+
+// cacheQuota is how much of the cache disk the chunks may fill: 90% of its filesystem, so
+// it never fills up under the root (0, no limit, when it cannot be measured).
+func cacheQuota(dir string) int64 {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		log.Printf("cache: %v: no quota", err)
+		return 0
+	}
+	return int64(st.Blocks) * st.Bsize / 10 * 9
+}
+
+func proxyNote(proxy string) string {
+	if proxy == "" {
+		return ""
+	}
+	return ", proxy " + proxy
 }
 
 func waitDevice(dev string, d time.Duration) error {

@@ -225,9 +225,14 @@ func (f cachedFetcher) Fetch(ctx context.Context, ref chunk.Ref) (Fetched, error
 
 // Store returns a Store whose metadata files come from inner, with a copy of each image
 // file (index, latest pointer) kept in the cache and used when inner cannot be reached.
-// Its chunks come through the cache (verified).
+// Its chunks come through the cache (verified: by inner when it is a Fetcher, such as a
+// MirrorSet, else here).
 func (c *DiskCache) Store(inner Store) Store {
-	return cachedStore{c: c, inner: inner, f: c.Fetcher(Verify(inner))}
+	f, ok := inner.(Fetcher)
+	if !ok {
+		f = Verify(inner)
+	}
+	return cachedStore{c: c, inner: inner, f: c.Fetcher(f)}
 }
 
 type cachedStore struct {

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
-	"sync/atomic"
 	"testing"
 
 	"github.com/nowhere-boot/nowhere/internal/chunk"
@@ -71,20 +70,4 @@ func newHTTP(t *testing.T, url string) *store.HTTP {
 		t.Fatal(err)
 	}
 	return h
-}
-
-// counting is a Fetcher that counts calls (instrumentation around a real fetcher).
-type counting struct {
-	f     store.Fetcher
-	calls atomic.Int64
-	fail  atomic.Int64 // fail this many calls first
-	err   error
-}
-
-func (c *counting) Fetch(ctx context.Context, ref chunk.Ref) (store.Fetched, error) {
-	c.calls.Add(1)
-	if c.fail.Add(-1) >= 0 {
-		return store.Fetched{}, c.err
-	}
-	return c.f.Fetch(ctx, ref)
 }

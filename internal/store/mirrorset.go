@@ -464,6 +464,13 @@ func (s *MirrorSet) Chunk(ctx context.Context, ref chunk.Ref) ([]byte, error) {
 // order when one fails. It does not wait for mirrors to come back: callers of File
 // (loading an index) have their own policy.
 func (s *MirrorSet) File(ctx context.Context, name string, max int64) ([]byte, error) {
+	b, _, err := s.FileFrom(ctx, name, max)
+	return b, err
+}
+
+// FileFrom is File that also says which mirror served the file (for messages such as the
+// boot's "serves debian version 7 from URL").
+func (s *MirrorSet) FileFrom(ctx context.Context, name string, max int64) ([]byte, string, error) {
 	var tried []*mirror
 	var errs []error
 	notFound := 0
@@ -475,10 +482,10 @@ func (s *MirrorSet) File(ctx context.Context, name string, max int64) ([]byte, e
 		tried = append(tried, m)
 		b, err := m.store.File(ctx, name, max)
 		if err == nil {
-			return b, nil
+			return b, m.name, nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, "", ctx.Err()
 		}
 		var tl *TooLargeError
 		switch {
@@ -491,7 +498,7 @@ func (s *MirrorSet) File(ctx context.Context, name string, max int64) ([]byte, e
 		errs = append(errs, err)
 	}
 	if notFound == len(errs) && notFound > 0 {
-		return nil, fmt.Errorf("%s: %w on any of %d mirrors", name, ErrNotFound, notFound)
+		return nil, "", fmt.Errorf("%s: %w on any of %d mirrors", name, ErrNotFound, notFound)
 	}
-	return nil, errors.Join(errs...)
+	return nil, "", errors.Join(errs...)
 }

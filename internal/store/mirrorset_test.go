@@ -277,10 +277,13 @@ func TestMirrorSetFileFailsOver(t *testing.T) {
 	a, b := startMirror(t, dir), startMirror(t, dir)
 	set := newSet(t, store.MirrorOptions{}, a.store(t), b.store(t))
 	a.kill()
-	got, err := set.File(context.Background(), store.LatestPath("test"), 1<<20)
+	got, from, err := set.FileFrom(context.Background(), store.LatestPath("test"), 1<<20)
 	want, _ := os.ReadFile(filepath.Join(dir, store.LatestPath("test")))
 	if err != nil || string(got) != string(want) {
 		t.Fatalf("File with the first mirror dead: %v", err)
+	}
+	if bs := b.store(t).String(); from != bs {
+		t.Errorf("FileFrom says %q served the file, want the live mirror %q", from, bs)
 	}
 	_, err = set.File(context.Background(), "images/nothere/latest", 1<<20)
 	if !errors.Is(err, store.ErrNotFound) {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/nowhere-boot/nowhere/internal/chunk"
 )
 
 // Policy says how long to keep trying a fetch that fails. Reads of a mounted image must
@@ -14,7 +12,11 @@ import (
 // they wait, and give up only after Timeout (0 = never, the right choice for a root
 // filesystem, like NFS "hard" mounts).
 type Policy struct {
-	Timeout  time.Duration
+	Timeout time.Duration
+	// Attempts bounds the tries (0: no bound). One attempt is for callers that run their
+	// own loop around the whole operation (the boot daemon loading an index retries with
+	// its own backoff and says why on the console).
+	Attempts int
 	Log      func(format string, args ...any) // nil: silent
 	LogEvery time.Duration                    // default 5 s
 }
@@ -24,8 +26,8 @@ const (
 	backoffMax = 5 * time.Second
 )
 
-// Do runs fn until it succeeds, ctx ends, the policy's timeout passes, or fn returns an
-// error marked Permanent.
+// Do runs fn until it succeeds, ctx ends, the policy's timeout passes or its attempts are
+// spent, or fn returns an error marked Permanent.
 func (p Policy) Do(ctx context.Context, what string, fn func(context.Context) error) error {
 	start := time.Now()
 	var deadline <-chan time.Time
@@ -68,6 +70,12 @@ func (p Policy) Do(ctx context.Context, what string, fn func(context.Context) er
 		if attemptCtx.Err() != nil {
 			return fmt.Errorf("%w (gave up after %s, %d attempts)", cause, p.Timeout, attempt)
 		}
+		if p.Attempts > 0 && attempt >= p.Attempts {
+			if p.Attempts == 1 {
+				return err
+			}
+			return fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
+		}
 		if p.Log != nil && time.Since(lastLog) >= every {
 			p.Log("%s: still failing after %s (%d attempts): %v", what, time.Since(start).Round(time.Second), attempt, err)
 			lastLog = time.Now()
@@ -93,21 +101,3 @@ func (e *permanentError) Unwrap() error { return e.err }
 
 // Permanent marks an error that retrying cannot fix.
 func Permanent(err error) error { return &permanentError{err} }
-
-// Retry returns a Fetcher that retries f under policy p.
-func Retry(f Fetcher, p Policy) Fetcher { return retrier{f, p} }
-
-type retrier struct {
-	f Fetcher
-	p Policy
-}
-
-func (r retrier) Fetch(ctx context.Context, ref chunk.Ref) (Fetched, error) {
-	var out Fetched
-	err := r.p.Do(ctx, "chunk "+ref.ID.String()[:16], func(ctx context.Context) error {
-		var err error
-		out, err = r.f.Fetch(ctx, ref)
-		return err
-	})
-	return out, err
-}

@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -166,26 +165,25 @@ func TestPolicyCancel(t *testing.T) {
 	}
 }
 
-func TestRetryFetcher(t *testing.T) {
-	ctx := context.Background()
-	d := newDir(t)
-	c := newChunk(1, 40<<10)
-	put(t, d, c)
-	flaky := &counting{f: store.Verify(d), err: errFlaky}
-	flaky.fail.Store(2)
-	got, err := store.Retry(flaky, store.Policy{Timeout: 10 * time.Second}).Fetch(ctx, c.ref)
-	if err != nil || !bytes.Equal(got.Plain, c.plain) || flaky.calls.Load() != 3 {
-		t.Fatalf("Retry: %v after %d calls", err, flaky.calls.Load())
-	}
-	perm := &counting{f: store.Verify(d), err: store.Permanent(errFlaky)}
-	perm.fail.Store(100)
-	if _, err := store.Retry(perm, store.Policy{}).Fetch(ctx, c.ref); !errors.Is(err, errFlaky) || perm.calls.Load() != 1 {
-		t.Fatalf("Retry of a permanent error: %v after %d calls", err, perm.calls.Load())
-	}
-	// A missing chunk keeps failing until the policy gives up, with an error that says so.
-	missing := newChunk(2, 100)
-	_, err = store.Retry(store.Verify(d), store.Policy{Timeout: 200 * time.Millisecond}).Fetch(ctx, missing.ref)
-	if !errors.Is(err, store.ErrNotFound) || !strings.Contains(err.Error(), "gave up") {
-		t.Fatalf("Retry of a missing chunk: %v", err)
+// Attempts bounds the tries: one attempt returns the error as it is; more end with a note.
+func TestPolicyAttempts(t *testing.T) {
+	for _, n := range []int{1, 3} {
+		attempts := 0
+		var err error
+		within(t, 10*time.Second, func() {
+			err = store.Policy{Attempts: n}.Do(context.Background(), "x", func(context.Context) error {
+				attempts++
+				return errFlaky
+			})
+		})
+		if attempts != n || !errors.Is(err, errFlaky) {
+			t.Fatalf("Attempts %d: %v after %d attempts", n, err, attempts)
+		}
+		if n == 1 && err != errFlaky {
+			t.Errorf("one attempt: %q, want the error as it is", err)
+		}
+		if n == 3 && !strings.Contains(err.Error(), "gave up after 3 attempts") {
+			t.Errorf("three attempts: %q, want a note saying so", err)
+		}
 	}
 }

@@ -48,6 +48,9 @@ type Policy struct {
 	Now func() time.Time
 	// Warn receives warnings (nil: none); the CLI prints them to stderr.
 	Warn func(format string, args ...any)
+	// InsecureOption is how the user asks for insecure mode, for messages (default
+	// "--insecure"; the boot says "nowhere.insecure").
+	InsecureOption string
 }
 
 // Verifier checks pointers and indexes fetched from untrusted stores against a Policy.
@@ -58,8 +61,11 @@ type Verifier struct {
 
 // NewVerifier returns a verifier. Without keys it can only work in insecure mode.
 func NewVerifier(p Policy) (*Verifier, error) {
+	if p.InsecureOption == "" {
+		p.InsecureOption = "--insecure"
+	}
 	if len(p.Keys) == 0 && !p.Insecure {
-		return nil, errors.New("no trusted key: give the publisher's public key (--key), or --insecure to skip verification")
+		return nil, fmt.Errorf("no trusted key: give the publisher's public key (--key), or %s to skip verification", p.InsecureOption)
 	}
 	if p.Now == nil {
 		p.Now = time.Now
@@ -215,7 +221,7 @@ func (v *Verifier) policy(ix *index.Index, name string, version uint64) []error 
 // verify checks a minisign signature over msg against the trusted keys.
 func (v *Verifier) verify(what string, msg, sig []byte) error {
 	if len(sig) == 0 {
-		return refuse(ErrUnsigned, "the %s is not signed (--insecure accepts unsigned images, unsafely)", what)
+		return refuse(ErrUnsigned, "the %s is not signed (%s accepts unsigned images, unsafely)", what, v.p.InsecureOption)
 	}
 	s, err := parseSignature(sig)
 	if err != nil {

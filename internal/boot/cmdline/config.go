@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/trust"
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
@@ -35,6 +36,15 @@ type Config struct {
 	// ReadAhead is the most bytes the root daemon fetches ahead of a sequential reader
 	// (-1 = the default, 0 = none).
 	ReadAhead int64
+	// Keys are publisher keys to trust besides those baked into the initramfs: minisign
+	// public keys, base64 (the second line of a .pub file).
+	Keys []string
+	// Insecure boots images that fail verification (unsigned, another key, expired,
+	// older), after a loud warning.
+	Insecure bool
+	// Proxy is an HTTP proxy for every request to the mirrors ("" = none, or HTTP_PROXY
+	// and friends from init's environment).
+	Proxy string
 	// Init is the program to run in the image ("" = the kernel's list: /sbin/init,
 	// /etc/init, /bin/init, /bin/sh).
 	Init string
@@ -78,6 +88,7 @@ func addrOrEmpty(a netip.Addr) string {
 const (
 	maxValue   = 2048
 	maxMirrors = 32
+	maxKeys    = 16
 )
 
 // Prefix starts every parameter nowhere reads itself.
@@ -166,6 +177,39 @@ var keys = map[string]key{
 			return errors.New("want a size such as 512K or 0 (at most 1G)")
 		}
 		c.ReadAhead = n
+		return nil
+	}},
+	"nowhere.key": {repeat: true, reset: func(c *Config) { c.Keys = nil }, set: func(c *Config, v string, _ bool) error {
+		k, err := trust.ParsePublicKey([]byte(v))
+		if err != nil || strings.ContainsFunc(v, badRune) {
+			return errors.New("not a minisign public key (want the base64 key line of the publisher's .pub file, RW...)")
+		}
+		if len(c.Keys) >= maxKeys {
+			return fmt.Errorf("more than %d keys", maxKeys)
+		}
+		if !slices.Contains(c.Keys, k.String()) {
+			c.Keys = append(c.Keys, k.String())
+		}
+		return nil
+	}},
+	"nowhere.insecure": {flag: true, set: func(c *Config, v string, hasValue bool) error {
+		if !hasValue {
+			c.Insecure = true
+			return nil
+		}
+		b, err := parseBool(v)
+		c.Insecure = b
+		return err
+	}},
+	"nowhere.proxy": {set: func(c *Config, v string, _ bool) error {
+		if v == "" || v == "none" {
+			c.Proxy = ""
+			return nil
+		}
+		if err := checkProxyURL(v); err != nil {
+			return err
+		}
+		c.Proxy = v
 		return nil
 	}},
 	"init": {set: func(c *Config, v string, _ bool) error {
@@ -276,6 +320,15 @@ func (c Config) Encode() string {
 	if c.ReadAhead >= 0 {
 		add("nowhere.readahead", strconv.FormatInt(c.ReadAhead, 10))
 	}
+	for _, k := range c.Keys {
+		add("nowhere.key", k)
+	}
+	if c.Insecure {
+		w = append(w, "nowhere.insecure")
+	}
+	if c.Proxy != "" {
+		add("nowhere.proxy", c.Proxy)
+	}
 	if c.Init != "" {
 		add("init", c.Init)
 	}
@@ -365,6 +418,25 @@ func checkStoreURL(v string) error {
 	}
 	if strings.Contains(u.Path+"/", "/images/") {
 		return errors.New("give the store's base URL, without /images/...")
+	}
+	return nil
+}
+
+// checkProxyURL accepts an HTTP proxy: http or https, a host, an optional port and user,
+// no path.
+func checkProxyURL(v string) error {
+	if strings.ContainsFunc(v, badRune) {
+		return errors.New("contains spaces or control characters")
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return errors.New("want a proxy URL such as http://proxy.example:3128")
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("a proxy URL has no path, query or fragment")
+	}
+	if _, err := strconv.Atoi(u.Port()); u.Port() != "" && err != nil {
+		return fmt.Errorf("port %q is not a number", u.Port())
 	}
 	return nil
 }

@@ -45,6 +45,24 @@ func TestParseReadsEveryKey(t *testing.T) {
 	}
 }
 
+// testKey is a minisign public key (made with nowhere keygen).
+const testKey = "RWSkFGlbLEyM3S0mochr89AkGTTdLUAvL69uA4V7UzJMYfosEw7I4v2j"
+
+func TestParseReadsTrustAndProxy(t *testing.T) {
+	c, err := Parse(Layer{"kernel command line", "nowhere.image=http://s/images/a nowhere.key=" + testKey +
+		" nowhere.key=" + testKey + " nowhere.insecure nowhere.proxy=http://proxy.example:3128"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.Keys, []string{testKey}) || !c.Insecure || c.Proxy != "http://proxy.example:3128" {
+		t.Errorf("keys %q (want the key once), insecure %v, proxy %q", c.Keys, c.Insecure, c.Proxy)
+	}
+	c, err = Parse(Layer{"k", "nowhere.insecure=0 nowhere.proxy=none"})
+	if err != nil || c.Insecure || c.Proxy != "" || c.Keys != nil {
+		t.Errorf("defaults: %+v, %v", c, err)
+	}
+}
+
 func TestKernelCommandLineOverridesBakedDefaults(t *testing.T) {
 	baked := Layer{"initramfs defaults", "nowhere.image=http://srv/images/a nowhere.mirror=http://m1 nowhere.mirror=http://m2 nowhere.ip=10.1.1.1/8"}
 	c, err := Parse(baked, Layer{"kernel command line", "nowhere.image=http://srv/images/b nowhere.mirror=http://m3"})
@@ -104,6 +122,15 @@ func TestParseRejectsBadValuesNamingThem(t *testing.T) {
 		{"nowhere.readahead=lots", "size"},
 		{"nowhere.readahead=-5", "size"},
 		{"nowhere.image=http://x/images/" + strings.Repeat("a", 3000), "longer than"},
+		{"nowhere.key=RWQnotakey", "not a minisign public key"},
+		{"nowhere.key=" + testKey[:40], "not a minisign public key"},
+		{"nowhere.key", "needs a value"},
+		{"nowhere.key=/etc/nowhere/trusted.pub", "base64 key line"},
+		{"nowhere.insecure=perhaps", "want 1 or 0"},
+		{"nowhere.proxy=proxy:3128", "proxy URL"},
+		{"nowhere.proxy=socks5://p:1080", "proxy URL"},
+		{"nowhere.proxy=http://p:3128/path", "no path"},
+		{"nowhere.proxy=http://p:x/", "proxy URL"},
 	} {
 		_, err := Parse(Layer{"kernel command line", tc.line})
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "kernel command line") {
@@ -123,7 +150,7 @@ func TestUnknownNowhereKeysWarn(t *testing.T) {
 }
 
 func TestEncodeRoundTrips(t *testing.T) {
-	c, err := Parse(Layer{"k", `nowhere.image=http://s/images/a nowhere.mirror=http://m nowhere.ip=fd00::5/64,fd00::1 nowhere.cache=/dev/vdb nowhere.debug=1 init=/bin/sh -- "a b" c`})
+	c, err := Parse(Layer{"k", `nowhere.image=http://s/images/a nowhere.mirror=http://m nowhere.ip=fd00::5/64,fd00::1 nowhere.cache=/dev/vdb nowhere.debug=1 nowhere.key=` + testKey + ` nowhere.insecure nowhere.proxy=http://u:p@proxy:3128 init=/bin/sh -- "a b" c`})
 	if err != nil {
 		t.Fatal(err)
 	}

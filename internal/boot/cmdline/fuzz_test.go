@@ -16,6 +16,7 @@ func FuzzParse(f *testing.F) {
 		"nowhere.ip=10.0.0.5/24,10.0.0.1,10.0.0.53 nowhere.debug nowhere.cache=/dev/vdb",
 		"nowhere.ip=fd00::5/64,fd00::1 nowhere.overlay=tmpfs init=/sbin/init",
 		`"nowhere.image=http://a b/images/x"`,
+		"nowhere.key=RWSkFGlbLEyM3S0mochr89AkGTTdLUAvL69uA4V7UzJMYfosEw7I4v2j nowhere.insecure=0 nowhere.proxy=http://p:3128",
 	} {
 		f.Add(s)
 	}

@@ -1,7 +1,8 @@
 // Package initramfs builds the archive the kernel unpacks before running /init: the static
 // nowhere binary as /init, the kernel modules the boot needs (resolved with their
-// dependencies), the defaults baked in as a command line, and CA certificates for https
-// mirrors. No shell and no busybox: /init does everything itself.
+// dependencies), the defaults baked in as a command line, the publisher keys it trusts,
+// and CA certificates for https mirrors. No shell and no busybox: /init does everything
+// itself.
 package initramfs
 
 import (
@@ -23,6 +24,7 @@ import (
 
 	"github.com/nowhere-boot/nowhere/internal/boot/cmdline"
 	"github.com/nowhere-boot/nowhere/internal/boot/kmod"
+	"github.com/nowhere-boot/nowhere/internal/trust"
 )
 
 // Paths inside the initramfs that /init reads.
@@ -30,6 +32,8 @@ const (
 	DefaultsFile = "/etc/nowhere/cmdline" // baked command line, overridden by the kernel's
 	PlanFile     = kmod.PlanFile
 	CACertsFile  = "/etc/ssl/certs/ca-certificates.crt"
+	// TrustedKeysFile holds the publisher keys baked in (nowhere initramfs --key).
+	TrustedKeysFile = trust.DefaultKeyFile
 )
 
 // Options say what goes into an initramfs.
@@ -40,8 +44,11 @@ type Options struct {
 	Drivers  []string
 	Required func(module string) bool // modules that must exist (those a person asked for)
 	Defaults string                   // baked command line
-	CACerts  string                   // PEM bundle for https ("" = none)
-	Compress string                   // gzip (default), zstd or none
+	// TrustedKeys are the publisher keys the boot trusts, as a trusted-keys file
+	// (minisign public keys; nil = none baked in).
+	TrustedKeys []byte
+	CACerts     string // PEM bundle for https ("" = none)
+	Compress    string // gzip (default), zstd or none
 }
 
 // Summary is what went in.
@@ -104,6 +111,13 @@ func Build(w io.Writer, o Options) (Summary, error) {
 		return sum, err
 	}
 	a.file(DefaultsFile, []byte(o.Defaults+"\n"), 0o644)
+
+	if o.TrustedKeys != nil {
+		if _, err := trust.ParsePublicKeys(o.TrustedKeys); err != nil {
+			return sum, fmt.Errorf("trusted keys: %w", err)
+		}
+		a.file(TrustedKeysFile, o.TrustedKeys, 0o644)
+	}
 
 	if o.CACerts != "" {
 		pem, err := os.ReadFile(o.CACerts)

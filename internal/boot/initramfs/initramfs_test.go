@@ -13,6 +13,9 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/boot/kmod"
 )
 
+// testPub is a public key file made by nowhere keygen.
+const testPub = "untrusted comment: minisign public key: DD8C4C2C5B6914A4\nRWSkFGlbLEyM3S0mochr89AkGTTdLUAvL69uA4V7UzJMYfosEw7I4v2j\n"
+
 // staticBinary builds a tiny static Go program to stand in for /init.
 func staticBinary(t *testing.T) string {
 	t.Helper()
@@ -54,7 +57,8 @@ func TestBuildWritesABootableLayout(t *testing.T) {
 		sum, err := Write(out, Options{
 			Init: bin, Modules: moduleTree(t), Compress: how,
 			Load: []string{"fuse", "squashfs", "overlay"}, Drivers: []string{"virtio_net", "e1000e"},
-			Defaults: "nowhere.image=http://10.0.2.100/images/debian nowhere.mirror=http://10.0.2.101",
+			Defaults:    "nowhere.image=http://10.0.2.100/images/debian nowhere.mirror=http://10.0.2.101",
+			TrustedKeys: []byte(testPub),
 		})
 		if err != nil {
 			t.Fatalf("%s: %v", how, err)
@@ -91,6 +95,12 @@ func TestBuildWritesABootableLayout(t *testing.T) {
 		c, err := cmdline.Parse(cmdline.Layer{Name: "baked", Text: string(baked)})
 		if err != nil || c.Image != "http://10.0.2.100/images/debian" || len(c.Mirrors) != 1 {
 			t.Errorf("%s: baked defaults %q -> %+v, %v", how, baked, c, err)
+		}
+		f, _ = os.Open(out)
+		keys, err := ReadFile(f, "/etc/nowhere/trusted.pub")
+		f.Close()
+		if err != nil || string(keys) != testPub {
+			t.Errorf("%s: baked keys %q, %v; want %q", how, keys, err, testPub)
 		}
 	}
 }
@@ -138,6 +148,8 @@ func TestBuildRefusesWhatCannotBoot(t *testing.T) {
 			Required: func(string) bool { return true }}, "erofs"},
 		{"bad compression", Options{Init: bin, Compress: "lzma"}, "want gzip"},
 		{"bad CA file", Options{Init: bin, CACerts: "/etc/hostname"}, "PEM"},
+		{"bad key file", Options{Init: bin, TrustedKeys: []byte("RWSnotakey\n")}, "trusted keys"},
+		{"empty key file", Options{Init: bin, TrustedKeys: []byte{}}, "no public key"},
 	} {
 		out := filepath.Join(dir, "out.img")
 		_, err := Write(out, tc.o)

@@ -3,11 +3,16 @@ package rootd
 import (
 	"bytes"
 	"crypto/rand"
+	"io"
+	stdlog "log"
+	"net/http/httptest"
+	"net/http/httputil"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,11 +20,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nowhere-boot/nowhere/internal/boot/vm"
+	"github.com/nowhere-boot/nowhere/internal/trust"
 )
 
 // TestDaemonServesTheImageAsARootDaemon starts the real binary as the root daemon on this
-// machine (no VM): it must serve the image byte for byte from a loopback server, carry
-// the name and OOM exemption a root daemon needs, and shrug off SIGTERM.
+// machine (no VM): it must serve the signed image byte for byte from a loopback server,
+// through the proxy its spec names (nowhere.proxy=), carry the name and OOM exemption a
+// root daemon needs, and shrug off SIGTERM.
 func TestDaemonServesTheImageAsARootDaemon(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and mounts FUSE")
@@ -28,30 +35,31 @@ func TestDaemonServesTheImageAsARootDaemon(t *testing.T) {
 		t.Skip("needs root: FUSE without fusermount (make test runs as root)")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "nowhere")
-	build := exec.Command("go", "build", "-o", bin, "../../../cmd/nowhere")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildNowhere(t, dir)
+	secret, public := keygen(t, bin, dir, "publisher")
 	img := make([]byte, 3<<20+12345)
 	rand.Read(img)
 	os.WriteFile(filepath.Join(dir, "disk.img"), img, 0o644)
 	storeDir := filepath.Join(dir, "store")
-	if out, err := exec.Command(bin, "pack", filepath.Join(dir, "disk.img"), "--store", storeDir, "--name", "disk", "--progress", "never").CombinedOutput(); err != nil {
-		t.Fatalf("pack: %v\n%s", err, out)
-	}
+	packImage(t, bin, filepath.Join(dir, "disk.img"), storeDir, "--key", secret)
 	srv, err := vm.Serve(storeDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
+	// A forward proxy that notes what passes through it.
+	var proxied sync.Map
+	proxy := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		proxied.Store(r.In.URL.String(), true) // a proxy's request line carries the absolute URL
+	}, ErrorLog: stdlog.New(io.Discard, "", 0)}) // the dead mirror's requests fail: expected
+	defer proxy.Close()
 
 	mnt := filepath.Join(dir, "mnt")
 	logFile, _ := os.Create(filepath.Join(dir, "daemon.log"))
 	defer logFile.Close()
 	p, err := Start(bin, Spec{
-		Image: "http://" + srv.Addr + "/images/disk", Mirrors: []string{"http://127.0.0.1:1"},
+		Image: "http://" + srv.Addr + "/images/disk", Mirrors: []string{"http://127.0.0.1:1"}, Proxy: proxy.URL,
+		Keys: []string{public}, StateFile: filepath.Join(dir, "trust-state"),
 		Mountpoint: mnt, MemCache: 16 << 20, ReadAhead: 1 << 20,
 	}, logFile)
 	if err != nil {
@@ -61,12 +69,26 @@ func TestDaemonServesTheImageAsARootDaemon(t *testing.T) {
 		unix.Unmount(mnt, unix.MNT_DETACH)
 		syscall.Kill(p.Pid, syscall.SIGKILL)
 	})
-	if p.Ready.Name != "disk" || p.Ready.Version != 1 || p.Ready.Size != int64(len(img)) || p.Ready.File != filepath.Join(mnt, "disk.img") {
+	if p.Ready.Name != "disk" || p.Ready.Version != 1 || p.Ready.Size != int64(len(img)) || p.Ready.File != filepath.Join(mnt, "disk.img") ||
+		p.Ready.Store != "http://"+srv.Addr {
 		t.Errorf("ready = %+v", p.Ready)
+	}
+	if state, _ := os.ReadFile(filepath.Join(dir, "trust-state")); !strings.Contains(string(state), "disk 1\n") {
+		t.Errorf("the trust state does not remember disk version 1: %q", state)
 	}
 	got, err := os.ReadFile(p.Ready.File)
 	if err != nil || !bytes.Equal(got, img) {
 		t.Fatalf("read %d bytes (%v), want the image's %d", len(got), err, len(img))
+	}
+	var chunks int
+	proxied.Range(func(k, _ any) bool {
+		if strings.HasPrefix(k.(string), "http://"+srv.Addr+"/chunks/") {
+			chunks++
+		}
+		return true
+	})
+	if _, ok := proxied.Load("http://" + srv.Addr + "/images/disk/latest"); !ok || chunks == 0 {
+		t.Errorf("the proxy carried %d chunk requests and the latest pointer: %v; want everything", chunks, ok)
 	}
 	proc := func(f string) string {
 		b, _ := os.ReadFile("/proc/" + strconv.Itoa(p.Pid) + "/" + f)
@@ -124,18 +146,211 @@ func TestStartReportsWhyTheDaemonFailed(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "nowhere")
-	build := exec.Command("go", "build", "-o", bin, "../../../cmd/nowhere")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildNowhere(t, dir)
 	devnull, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	defer devnull.Close()
 	_, err := Start(bin, Spec{Image: "http://127.0.0.1:1/no-images-here", Mountpoint: dir}, devnull)
 	if err == nil || !strings.Contains(err.Error(), "no /images/") {
 		t.Errorf("err = %v, want the daemon's reason", err)
 	}
+	_, err = Start(bin, Spec{Image: "http://127.0.0.1:1/images/disk", Mountpoint: dir}, devnull)
+	if err == nil || !strings.Contains(err.Error(), "no trusted key") || !strings.Contains(err.Error(), "nowhere.insecure") {
+		t.Errorf("err = %v, want the daemon to refuse to start without a key", err)
+	}
+}
+
+// TestDaemonRefusesUntrustedImagesUntilFixed is the boot meeting a store whose image it
+// must not run: signed by another key, then unsigned. Each time the daemon says why in one
+// line naming the reason, serves nothing and keeps asking; once the publisher publishes a
+// version signed with the trusted key, it serves that one. With nowhere.insecure, the
+// unsigned image is served, with a warning.
+func TestDaemonRefusesUntrustedImagesUntilFixed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and mounts FUSE")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE without fusermount (make test runs as root)")
+	}
+	dir := t.TempDir()
+	bin := buildNowhere(t, dir)
+	secret, public := keygen(t, bin, dir, "publisher")
+	other, otherPub := keygen(t, bin, dir, "attacker")
+	img := filepath.Join(dir, "disk.img")
+	b := make([]byte, 1<<20)
+	rand.Read(b)
+	os.WriteFile(img, b, 0o644)
+	storeDir := filepath.Join(dir, "store")
+	packImage(t, bin, img, storeDir, "--key", other) // version 1: another key
+	srv, err := vm.Serve(storeDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+
+	mnt := filepath.Join(dir, "mnt")
+	logPath := filepath.Join(dir, "daemon.log")
+	logFile, _ := os.Create(logPath)
+	defer logFile.Close()
+	type started struct {
+		p   *Process
+		err error
+	}
+	done := make(chan started, 1)
+	go func() {
+		p, err := Start(bin, Spec{Image: "http://" + srv.Addr + "/images/disk", Keys: []string{public},
+			StateFile: filepath.Join(dir, "trust-state"), Mountpoint: mnt, MemCache: 16 << 20}, logFile)
+		done <- started{p, err}
+	}()
+	t.Cleanup(func() {
+		unix.Unmount(mnt, unix.MNT_DETACH)
+		select {
+		case s := <-done:
+			if s.p != nil {
+				syscall.Kill(s.p.Pid, syscall.SIGKILL)
+			}
+		case <-time.After(10 * time.Second):
+		}
+	})
+	logLines := func(substr string) []string {
+		b, _ := os.ReadFile(logPath)
+		var out []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, substr) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	waitLine := func(substr string) string {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if l := logLines(substr); len(l) > 0 {
+				return l[0]
+			}
+			select {
+			case s := <-done:
+				t.Fatalf("the daemon started (%+v, %v) before it said %q", s.p, s.err, substr)
+			default:
+			}
+			if time.Now().After(deadline) {
+				b, _ := os.ReadFile(logPath)
+				t.Fatalf("no %q in the daemon's log after 60 s:\n%s", substr, b)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	wrongKey := waitLine("which is not a trusted key")
+	if !strings.Contains(wrongKey, "refusing to boot http://"+srv.Addr+"/images/disk: ") || !strings.Contains(wrongKey, keyID(t, otherPub)) ||
+		!strings.Contains(wrongKey, "trusted: "+keyID(t, public)) {
+		t.Errorf("refusal of another key's image: %q", wrongKey)
+	}
+	packImage(t, bin, img, storeDir) // version 2: unsigned
+	unsigned := waitLine("is not signed")
+	if !strings.Contains(unsigned, "refusing to boot http://"+srv.Addr+"/images/disk: ") || !strings.Contains(unsigned, "nowhere.insecure") {
+		t.Errorf("refusal of an unsigned image: %q", unsigned)
+	}
+	if isMountpoint(mnt) {
+		t.Fatal("the daemon mounted a refused image")
+	}
+	packImage(t, bin, img, storeDir, "--key", secret) // version 3: the publisher fixes it
+	var s started
+	select {
+	case s = <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the daemon did not serve the signed version within 2 minutes")
+	}
+	if s.err != nil || s.p.Ready.Version != 3 {
+		t.Fatalf("after the fix: %+v, %v; want version 3 served", s.p, s.err)
+	}
+	done <- s // for the cleanup
+	if got, err := os.ReadFile(s.p.Ready.File); err != nil || !bytes.Equal(got, b) {
+		t.Errorf("serving version 3: %d bytes, %v", len(got), err)
+	}
+	// One line per reason: the same refusal again within a minute is not repeated.
+	if n, m := len(logLines("which is not a trusted key")), len(logLines("is not signed")); n != 1 || m != 1 {
+		b, _ := os.ReadFile(logPath)
+		t.Errorf("%d lines about the other key and %d about the missing signature, want one each:\n%s", n, m, b)
+	}
+
+	log, _ := os.ReadFile(logPath)
+	t.Logf("daemon log:\n%s", log)
+
+	// nowhere.insecure serves an unsigned image, saying so.
+	packImage(t, bin, img, storeDir) // version 4: unsigned
+	mnt2 := filepath.Join(dir, "mnt2")
+	insecureLog, _ := os.Create(filepath.Join(dir, "insecure.log"))
+	defer insecureLog.Close()
+	p, err := Start(bin, Spec{Image: "http://" + srv.Addr + "/images/disk", Insecure: true, Mountpoint: mnt2, MemCache: 16 << 20}, insecureLog)
+	if err != nil {
+		t.Fatalf("insecure: %v", err)
+	}
+	t.Cleanup(func() {
+		unix.Unmount(mnt2, unix.MNT_DETACH)
+		syscall.Kill(p.Pid, syscall.SIGKILL)
+	})
+	if p.Ready.Version != 4 {
+		t.Errorf("insecure: serving version %d, want the unsigned 4", p.Ready.Version)
+	}
+	if log, _ := os.ReadFile(insecureLog.Name()); !strings.Contains(string(log), "WARNING: INSECURE: accepting image disk version 4 unverified") {
+		t.Errorf("insecure: no warning in the daemon's log:\n%s", log)
+	}
+}
+
+// buildNowhere builds the static binary the boot runs.
+func buildNowhere(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "nowhere")
+	build := exec.Command("go", "build", "-o", bin, "../../../cmd/nowhere")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// keygen makes a key pair with nowhere keygen and returns the secret key file and the
+// public key (base64, as nowhere.key= takes it).
+func keygen(t *testing.T, bin, dir, name string) (secret, public string) {
+	t.Helper()
+	secret, pubFile := filepath.Join(dir, name+".key"), filepath.Join(dir, name+".pub")
+	if out, err := exec.Command(bin, "keygen", "--secret", secret, "--public", pubFile, "--no-password").CombinedOutput(); err != nil {
+		t.Fatalf("keygen: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(pubFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return secret, lines[len(lines)-1]
+}
+
+func keyID(t *testing.T, public string) string {
+	t.Helper()
+	k, err := trust.ParsePublicKey([]byte(public))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.ID()
+}
+
+// packImage packs img as image "disk" into storeDir (the next version) with extra flags.
+func packImage(t *testing.T, bin, img, storeDir string, flags ...string) {
+	t.Helper()
+	args := append([]string{"pack", img, "--store", storeDir, "--name", "disk", "--progress", "never"}, flags...)
+	if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+		t.Fatalf("pack: %v\n%s", err, out)
+	}
+}
+
+func isMountpoint(dir string) bool {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == dir {
+			return true
+		}
+	}
+	return false
 }
 
 func zombie(pid int) bool {

@@ -1,24 +1,18 @@
 package rootd
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/boot/bootlog"
 	"github.com/nowhere-boot/nowhere/internal/fusefs"
 	"github.com/nowhere-boot/nowhere/internal/image"
-	"github.com/nowhere-boot/nowhere/internal/index"
-	"github.com/nowhere-boot/nowhere/internal/store"
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
@@ -84,83 +78,30 @@ func becomeRootDaemon(log *bootlog.Log) {
 	_, _ = x509.SystemCertPool()
 }
 
-// open finds a mirror that serves the image's index and returns the image reader. It
-// tries until one answers, logging every few seconds: a machine that boots before its
-// server is up waits for it.
+// open gathers the sources, loads the index (waiting until a mirror serves one the
+// verifier accepts) and returns the image reader.
 func open(spec Spec, log *bootlog.Log) (*image.Reader, Ready, error) {
 	loc, err := image.ParseLocation(spec.Image)
 	if err != nil {
 		return nil, Ready{}, err
 	}
-	client := newHTTPClient(spec.DNS)
-	var srcs []store.Store
-	for _, base := range append([]string{loc.Store}, spec.Mirrors...) {
-		s, err := store.NewHTTP(base, client)
-		if err != nil {
-			return nil, Ready{}, err
-		}
-		srcs = append(srcs, s)
-	}
-	var (
-		ix    *index.Index
-		first int
-	)
-	policy := store.Policy{Log: log.Printf, LogEvery: 5 * time.Second}
-	attempt := 0
-	err = policy.Do(context.Background(), "fetch the index of "+loc.String(), func(ctx context.Context) error {
-		attempt++
-		var errs []error
-		defer func() {
-			if attempt == 1 && len(errs) == len(srcs) { // the first failure, at once; then every 5 s
-				log.Printf("cannot fetch the index of %s: %v; retrying until a mirror answers", loc, joinErrors(errs))
-			}
-		}()
-		for i, s := range srcs {
-			actx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			got, err := loadOnce(actx, s, loc)
-			cancel()
-			if err == nil {
-				ix, first = got, i
-				return nil
-			}
-			errs = append(errs, err)
-			log.Debugf("%s: %v", s, err)
-		}
-		return joinErrors(errs)
-	})
+	v, err := newVerifier(spec, log)
 	if err != nil {
 		return nil, Ready{}, err
 	}
-	// Trusted keys (signed indexes) are checked here once the index format carries them.
-	srcs = append(srcs[first:], srcs[:first]...)
-	var f store.Fetcher = store.Retry(store.Verify(newFailover(srcs, log)),
-		store.Policy{Timeout: 0, Log: log.Printf, LogEvery: 5 * time.Second}) // a root never gives up
-	if spec.CacheDir != "" {
-		d, err := store.CreateDir(spec.CacheDir)
-		if err != nil {
-			log.Printf("cache %s: %v: going on without it", spec.CacheDir, err)
-		} else {
-			f = store.Cache(f, d, log.Printf)
-		}
+	src, err := openSources(loc.Store, spec, log)
+	if err != nil {
+		return nil, Ready{}, err
 	}
-	r := image.NewReader(ix, f, image.Options{CacheBytes: spec.MemCache, ReadAhead: spec.ReadAhead})
+	ix := loadIndex(src.store, loc, v, log)
+	from := src.servedBy()
+	src.learn(log)
+	r := image.NewReader(ix, src.fetch, image.Options{CacheBytes: spec.MemCache, ReadAhead: spec.ReadAhead})
 	rd := Ready{
-		Name: ix.Name, Version: ix.Version, Size: ix.Size, Store: srcs[0].String(),
+		Name: ix.Name, Version: ix.Version, Size: ix.Size, Store: from,
 		File: filepath.Join(spec.Mountpoint, ix.Name+".img"),
 	}
 	return r, rd, nil
-}
-
-// loadOnce asks one store for the index, once: the retrying happens around all the
-// mirrors, not inside one.
-func loadOnce(ctx context.Context, s store.Store, loc image.Location) (*index.Index, error) {
-	ix, _, err := image.Load(ctx, s, loc, store.Policy{Timeout: time.Nanosecond})
-	if err != nil && strings.Contains(err.Error(), "(gave up after") {
-		if inner := errors.Unwrap(err); inner != nil {
-			err = inner // drop the one-attempt policy's note
-		}
-	}
-	return ix, err
 }
 
 // reportOnSignal prints the reader's counters on SIGUSR1 (kill -USR1 $(pgrep -x

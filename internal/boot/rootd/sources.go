@@ -2,105 +2,114 @@ package rootd
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"net"
 	"net/http"
-	"strings"
+	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/boot/bootlog"
-	"github.com/nowhere-boot/nowhere/internal/chunk"
 	"github.com/nowhere-boot/nowhere/internal/store"
 )
 
-// attemptTimeout bounds one chunk request to one mirror, so a server that stalls mid-body
-// passes the request on instead of holding the root.
-const attemptTimeout = 60 * time.Second
-
-// failover reads from the mirror that answered last and moves to the next one when it
-// fails. It is the boot's minimal mirror set: ranking, hedging and fail-back belong to a
-// full mirror set, which replaces it behind the same store.Store interface.
-type failover struct {
-	srcs []store.Store
-	cur  atomic.Int32
-	log  *bootlog.Log
+// sources is where the root's bytes come from: the mirror set (the image's store, the
+// nowhere.mirror= stores and the mirrors the store lists), behind the disk cache when
+// there is one.
+type sources struct {
+	http  store.HTTPOptions
+	set   *answered
+	cache *store.DiskCache // nil: none
+	store store.Store      // metadata files (through the cache's copies when there is one)
+	fetch store.Fetcher    // verified chunks
 }
 
-func newFailover(srcs []store.Store, log *bootlog.Log) store.Store {
-	if len(srcs) == 1 {
-		return srcs[0]
+// startupProbe bounds the first parallel probe of the mirrors: a mirror that does not
+// answer by then is ranked down and re-probed in the background.
+const startupProbe = 5 * time.Second
+
+// openSources builds the mirror set over the image's store and the mirrors, and the
+// disk cache in front of it. A chunk read never gives up: with every mirror down it
+// waits, logging every few seconds, until one comes back (a root filesystem cannot
+// return an error and go on). A mirror that serves a corrupt chunk is demoted and the
+// read carries on from the others; the set logs each demotion with the mirror's URL.
+func openSources(storeURL string, spec Spec, log *bootlog.Log) (*sources, error) {
+	client, err := newHTTPClient(spec.DNS, spec.Proxy)
+	if err != nil {
+		return nil, err
 	}
-	return &failover{srcs: srcs, log: log}
-}
-
-func (f *failover) String() string {
-	var s []string
-	for _, x := range f.srcs {
-		s = append(s, x.String())
+	httpOpt := store.HTTPOptions{Client: client}
+	ctx, cancel := context.WithTimeout(context.Background(), startupProbe)
+	defer cancel()
+	set, err := store.NewMirrors(ctx, append([]string{storeURL}, spec.Mirrors...), httpOpt,
+		false, // the mirror list is learnt once a mirror has answered (see learn)
+		store.MirrorOptions{Wait: store.Policy{Timeout: 0, Log: log.Printf, LogEvery: 5 * time.Second}, Log: log.Printf})
+	if err != nil {
+		return nil, err
 	}
-	return strings.Join(s, ",")
-}
-
-func (f *failover) try(ctx context.Context, fn func(context.Context, store.Store) error) error {
-	start := int(f.cur.Load())
-	var errs []error
-	for i := range f.srcs {
-		n := (start + i) % len(f.srcs)
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		err := fn(actx, f.srcs[n])
-		cancel()
-		if err == nil {
-			if n != start && f.cur.CompareAndSwap(int32(start), int32(n)) {
-				f.log.Printf("now reading from %s (%s failed: %v)", f.srcs[n], f.srcs[start], errs[0])
-			}
-			return nil
+	src := &sources{http: httpOpt, set: &answered{MirrorSet: set}}
+	src.store, src.fetch = src.set, set
+	if spec.CacheDir != "" {
+		c, err := store.OpenDiskCache(spec.CacheDir, spec.CacheQuota, log.Printf, nil)
+		if err != nil {
+			log.Printf("cache %s: %v: going on without it", spec.CacheDir, err)
+		} else {
+			src.cache = c
+			src.store, src.fetch = c.Store(src.set), c.Fetcher(set)
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		errs = append(errs, err)
 	}
-	return joinErrors(errs)
+	return src, nil
 }
 
-func (f *failover) Chunk(ctx context.Context, ref chunk.Ref) ([]byte, error) {
-	var out []byte
-	err := f.try(ctx, func(ctx context.Context, s store.Store) error {
-		var err error
-		out, err = s.Chunk(ctx, ref)
-		return err
-	})
-	return out, err
+// learn adds the mirrors the store's mirror list names, once: called when the index came
+// in, so a mirror answers.
+func (s *sources) learn(log *bootlog.Log) {
+	ctx, cancel := context.WithTimeout(context.Background(), startupProbe)
+	defer cancel()
+	if n := s.set.Learn(ctx, s.http); n > 0 {
+		log.Printf("learnt %d mirrors from the store's mirror list: now %s", n, s.set)
+	}
 }
 
-func (f *failover) File(ctx context.Context, name string, max int64) ([]byte, error) {
-	var out []byte
-	err := f.try(ctx, func(ctx context.Context, s store.Store) error {
-		var err error
-		out, err = s.File(ctx, name, max)
-		return err
-	})
-	return out, err
+// servedBy names where the index came from: the mirror that served it, or the cache.
+func (s *sources) servedBy() string {
+	if from := s.set.last(); from != "" {
+		return from
+	}
+	if s.cache != nil {
+		return "the cache " + s.cache.Dir().String()
+	}
+	return s.set.String()
 }
 
-// joinErrors keeps messages on one line (the console log is line by line).
-func joinErrors(errs []error) error {
-	if len(errs) == 1 {
-		return errs[0]
-	}
-	var s []string
-	for _, e := range errs {
-		s = append(s, e.Error())
-	}
-	return errors.New(strings.Join(s, "; "))
+// answered is the mirror set, remembering which mirror served the last metadata file.
+type answered struct {
+	*store.MirrorSet
+	mu   sync.Mutex
+	from string
+}
+
+func (a *answered) File(ctx context.Context, name string, max int64) ([]byte, error) {
+	b, from, err := a.MirrorSet.FileFrom(ctx, name, max)
+	a.mu.Lock()
+	a.from = from // "" on failure: a copy from the cache is not the mirror's
+	a.mu.Unlock()
+	return b, err
+}
+
+func (a *answered) last() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.from
 }
 
 // newHTTPClient returns the client for the mirrors. Host names are resolved with the name
 // servers the network configuration gave, asked directly: the daemon must not read
 // /etc/resolv.conf or /etc/hosts, which are gone from its root after switch_root (and the
-// root it serves is never its to read).
-func newHTTPClient(dns []string) *http.Client {
+// root it serves is never its to read). proxy, when set, carries every request
+// (nowhere.proxy=); otherwise HTTP_PROXY, HTTPS_PROXY and NO_PROXY from the environment do.
+func newHTTPClient(dns []string, proxy string) (*http.Client, error) {
 	t := store.NewTransport()
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	if len(dns) > 0 {
@@ -114,5 +123,12 @@ func newHTTPClient(dns []string) *http.Client {
 		}
 	}
 	t.DialContext = d.DialContext
-	return &http.Client{Transport: t}
+	if proxy != "" {
+		u, err := url.Parse(proxy)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("proxy %q: want http://HOST:PORT", proxy)
+		}
+		t.Proxy = http.ProxyURL(u)
+	}
+	return &http.Client{Transport: t}, nil
 }

@@ -28,14 +28,28 @@ const Comm = "nowhere-root"
 
 // Spec is what /init tells the daemon, as JSON on its standard input.
 type Spec struct {
-	Image      string   `json:"image"`             // STORE/images/NAME[/VERSION]
-	Mirrors    []string `json:"mirrors,omitempty"` // more base URLs of the store
-	DNS        []string `json:"dns,omitempty"`     // name servers, for URLs with host names
-	CacheDir   string   `json:"cache_dir,omitempty"`
-	MemCache   int64    `json:"mem_cache"`  // bytes of verified chunks kept in memory
-	ReadAhead  int64    `json:"read_ahead"` // most bytes fetched ahead of a sequential reader
-	Mountpoint string   `json:"mountpoint"`
-	Debug      bool     `json:"debug"`
+	Image   string   `json:"image"`             // STORE/images/NAME[/VERSION]
+	Mirrors []string `json:"mirrors,omitempty"` // more base URLs of the store
+	DNS     []string `json:"dns,omitempty"`     // name servers, for URLs with host names
+	// Proxy is the HTTP proxy for every mirror ("": HTTP_PROXY, HTTPS_PROXY and NO_PROXY
+	// from the environment, which the kernel fills from its command line).
+	Proxy string `json:"proxy,omitempty"`
+	// Keys are the trusted publisher keys (minisign public keys, base64): the index must
+	// be signed by one of them.
+	Keys []string `json:"keys,omitempty"`
+	// Insecure boots what fails verification (unsigned, another key, expired), warning loudly.
+	Insecure bool `json:"insecure,omitempty"`
+	// StateFile remembers the highest version accepted per image (rollback protection):
+	// on the cache disk when there is one, else in the initramfs' memory.
+	StateFile string `json:"state_file,omitempty"`
+	// CacheDir keeps fetched chunks (and the index) across boots, within CacheQuota bytes
+	// (0: no limit).
+	CacheDir   string `json:"cache_dir,omitempty"`
+	CacheQuota int64  `json:"cache_quota,omitempty"`
+	MemCache   int64  `json:"mem_cache"`  // bytes of verified chunks kept in memory
+	ReadAhead  int64  `json:"read_ahead"` // most bytes fetched ahead of a sequential reader
+	Mountpoint string `json:"mountpoint"`
+	Debug      bool   `json:"debug"`
 }
 
 // Ready is what the daemon reports once the image file is served.
@@ -43,7 +57,7 @@ type Ready struct {
 	Name    string `json:"name"`
 	Version uint64 `json:"version"`
 	Size    int64  `json:"size"`
-	Store   string `json:"store"` // the mirror that answered first
+	Store   string `json:"store"` // the mirror that served the index (or the cache)
 	File    string `json:"file"`  // the image file in the FUSE mount
 }
 
