@@ -76,6 +76,16 @@ func PublishSigned(ctx context.Context, w store.Writer, ix *index.Index, file []
 			return nil, fmt.Errorf("signing %s: %w", store.LatestPath(ix.Name), err)
 		}
 	}
+	// The versions file is prepared before anything is written: a failure (or a
+	// cancellation) here leaves the store as it was.
+	d := catalog.Describe(ix, file)
+	vs, err := catalog.Rebuild(ctx, w, ix.Name, &d)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	// Detached signatures go first: the moment a file is visible, so is its signature.
 	put := func(name string, data []byte) error {
 		if data == nil {
@@ -89,7 +99,11 @@ func PublishSigned(ctx context.Context, w store.Writer, ix *index.Index, file []
 	if err := put(store.IndexPath(ix.Name, ix.Version), file); err != nil {
 		return nil, err
 	}
-	if err := publishVersions(ctx, w, ix, file, s); err != nil {
+	var cs catalog.Signer
+	if s != nil {
+		cs = s
+	}
+	if err := catalog.WriteVersions(ctx, w, vs, cs); err != nil {
 		return nil, err
 	}
 	if err := put(store.LatestPath(ix.Name)+SignatureSuffix, ptrSig); err != nil {
@@ -102,19 +116,4 @@ func PublishSigned(ctx context.Context, w store.Writer, ix *index.Index, file []
 		return nil, err
 	}
 	return file, nil
-}
-
-// publishVersions rewrites the image's versions file with the index just written (the
-// catalogue HTTP clients list a store by: nowhere ls, sync).
-func publishVersions(ctx context.Context, w store.Writer, ix *index.Index, file []byte, s Signer) error {
-	d := catalog.Describe(ix, file)
-	vs, err := catalog.Rebuild(ctx, w, ix.Name, &d)
-	if err != nil {
-		return err
-	}
-	var cs catalog.Signer
-	if s != nil {
-		cs = s
-	}
-	return catalog.WriteVersions(ctx, w, vs, cs)
 }
