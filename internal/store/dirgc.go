@@ -28,13 +28,6 @@ func (d *Dir) RemoveFile(ctx context.Context, name string) error {
 	return d.root.Remove(name)
 }
 
-// TouchChunk marks a chunk as just used (its modification time), so that a garbage
-// collection running meanwhile sees it as new.
-func (d *Dir) TouchChunk(ctx context.Context, id chunk.ID) error {
-	now := time.Now()
-	return d.root.Chtimes(ChunkPath(id), now, now)
-}
-
 // LockPath is the lock file writers and garbage collection share in a directory store.
 const LockPath = ".nowhere-lock"
 
