@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -18,10 +19,16 @@ import (
 )
 
 // Dir is a store in a local directory. All access goes through an os.Root, so names from
-// indexes or users can never reach outside the directory, through ".." or symlinks.
+// indexes or users can never reach outside the directory, through ".." or symlinks; chunk
+// writes go through a handle on chunks/ opened by the root, one directory level at a time,
+// never following a symlink (dirchunk.go).
 type Dir struct {
 	path string
 	root *os.Root
+
+	mu        sync.Mutex
+	chunks    *os.File // chunks/, opened through root on first use (dirchunk.go)
+	chunksRaw int      // its descriptor
 }
 
 // OpenDir opens an existing store directory.
@@ -61,7 +68,15 @@ func (d *Dir) Path() string { return d.path }
 func (d *Dir) String() string { return d.path }
 
 // Close releases the directory handle.
-func (d *Dir) Close() error { return d.root.Close() }
+func (d *Dir) Close() error {
+	d.mu.Lock()
+	if d.chunks != nil {
+		_ = d.chunks.Close()
+		d.chunks = nil
+	}
+	d.mu.Unlock()
+	return d.root.Close()
+}
 
 func (d *Dir) Chunk(ctx context.Context, ref chunk.Ref) ([]byte, error) {
 	limit := int64(chunk.MaxSize + 1<<16)
@@ -103,34 +118,13 @@ func (d *Dir) read(name string, max int64) ([]byte, error) {
 	return buf, nil
 }
 
-func (d *Dir) HasChunk(ctx context.Context, id chunk.ID) (int64, bool, error) {
-	st, err := d.root.Stat(ChunkPath(id))
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, err
-	}
-	// An empty file can only be left by a crash before the data reached the disk:
-	// it does not count, so the next pack rewrites it.
-	return st.Size(), st.Size() > 0, nil
-}
-
-func (d *Dir) PutChunk(ctx context.Context, id chunk.ID, data []byte) (bool, error) {
-	if _, ok, err := d.HasChunk(ctx, id); err != nil || ok {
-		return false, err
-	}
-	return true, d.writeAtomic(ChunkPath(id), data, false)
-}
-
 func (d *Dir) PutFile(ctx context.Context, name string, data []byte) error {
 	return d.writeAtomic(name, data, true)
 }
 
 // writeAtomic writes to a temporary name in the same directory and renames it into place,
 // so a reader (or a crash) sees the old file or the whole new one, never a part.
-// Metadata files are fsynced; chunks are flushed together by Sync before any index that
-// references them is written.
+// Metadata files are fsynced. (Chunks take a faster path of their own: dirchunk.go.)
 func (d *Dir) writeAtomic(name string, data []byte, durable bool) error {
 	dir := path.Dir(name)
 	if err := d.root.MkdirAll(dir, 0o755); err != nil {

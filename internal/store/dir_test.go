@@ -349,3 +349,100 @@ func TestOpenDirErrors(t *testing.T) {
 		t.Fatal("CreateDir did not create the directory")
 	}
 }
+
+// Chunk writes stay inside the store when a fan-out directory (chunks/XXXX) or chunks/
+// itself is a symlink out of it: they fail, and nothing appears outside.
+func TestDirChunkWritesNoEscape(t *testing.T) {
+	ctx := context.Background()
+	parent := t.TempDir()
+	outside := filepath.Join(parent, "outside")
+	if err := os.Mkdir(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := newChunk(7, 5000)
+	name := filepath.Base(store.ChunkPath(c.ref.ID))
+	// A chunk file outside, where the link leads: it must not count as stored either.
+	if err := os.WriteFile(filepath.Join(outside, name), c.raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	d, err := store.CreateDir(filepath.Join(parent, "fanout-link"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	fan := filepath.Join(d.Path(), filepath.Dir(store.ChunkPath(c.ref.ID)))
+	if err := os.MkdirAll(filepath.Dir(fan), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, fan); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := d.HasChunk(ctx, c.ref.ID); ok {
+		t.Error("HasChunk counted a chunk file outside the store (through a linked fan-out directory)")
+	}
+	if _, err := d.PutChunk(ctx, c.ref.ID, c.raw); err == nil {
+		t.Error("PutChunk through a fan-out directory linked out of the store succeeded")
+	}
+
+	d2, err := store.CreateDir(filepath.Join(parent, "chunks-link"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	if err := os.Symlink(outside, filepath.Join(d2.Path(), "chunks")); err != nil {
+		t.Fatal(err)
+	}
+	other := newChunk(8, 5000)
+	if _, err := d2.PutChunk(ctx, other.ref.ID, other.raw); err == nil {
+		t.Error("PutChunk through chunks/ linked out of the store succeeded")
+	}
+
+	entries, err := os.ReadDir(outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Errorf("a chunk write escaped the store: %d entries in %s, want 1", len(entries), outside)
+	}
+}
+
+// Many chunks sharing fan-out directories, written concurrently into a fresh store: each
+// lands once, whole, where ChunkPath says, and a second store handle sees them all.
+func TestDirPutChunkManyConcurrent(t *testing.T) {
+	ctx := context.Background()
+	d := newDir(t)
+	chunks := make([]testChunk, 300)
+	for i := range chunks {
+		chunks[i] = newChunk(uint64(1000+i), 2000+i)
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(chunks); i += 3 { // every chunk is put by two writers
+				if _, err := d.PutChunk(ctx, chunks[i].ref.ID, chunks[i].raw); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	d2, err := store.OpenDir(d.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	for _, c := range chunks {
+		size, ok, err := d2.HasChunk(ctx, c.ref.ID)
+		if !ok || err != nil || size != int64(len(c.raw)) {
+			t.Fatalf("chunk %s: %d, %v, %v", c.ref.ID, size, ok, err)
+		}
+		if raw, err := d2.Chunk(ctx, c.ref); err != nil || !bytes.Equal(raw, c.raw) {
+			t.Fatalf("chunk %s read back: %v", c.ref.ID, err)
+		}
+	}
+	noTemps(t, d.Path())
+}
