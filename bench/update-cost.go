@@ -65,7 +65,15 @@ func main() {
 	}
 }
 
+// kept are the timed stores on disk, deleted when run ends.
+var kept []string
+
 func run(tree1, tree2, work, mem string, rounds int, imgs pairs) error {
+	defer func() {
+		for _, d := range kept {
+			os.RemoveAll(d)
+		}
+	}()
 	floor, files, raw, err := floorBytes(tree1, tree2)
 	if err != nil {
 		return err
@@ -92,7 +100,7 @@ func run(tree1, tree2, work, mem string, rounds int, imgs pairs) error {
 					if w == "" {
 						continue
 					}
-					d, err := timePack(im.v2, ch, w)
+					d, err := timePack(im.v2, ch, w, w == work)
 					if err != nil {
 						return fmt.Errorf("%s %s: %w", im.label, ch, err)
 					}
@@ -185,12 +193,21 @@ func measure(im imagePair, chunking, work string) (*result, error) {
 }
 
 // timePack packs the image at path into a new empty store and returns how long it took.
-func timePack(path, chunking, work string) (time.Duration, error) {
+//
+// The store is deleted only when the benchmark ends (keep): deleting thousands of chunk
+// files just before the next timed pack makes ext4's inode allocator step over the
+// recently freed inodes and slows that pack (docs/benchmarks.md, "All-zero regions"),
+// more so for the chunkings that make more chunks. In a tmpfs this does not matter.
+func timePack(path, chunking, work string, keep bool) (time.Duration, error) {
 	fresh, err := os.MkdirTemp(work, "update-cost-fresh-")
 	if err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(fresh)
+	if keep {
+		kept = append(kept, fresh)
+	} else {
+		defer os.RemoveAll(fresh)
+	}
 	st, err := store.CreateDir(fresh)
 	if err != nil {
 		return 0, err
