@@ -337,10 +337,17 @@ func (r *Reader) readAhead(off, n int64, last int) {
 			}
 		}
 		*s = stream{}
-	} else if s.window == 0 {
-		s.window = 256 << 10
-	} else if s.window < r.opt.ReadAhead {
-		s.window *= 2
+		// A large first read is most likely sequential already (the kernel sends large
+		// reads when its own read-ahead has grown, a loop-mounted filesystem when it
+		// reads a whole file): fetch as much again behind it. Small reads (metadata,
+		// random access) start no read-ahead until they prove sequential.
+		if n >= firstReadAhead {
+			s.window = min(n, r.opt.ReadAhead)
+		}
+	} else {
+		// Sequential: double the window, and keep it at least twice the read, so the
+		// chunks of the next read or two are on their way while this one is answered.
+		s.window = min(max(2*s.window, 2*n, 256<<10), r.opt.ReadAhead)
 	}
 	s.end, s.used = off+n, r.tick
 	window, ahead := s.window, s.ahead
@@ -380,6 +387,10 @@ func (r *Reader) readAhead(off, n int64, last int) {
 		r.mu.Unlock()
 	}
 }
+
+// firstReadAhead is the smallest read that starts read-ahead before a second read
+// proves the stream sequential.
+const firstReadAhead = 128 << 10
 
 // busy reports whether a fetch of id is in flight.
 func (r *Reader) busy(id chunk.ID) bool {
