@@ -16,7 +16,16 @@ type estimate struct {
 	throughput float64 // bytes/s over all requests in flight, EWMA; 0: unknown
 	recent     [256]float64
 	n          int // samples recorded in recent (ring position = n % len)
+
+	// The last quantile computed (sorting the samples on every request cost 5 % of a
+	// cold read's CPU): reused until quantileEvery more samples came in.
+	lastQ     float64
+	lastQAt   int
+	lastQTime time.Duration
 }
+
+// quantileEvery is how many new samples make quantile sort again.
+const quantileEvery = 16
 
 const (
 	ewmaWeight = 0.2 // weight of a new sample: adapts within ~10 requests
@@ -83,8 +92,13 @@ func (e *estimate) quantile(q float64, minSamples int) (time.Duration, bool) {
 	if n < max(minSamples, 1) {
 		return 0, false
 	}
+	if e.lastQAt > 0 && q == e.lastQ && e.n-e.lastQAt < quantileEvery {
+		return e.lastQTime, true
+	}
 	s := slices.Clone(e.recent[:n])
 	slices.Sort(s)
 	i := int(q * float64(n-1))
-	return time.Duration(s[i] * float64(time.Second)), true
+	e.lastQ, e.lastQAt = q, e.n
+	e.lastQTime = time.Duration(s[i] * float64(time.Second))
+	return e.lastQTime, true
 }

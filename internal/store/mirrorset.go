@@ -334,6 +334,19 @@ func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 	if first == nil {
 		return Fetched{}, errors.New("no mirrors")
 	}
+	if s.Len() == 1 {
+		// Nothing to fail over or hedge to: ask in this goroutine, without the hedge
+		// timer (a cold read makes thousands of these requests a second).
+		f, err := s.attempt(ctx, first, ref)
+		switch {
+		case err == nil:
+			s.remember(ref)
+			return f, nil
+		case ctx.Err() != nil:
+			return Fetched{}, ctx.Err()
+		}
+		return Fetched{}, fmt.Errorf("chunk %s: every mirror failed: %s", ref.ID, err.Error())
+	}
 	launch(first, false)
 	var hedge <-chan time.Time
 	if s.opt.HedgeFraction > 0 {
