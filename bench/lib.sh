@@ -71,9 +71,9 @@ mount_loop() {
   mounts+=("$2")
 }
 
-umount_tracked() { # umount_tracked DIR (retries: a loop device detaches asynchronously)
+umount_tracked() { # umount_tracked DIR (retries for 20 s: a loop device detaches asynchronously, slowly on a loaded machine)
   local i
-  for i in $(seq 50); do
+  for i in $(seq 200); do
     umount "$1" 2>/dev/null && return 0
     sleep 0.1
   done
