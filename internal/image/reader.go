@@ -56,10 +56,13 @@ type StatsSnapshot struct {
 }
 
 type stream struct {
-	end    int64 // where the last read of the stream ended
-	window int64 // current read-ahead, doubling while the stream stays sequential
-	ahead  int64 // read-ahead has been started for the chunks before this offset
-	used   uint64
+	end     int64 // where the last read of the stream ended
+	window  int64 // current read-ahead, doubling while the stream stays sequential
+	ahead   int64 // read-ahead has been started for the chunks before this offset
+	limit   int64 // ... and should reach this offset
+	feeding bool  // a feeder goroutine is starting fetches up to limit
+	gen     uint64
+	used    uint64
 }
 
 // flight is one fetch, shared by everyone who wants that chunk at the same time. It is
@@ -193,7 +196,7 @@ func (r *Reader) view(ctx context.Context, off int64, n int, emit func(b []byte,
 		waits[i-first] = r.join(*e, false)
 		r.stats.Misses.Add(1)
 	}
-	r.readAhead(off, int64(n), last)
+	r.readAhead(off, int64(n))
 
 	done := 0
 	for i := first; i <= last; i++ {
@@ -312,14 +315,17 @@ func (r *Reader) fetch(ctx context.Context, e index.Entry, fl *flight) {
 
 // readAhead detects sequential streams (a read starting where an earlier one ended) and
 // fetches the chunks after the read in the background, doubling the window while the
-// stream stays sequential. It never blocks the read: when all prefetch slots are busy it
-// skips. Each stream remembers how far read-ahead got, so a read looks only at the chunks
-// its window newly covers, not at the whole window again.
-func (r *Reader) readAhead(off, n int64, last int) {
+// stream stays sequential. It never blocks the read: it moves the stream's target and, if
+// none runs, starts the stream's feeder, which starts the fetches, waiting for a free
+// prefetch slot whenever all are busy. (Starting only what free slots allowed at each read
+// left a stream of small chunks behind for good: a 1 MiB read of 28 KiB chunks needs more
+// fetches than there are slots.)
+func (r *Reader) readAhead(off, n int64) {
 	if r.opt.ReadAhead < 0 {
 		return
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.tick++
 	var s *stream
 	for i := range r.streams {
@@ -336,7 +342,7 @@ func (r *Reader) readAhead(off, n int64, last int) {
 				s = &r.streams[i]
 			}
 		}
-		*s = stream{}
+		*s = stream{gen: s.gen + 1} // its feeder, if any, sees the new generation and stops
 		// A large first read is most likely sequential already (the kernel sends large
 		// reads when its own read-ahead has grown, a loop-mounted filesystem when it
 		// reads a whole file): fetch as much again behind it. Small reads (metadata,
@@ -350,41 +356,42 @@ func (r *Reader) readAhead(off, n int64, last int) {
 		s.window = min(max(2*s.window, 2*n, 256<<10), r.opt.ReadAhead)
 	}
 	s.end, s.used = off+n, r.tick
-	window, ahead := s.window, s.ahead
-	r.mu.Unlock()
-	if window == 0 {
+	if s.window == 0 {
 		return
 	}
+	// The read itself fetches what it covers; read-ahead starts after it.
+	s.ahead = max(s.ahead, off+n)
+	s.limit = min(max(s.limit, off+n+s.window), r.ix.Size)
+	if !s.feeding && s.ahead < s.limit {
+		s.feeding = true
+		go r.feed(s, s.gen)
+	}
+}
+
+// feed starts the fetches of stream s (generation gen) from s.ahead up to s.limit, one
+// prefetch slot each, and stops when it gets there or the stream is replaced.
+func (r *Reader) feed(s *stream, gen uint64) {
 	entries := r.ix.Entries
-	limit := off + n + window
-	from := last + 1
-	if ahead > off+n && ahead < limit {
-		from = max(from, r.ix.Find(ahead))
-	} else if ahead >= limit {
-		return
-	}
-	reached := int64(-1)
-	for i := from; i < len(entries) && entries[i].Off < limit; i++ {
-		e := entries[i]
-		if !e.Zero && !r.cache.contains(e.ID) && !r.busy(e.ID) {
-			select {
-			case r.prefetchSlots <- struct{}{}:
-			default:
-				i = len(entries) // all slots busy: try again on the next read
-				continue
-			}
-			r.stats.Prefetches.Add(1)
-			fl := r.join(e, true)
-			go func() { <-fl.done; <-r.prefetchSlots }()
-		}
-		reached = e.End()
-	}
-	if reached > 0 {
+	for {
 		r.mu.Lock()
-		if s.used == r.tick || s.end == off+n { // still our stream
-			s.ahead = max(s.ahead, reached)
+		if s.gen != gen || s.ahead >= s.limit {
+			if s.gen == gen {
+				s.feeding = false
+			}
+			r.mu.Unlock()
+			return
 		}
+		i := r.ix.Find(s.ahead)
+		e := entries[i]
+		s.ahead = e.End()
 		r.mu.Unlock()
+		if e.Zero || r.cache.contains(e.ID) || r.busy(e.ID) {
+			continue
+		}
+		r.prefetchSlots <- struct{}{}
+		r.stats.Prefetches.Add(1)
+		fl := r.join(e, true)
+		go func() { <-fl.done; <-r.prefetchSlots }()
 	}
 }
 
