@@ -45,6 +45,15 @@ func (c *lru) contains(id chunk.ID) bool {
 	return ok
 }
 
+// demote makes id the first to go when room is needed.
+func (c *lru) demote(id chunk.ID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[id]; ok {
+		c.order.MoveToBack(e)
+	}
+}
+
 func (c *lru) add(id chunk.ID, data []byte) {
 	if int64(len(data)) > c.max {
 		return

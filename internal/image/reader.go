@@ -220,6 +220,14 @@ func (r *Reader) view(ctx context.Context, off int64, n int, emit func(b []byte,
 		}
 		emit(data[lo:lo+want], 0)
 		done += int(want)
+		if lo+want == int64(e.Len) && r.opt.ReadAhead >= 0 {
+			// Read to its end: the kernel now caches these bytes (the file is opened
+			// with FOPEN_KEEP_CACHE) and a sequential reader has moved on, so this chunk
+			// goes first when memory is needed, before chunks fetched ahead and not yet
+			// read. (With a 128 MiB cache and a 188 MiB ext4 tree read in jumps, plain
+			// LRU evicted read-ahead and fetched 7 % of the chunks twice.)
+			r.cache.demote(e.ID)
+		}
 	}
 	r.stats.ReadBytes.Add(int64(done))
 	return done, eof

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/chunk"
+	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/store"
 )
 
@@ -408,5 +409,55 @@ func TestWrongLengthFromFetcher(t *testing.T) {
 	r := NewReader(f.ix, shortFetcher{store.Verify(f.dir)}, Options{ReadAhead: -1})
 	if _, err := r.ReadAt(make([]byte, 100), off); !errors.Is(err, chunk.ErrCorrupt) {
 		t.Fatalf("fetcher returned half a chunk: %v; want ErrCorrupt", err)
+	}
+}
+
+// A chunk read to its end goes first when the cache needs room (the kernel keeps those
+// bytes); a chunk read only in part, or fetched ahead and not read yet, stays.
+func TestReadToEndIsEvictedFirst(t *testing.T) {
+	f := sharedFixture(t)
+	var e0, e1 *index.Entry
+	for i := range f.ix.Entries {
+		e := &f.ix.Entries[i]
+		if e.Zero || e.Len < 8192 {
+			continue
+		}
+		if e0 == nil {
+			e0 = e
+		} else if e.ID != e0.ID && e.Off > e0.End()+1<<20 { // far: not one stream
+			e1 = e
+			break
+		}
+	}
+	if e1 == nil {
+		t.Fatal("fixture has too few chunks")
+	}
+	r := NewReader(f.ix, store.Verify(f.dir), Options{ReadAhead: 1 << 20})
+	p := make([]byte, 4096)
+	if _, err := r.ReadAt(p, e1.Off); err != nil { // the first 4 KiB of e1
+		t.Fatal(err)
+	}
+	if _, err := r.ReadAt(p, e0.End()-4096); err != nil { // then the last 4 KiB of e0
+		t.Fatal(err)
+	}
+	r.cache.mu.Lock()
+	back := r.cache.order.Back().Value.(*lruItem).id
+	front := r.cache.order.Front().Value.(*lruItem).id
+	r.cache.mu.Unlock()
+	if back != e0.ID {
+		t.Errorf("the chunk read to its end is not the first to go")
+	}
+	if front != e1.ID {
+		t.Errorf("the chunk read in part is not the most recently used")
+	}
+
+	c := newLRU(300)
+	a, b, d := chunk.Sum([]byte("a")), chunk.Sum([]byte("b")), chunk.Sum([]byte("d"))
+	c.add(a, make([]byte, 100))
+	c.add(b, make([]byte, 100))
+	c.demote(b) // b read to its end: goes before a, older but not read yet
+	c.add(d, make([]byte, 150))
+	if c.contains(b) || !c.contains(a) || !c.contains(d) {
+		t.Errorf("after demoting b and adding d: a %v, b %v, d %v; want b dropped", c.contains(a), c.contains(b), c.contains(d))
 	}
 }
