@@ -214,8 +214,13 @@ func runVM(ctx context.Context, o vmOptions) error {
 		fmt.Fprintf(os.Stderr, "\nnowhere vm: /%s/ after %.1f s\n", re, at.Seconds())
 		if re == expect[0] && srv != nil && total > 0 {
 			c := srv.Counts()
-			fmt.Fprintf(os.Stderr, "booted from HTTP: fetched %.1f MB of %.1f MB in %.1f s (%d requests)\n",
-				float64(c.Bytes)/1e6, float64(total)/1e6, at.Seconds(), c.Requests)
+			if o.netboot { // the kernel and the initramfs came over HTTP too
+				fmt.Fprintf(os.Stderr, "booted from HTTP: fetched %.1f MB of %.1f MB in %.1f s (%d requests), and %.1f MB of kernel, initramfs and menu\n",
+					float64(c.ChunkBytes)/1e6, float64(total)/1e6, at.Seconds(), c.ChunkRequests, float64(c.Bytes-c.ChunkBytes)/1e6)
+			} else {
+				fmt.Fprintf(os.Stderr, "booted from HTTP: fetched %.1f MB of %.1f MB in %.1f s (%d requests)\n",
+					float64(c.Bytes)/1e6, float64(total)/1e6, at.Seconds(), c.Requests)
+			}
 		}
 	}
 	if o.timeout > 0 {
