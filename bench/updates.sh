@@ -6,6 +6,9 @@
 #   - full download:      extract v2 with nothing local
 #   - extract --seed v1:  extract v2 with the v1 image file as seed
 #   - mount --seed v1:    FUSE mount of v2 with the v1 image as seed, whole file read
+#   - mount --cache:      FUSE mount of v2 with the chunk cache a mount of v1 filled (v1
+#                         read whole first, not counted): what a machine with a cache
+#                         disk that ran v1 fetches for v2, no seed
 #   - diff's prediction:  nowhere diff v1 v2 (distinct chunks of v2 that v1 lacks)
 # against the floor: the files that changed between the trees, through zstd (level 3).
 # Usage: bench/updates.sh (as root, after bench/update-cost.sh built .cache/images-fs/ and
@@ -118,6 +121,17 @@ for f in ext4 squashfs; do
     "$nowhere" umount "$work/mnt"
   }
   run "mount --seed v1 --cache, whole file read" mountrun
+  # The cache path alone: v1 read whole through a mount fills the cache, then v2 is read.
+  "$nowhere" mount "$url/images/debian/1" "$work/mnt" --insecure --cache "$work/cache-only-$f" --daemon \
+    --log "$work/mount-v1.log" >/dev/null 2>"$work/mount-v1.err" || { cat "$work/mount-v1.err" "$work/mount-v1.log" >&2; exit 1; }
+  cmp "$work/mnt/debian.img" "$v1"
+  "$nowhere" umount "$work/mnt"
+  cacherun() {
+    "$nowhere" mount "$src" "$work/mnt" --insecure --cache "$work/cache-only-$f" --daemon --log "$work/mount.log" >/dev/null
+    cmp "$work/mnt/debian.img" "$v2"
+    "$nowhere" umount "$work/mnt"
+  }
+  run "mount --cache filled by v1 (no seed), whole file read" cacherun
   echo "| $f | diff v1 v2 (prediction) | $pc | $(mib "$pb") | | | | | |"
 done
 echo

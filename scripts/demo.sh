@@ -9,10 +9,14 @@
 #   5. nowhere vm: qemu boots it; the guest reaches only http://10.0.2.100/ = the store
 # The VM powers off by itself once the login prompt is up. To log in (root, no password):
 #   make demo DEMO_INTERACTIVE=1      (quit qemu with Ctrl-A X)
+# As a diskless machine (no -kernel: qemu's iPXE fetches the boot menu /boot.ipxe, whose
+# default entry fetches the kernel and initramfs over HTTP too):
+#   make demo DEMO_NETBOOT=1
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 interactive=${DEMO_INTERACTIVE:-0}
+netboot=${DEMO_NETBOOT:-0}
 [ "${1:-}" = "--interactive" ] && interactive=1
 scripts/install-deps.sh demo
 [ -x bin/nowhere ] || make -s build
@@ -32,6 +36,11 @@ bin/nowhere initramfs -o "$work/initrd.img" --modules "$kdir/modules" --key "$wo
 say "boot: qemu, the root streamed from the store over HTTP"
 args=(--kernel "$kdir/vmlinux" --initrd "$work/initrd.img" --store "$work/store" --image debian
       --expect 'login: *$')
+if [ "$netboot" = 1 ]; then
+  say "network boot: iPXE -> http://10.0.2.100/boot.ipxe -> kernel, initramfs, root over HTTP"
+  args=(--netboot --kernel "$kdir/vmlinuz" --initrd "$work/initrd.img" --store "$work/store" --image debian
+        --expect 'login: *$')
+fi
 if [ "$interactive" = 1 ]; then
   bin/nowhere vm "${args[@]}" --append "loglevel=4" --interactive --timeout 0
 else

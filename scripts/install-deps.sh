@@ -22,6 +22,8 @@ for w in "${want[@]}"; do
       need depmod kmod
       need qemu-system-x86_64 qemu-system-x86
       need busybox busybox-static
+      # The NICs' iPXE ROMs (efi-virtio.rom) for network boots (nowhere vm --netboot, TestNetBootMenu).
+      [ -e /usr/lib/ipxe/qemu/efi-virtio.rom ] || [ -e /usr/share/qemu/efi-virtio.rom ] || pkgs+=(ipxe-qemu)
       need debootstrap debootstrap
       need python3 python3
       need ip iproute2

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nowhere-boot/nowhere/internal/boot/vm"
+	"github.com/nowhere-boot/nowhere/internal/bootmenu"
 	"github.com/nowhere-boot/nowhere/internal/image"
 	"github.com/nowhere-boot/nowhere/internal/store"
 	"github.com/nowhere-boot/nowhere/internal/units"
@@ -31,6 +33,7 @@ type vmOptions struct {
 	expect                     []string
 	logFile                    string
 	quiet                      bool
+	netboot                    bool
 }
 
 func newVMCommand() *cobra.Command {
@@ -73,8 +76,7 @@ X MB of Y MB in Z s"). The VM stops when the guest powers off, or is killed afte
 	f.StringArrayVar(&o.expect, "expect", nil, "note when the console first shows this regular expression (repeatable)")
 	f.StringVar(&o.logFile, "log", "", "also write the console to this file")
 	f.BoolVar(&o.quiet, "quiet", false, "do not show the console (with --log, it is still written there)")
-	_ = cmd.MarkFlagRequired("kernel")
-	_ = cmd.MarkFlagRequired("initrd")
+	f.BoolVar(&o.netboot, "netboot", false, "boot like a diskless machine: the NIC's iPXE fetches http://10.0.2.100/boot.ipxe (with --store: served here, with --kernel (a bzImage) and --initrd; --image is the default entry)")
 	cmd.AddCommand(newVMRelayCommand())
 	return cmd
 }
@@ -106,7 +108,16 @@ func runVM(ctx context.Context, o vmOptions) error {
 	if o.image != "" && o.store == "" {
 		return errors.New("--image needs --store (with --forward, pass nowhere.image= in --append)")
 	}
+	if o.netboot && o.store == "" && o.forward == "" {
+		return errors.New("--netboot needs --store, or --forward to a nowhere serve that hands out /boot.ipxe")
+	}
 	for _, f := range []struct{ flag, path string }{{"--kernel", o.kernel}, {"--initrd", o.initrd}} {
+		if f.path == "" && o.netboot && o.forward != "" {
+			continue // the server hands them out
+		}
+		if f.path == "" {
+			return fmt.Errorf("%s is required", f.flag)
+		}
 		if _, err := os.Stat(f.path); err != nil {
 			return fmt.Errorf("%s: %w", f.flag, err)
 		}
@@ -118,6 +129,30 @@ func runVM(ctx context.Context, o vmOptions) error {
 	)
 	appendArgs := "panic=-1 " + o.appendArgs
 	switch {
+	case o.store != "" && o.netboot:
+		// The menu's entries carry the command line; the guest's kernel comes from iPXE.
+		menu := bootmenu.Options{Kernel: o.kernel, Initrd: o.initrd, Default: o.image,
+			Timeout: 2 * time.Second, Append: "console=ttyS0 " + appendArgs}
+		if o.cacheDisk != "" {
+			menu.Append += " nowhere.cache=/dev/vda"
+		}
+		if err := bootmenu.Check(o.store, menu); err != nil {
+			return err
+		}
+		var err error
+		srv, err = vm.ServeWith(o.store, "127.0.0.1:0", nil, func(h http.Handler) http.Handler {
+			return bootmenu.Handler(o.store, h, menu)
+		})
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		addr = srv.Addr
+		if o.image != "" {
+			if total, err = imageSize(ctx, o.store, o.image); err != nil {
+				return err
+			}
+		}
 	case o.store != "":
 		var err error
 		if srv, err = vm.Serve(o.store, nil); err != nil {
@@ -179,8 +214,13 @@ func runVM(ctx context.Context, o vmOptions) error {
 		fmt.Fprintf(os.Stderr, "\nnowhere vm: /%s/ after %.1f s\n", re, at.Seconds())
 		if re == expect[0] && srv != nil && total > 0 {
 			c := srv.Counts()
-			fmt.Fprintf(os.Stderr, "booted from HTTP: fetched %.1f MB of %.1f MB in %.1f s (%d requests)\n",
-				float64(c.Bytes)/1e6, float64(total)/1e6, at.Seconds(), c.Requests)
+			if o.netboot { // the kernel and the initramfs came over HTTP too
+				fmt.Fprintf(os.Stderr, "booted from HTTP: fetched %.1f MB of %.1f MB in %.1f s (%d requests), and %.1f MB of kernel, initramfs and menu\n",
+					float64(c.ChunkBytes)/1e6, float64(total)/1e6, at.Seconds(), c.ChunkRequests, float64(c.Bytes-c.ChunkBytes)/1e6)
+			} else {
+				fmt.Fprintf(os.Stderr, "booted from HTTP: fetched %.1f MB of %.1f MB in %.1f s (%d requests)\n",
+					float64(c.Bytes)/1e6, float64(total)/1e6, at.Seconds(), c.Requests)
+			}
 		}
 	}
 	if o.timeout > 0 {
@@ -197,8 +237,12 @@ func runVM(ctx context.Context, o vmOptions) error {
 		case <-ctx.Done():
 		}
 	}()
+	netboot := ""
+	if o.netboot {
+		netboot = vm.GuestURL + bootmenu.ScriptPath
+	}
 	res, err := vm.Run(ctx, vm.Config{
-		Kernel: o.kernel, Initrd: o.initrd, Append: appendArgs,
+		Kernel: o.kernel, Initrd: o.initrd, Append: appendArgs, NetBoot: netboot,
 		Memory: o.memory, CPUs: o.cpus, Accel: o.accel,
 		Relay: relay, Disks: disks,
 		Console: console, Interactive: o.interactive, Expect: expect, OnMatch: onMatch,

@@ -35,6 +35,12 @@ func Serve(dir string, logf func(string, ...any)) (*Server, error) {
 
 // ServeAt is Serve on a given address.
 func ServeAt(dir, addr string, logf func(string, ...any)) (*Server, error) {
+	return ServeWith(dir, addr, logf, nil)
+}
+
+// ServeWith is ServeAt with the store's handler wrapped by wrap (nil: as it is), for
+// servers that answer more than the store's files (the boot menu).
+func ServeWith(dir, addr string, logf func(string, ...any), wrap func(http.Handler) http.Handler) (*Server, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", dir, err)
@@ -46,6 +52,9 @@ func ServeAt(dir, addr string, logf func(string, ...any)) (*Server, error) {
 	}
 	s := &Server{Addr: ln.Addr().String()}
 	var h http.Handler = server.Handler(root)
+	if wrap != nil {
+		h = wrap(h)
+	}
 	if logf != nil {
 		h = server.AccessLog(h, logf)
 	}

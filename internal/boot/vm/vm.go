@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,12 @@ type Config struct {
 	// the connection on its stdin and stdout (nil: the guest reaches nothing at all).
 	Relay []string
 	Disks []string // raw disk images attached as virtio disks (/dev/vda, /dev/vdb, ...)
+	// NetBoot boots from the network like a diskless machine: no -kernel, no -initrd, the
+	// firmware's iPXE (the NIC's option ROM) asks DHCP for a boot file, and qemu's DHCP
+	// server answers NetBoot, a URL (for nowhere: http://10.0.2.100/boot.ipxe, the menu
+	// nowhere serve hands out). Kernel, Initrd and Append are then not used.
+	NetBoot string
+	ROMDir  string // where the NIC's iPXE option ROM is, for NetBoot (default: FindROMDir)
 
 	Console     io.Writer // the serial console goes here (and is matched)
 	Interactive bool      // connect the terminal to the console (Ctrl-A X quits)
@@ -64,10 +71,18 @@ func Args(cfg Config, accel string) []string {
 		"-nodefaults", "-no-user-config", "-no-reboot",
 		"-machine", "pc", "-accel", accel,
 		"-m", strconv.Itoa(cfg.Memory), "-smp", strconv.Itoa(cfg.CPUs),
-		"-kernel", cfg.Kernel, "-initrd", cfg.Initrd,
-		"-append", strings.TrimSpace("console=ttyS0 " + cfg.Append),
-		"-display", "none", "-vga", "none",
 	}
+	if cfg.NetBoot == "" {
+		a = append(a, "-kernel", cfg.Kernel, "-initrd", cfg.Initrd,
+			"-append", strings.TrimSpace("console=ttyS0 "+cfg.Append))
+	} else {
+		// qemu finds the NIC's ROM by its default name in the -L directories (a ROM given
+		// by path is not patched with the device's PCI IDs, and SeaBIOS then skips it).
+		// graphics=off: SeaBIOS and iPXE print on the serial console.
+		a[slices.Index(a, "pc")] = "pc,graphics=off"
+		a = append(a, "-L", cfg.ROMDir, "-L", "/usr/share/qemu", "-L", "/usr/share/seabios", "-boot", "order=n")
+	}
+	a = append(a, "-display", "none", "-vga", "none")
 	if cfg.Interactive {
 		a = append(a, "-serial", "mon:stdio") // the console, with the monitor behind Ctrl-A C
 	} else {
@@ -77,7 +92,12 @@ func Args(cfg Config, accel string) []string {
 	if len(cfg.Relay) > 0 {
 		netdev += ",guestfwd=tcp:" + GuestServer + ":80-cmd:" + strings.ReplaceAll(strings.Join(cfg.Relay, " "), ",", ",,")
 	}
-	a = append(a, "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=")
+	nic := "virtio-net-pci,netdev=n0,romfile=" // no option ROM: the kernel is given directly
+	if cfg.NetBoot != "" {
+		netdev += ",bootfile=" + strings.ReplaceAll(cfg.NetBoot, ",", ",,")
+		nic = "virtio-net-pci,netdev=n0,bootindex=1"
+	}
+	a = append(a, "-netdev", netdev, "-device", nic)
 	// Without RDRAND (qemu's TCG CPU) the kernel's RNG can take minutes to initialise,
 	// and DHCP (transaction IDs) and TLS wait for it.
 	a = append(a, "-device", "virtio-rng-pci")
@@ -98,7 +118,18 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.QEMU == "" {
 		cfg.QEMU = "qemu-system-x86_64"
 	}
-	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
+	files := []string{cfg.Kernel, cfg.Initrd}
+	if cfg.NetBoot != "" {
+		if cfg.ROMDir == "" {
+			dir, err := FindROMDir()
+			if err != nil {
+				return Result{}, err
+			}
+			cfg.ROMDir = dir
+		}
+		files = []string{cfg.ROMDir}
+	}
+	for _, f := range files {
 		if _, err := os.Stat(f); err != nil {
 			return Result{}, fmt.Errorf("vm: %w", err)
 		}
@@ -234,6 +265,20 @@ func ChooseAccel(want string) (accel, why string) {
 	}
 	f.Close()
 	return "kvm", ""
+}
+
+// ROMDirs are where Debian's ipxe-qemu package and qemu itself keep the NICs' iPXE ROMs.
+var ROMDirs = []string{"/usr/share/qemu", "/usr/lib/ipxe/qemu"}
+
+// FindROMDir returns the directory holding efi-virtio.rom, the virtio NIC's iPXE option
+// ROM by the name qemu looks for (BIOS and UEFI iPXE in one).
+func FindROMDir() (string, error) {
+	for _, d := range ROMDirs {
+		if _, err := os.Stat(d + "/efi-virtio.rom"); err == nil {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("vm: no iPXE ROM for virtio-net in %s (install ipxe-qemu: scripts/install-deps.sh)", strings.Join(ROMDirs, ", "))
 }
 
 type limitedWriter struct {

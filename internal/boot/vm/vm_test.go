@@ -104,3 +104,23 @@ func TestChooseAccelHonoursTheAskedOne(t *testing.T) {
 		}
 	}
 }
+
+// A network boot has no kernel of its own: the NIC's iPXE ROM boots what DHCP names.
+func TestArgsNetBoot(t *testing.T) {
+	a := strings.Join(Args(Config{Kernel: "vmlinux", Initrd: "initrd", Append: "quiet", Memory: 256, CPUs: 1,
+		NetBoot: "http://10.0.2.100/boot.ipxe", ROMDir: "/usr/lib/ipxe/qemu",
+		Relay: []string{"/usr/bin/nowhere", "vm", "relay", "127.0.0.1:8080"}}, "tcg"), " ")
+	for _, want := range []string{
+		"-boot order=n", "restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:/usr/bin/nowhere vm relay 127.0.0.1:8080,bootfile=http://10.0.2.100/boot.ipxe",
+		"-machine pc,graphics=off", "-L /usr/lib/ipxe/qemu", "virtio-net-pci,netdev=n0,bootindex=1",
+	} {
+		if !strings.Contains(a, want) {
+			t.Errorf("qemu args lack %q:\n%s", want, a)
+		}
+	}
+	for _, not := range []string{"-kernel", "-initrd", "-append", "romfile="} {
+		if strings.Contains(a, not) {
+			t.Errorf("a network boot passes %s:\n%s", not, a)
+		}
+	}
+}
