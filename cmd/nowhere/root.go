@@ -68,6 +68,7 @@ fetching only the chunks that are read.`,
 		newKeygenCommand(),
 		newInitramfsCommand(),
 		newVMCommand(),
+		newProfileCommand(),
 	)
 	return root
 }
