@@ -127,6 +127,7 @@ func TestMountPrefetchesTheProfileReadsFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := filepath.Join(dir, "store")
+	state := filepath.Join(dir, "trust-state") // this test's own rollback memory: it publishes versions 1 and 2
 	mustNowhere(t, "pack", imgFile, "--store", st, "--name", "disk", "--chunking", "fixed:64K", "--key", secretKey, "--progress", "never")
 	const K = 64 << 10
 	chunkOf := func(i int) []byte { return img[i*K : (i+1)*K] }
@@ -137,7 +138,7 @@ func TestMountPrefetchesTheProfileReadsFirst(t *testing.T) {
 		profiled = append(profiled, i)
 	}
 	profiled = append(profiled, 5)
-	rec := mountDaemon(t, st+"/images/disk", "disk", "--readahead", "0")
+	rec := mountDaemon(t, st+"/images/disk", "disk", "--readahead", "0", "--state", state)
 	for _, i := range profiled {
 		if err := preadDirect(rec.file, int64(i*K), chunkOf(i)); err != nil {
 			t.Fatal(err)
@@ -153,7 +154,7 @@ func TestMountPrefetchesTheProfileReadsFirst(t *testing.T) {
 	if !strings.Contains(out.stdout, "published disk version 2: version 1 with a profile of 21 chunks") {
 		t.Fatalf("apply: %s", out.stdout)
 	}
-	info := mustNowhere(t, "info", st+"/images/disk", "--key", publicKey).stdout
+	info := mustNowhere(t, "info", st+"/images/disk", "--key", publicKey, "--state", state).stdout
 	if !strings.Contains(info, "version:   2") || !strings.Contains(info, "profile:   21 chunks") || !strings.Contains(info, "verified") {
 		t.Fatalf("info after apply:\n%s", info)
 	}
@@ -172,7 +173,7 @@ func TestMountPrefetchesTheProfileReadsFirst(t *testing.T) {
 		}
 	}
 	srv := startGatedServer(t, st, hold)
-	m := mountDaemon(t, srv.url+"/images/disk", "disk", "--prefetch", "2", "--readahead", "0")
+	m := mountDaemon(t, srv.url+"/images/disk", "disk", "--prefetch", "2", "--readahead", "0", "--state", state)
 	profileRequests := func() (arrived int) {
 		for _, i := range profiled {
 			a, _ := srv.count(path(i))
