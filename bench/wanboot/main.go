@@ -84,8 +84,8 @@ func split(s string) []string {
 type setup struct {
 	config
 	initrd, store, store2005, pub, secret, state string
-	profileFile                                 string
-	ix                                          *index.Index // version 2: with the profile
+	profileFile                                  string
+	ix                                           *index.Index // version 2: with the profile
 }
 
 func run(c config) error {
