@@ -93,6 +93,9 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	o.sources.metrics = store.NewMetrics(reg)
 	img, err := openImageSource(ctx, src, &o.sources, &o.trust)
 	defer o.sources.close()
+	if err == nil {
+		err = o.sources.openSeeds(ctx, img.index)
+	}
 	if err != nil {
 		return notifyFailure(err)
 	}
