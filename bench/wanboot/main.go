@@ -44,6 +44,7 @@ import (
 
 type config struct {
 	bin, kernel, modules, image, work string
+	csv                               string // CSV rows of the medians (bench/results format)
 	scenarios, modes                  []string
 	runs, recordBoots                 int
 	timeout                           time.Duration
@@ -57,6 +58,7 @@ func main() {
 	flag.StringVar(&c.modules, "modules", "", "the kernel's modules (lib/modules/VERSION)")
 	flag.StringVar(&c.image, "image", "", "the Debian squashfs (scripts/mkimage-debian.sh v1)")
 	flag.StringVar(&c.work, "work", "", "work directory (kept; default: a new one under /tmp)")
+	flag.StringVar(&c.csv, "csv", "", "append the medians to this CSV file (date,suite,scenario,method,n,metric,value,unit; header if new)")
 	flag.StringVar(&scen, "scenarios", "local,1gbit-2ms,100mbit-40ms", "links: local or RATE-RTT")
 	flag.StringVar(&modes, "modes", "profile,noprofile,2005,fetch", "what to boot")
 	flag.IntVar(&c.runs, "runs", 3, "boots per scenario and mode")
@@ -146,7 +148,13 @@ func run(c config) error {
 			}
 		}
 	}
-	summarize(all, scenarios, s)
+	rows := summarize(all, scenarios, s)
+	if c.csv != "" {
+		if err := appendCSV(c.csv, rows); err != nil {
+			return err
+		}
+		fmt.Printf("# %d rows appended to %s\n", len(rows), c.csv)
+	}
 	return nil
 }
 
@@ -510,7 +518,8 @@ func rounds(reqs []request, rtt time.Duration) int {
 }
 
 // summarize prints medians per scenario and mode, the physical limit and the ratios.
-func summarize(all []result, scenarios []wan.Scenario, s *setup) {
+func summarize(all []result, scenarios []wan.Scenario, s *setup) []csvRow {
+	var rows []csvRow
 	type key struct{ sc, mode string }
 	groups := map[key][]result{}
 	for _, r := range all {
@@ -542,9 +551,11 @@ func summarize(all []result, scenarios []wan.Scenario, s *setup) {
 			if len(rs) == 0 {
 				continue
 			}
+			bytes, requests := med(rs, func(r result) float64 { return float64(r.Bytes) }), med(rs, func(r result) float64 { return float64(r.Requests) })
 			fmt.Printf("%-9s login %6.1f s  %7.1f MB  %5.0f requests  %5.0f rounds  coverage %s  (%d runs)\n", m, med(rs, login),
-				med(rs, func(r result) float64 { return float64(r.Bytes) })/1e6, med(rs, func(r result) float64 { return float64(r.Requests) }),
-				med(rs, func(r result) float64 { return float64(r.Rounds) }), pct(med(rs, func(r result) float64 { return r.Coverage })), len(rs))
+				bytes/1e6, requests, med(rs, func(r result) float64 { return float64(r.Rounds) }), pct(med(rs, func(r result) float64 { return r.Coverage })), len(rs))
+			rows = append(rows, csvRow{sc.Name, csvMethod(m), "login", med(rs, login), "s"},
+				csvRow{sc.Name, csvMethod(m), "bytes", bytes, "B"}, csvRow{sc.Name, csvMethod(m), "requests", requests, "1"})
 		}
 		if sc.Rate > 0 && localProfile > 0 && ws > 0 {
 			const unavoidable = 4 // TCP handshake, latest pointer, index, then the chunks: each waits for the one before
@@ -554,6 +565,7 @@ func summarize(all []result, scenarios []wan.Scenario, s *setup) {
 			d := med(groups[key{sc.Name, "fetch"}], login)
 			fmt.Printf("limit: local boot %.1f s + working set %.1f MB / %d Mbit/s + %d x %v = %.1f s (network part %.2f s)\n",
 				localProfile, ws/1e6, sc.Rate/1_000_000, unavoidable, sc.RTT, limit, net)
+			rows = append(rows, csvRow{sc.Name, "limit", "login", limit, "s"}, csvRow{sc.Name, "limit", "bytes", ws, "B"})
 			if a > 0 {
 				fmt.Printf("profile vs limit: %.2fx", a/limit)
 				if d > 0 {
@@ -568,4 +580,48 @@ func summarize(all []result, scenarios []wan.Scenario, s *setup) {
 			}
 		}
 	}
+	return rows
+}
+
+// csvRow is one figure in the shared results format of bench/results (suite boot, n 1).
+type csvRow struct {
+	scenario, method, metric string
+	value                    float64
+	unit                     string
+}
+
+// csvMethod names a mode as the results files do.
+func csvMethod(mode string) string {
+	if mode == "fetch" {
+		return "download"
+	}
+	return mode
+}
+
+// appendCSV appends rows to path, writing the header first if the file is new.
+func appendCSV(path string, rows []csvRow) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	if st, err := f.Stat(); err == nil && st.Size() == 0 {
+		b.WriteString("date,suite,scenario,method,n,metric,value,unit\n")
+	}
+	date := time.Now().UTC().Format("2006-01-02")
+	for _, r := range rows {
+		prec := 0 // bytes, requests: whole numbers
+		if r.unit == "s" {
+			prec = 2
+		}
+		fmt.Fprintf(&b, "%s,boot,%s,%s,1,%s,%s,%s\n", date, r.scenario, r.method, r.metric, strconv.FormatFloat(r.value, 'f', prec, 64), r.unit)
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
