@@ -8,7 +8,8 @@
 #   fetch      the whole image with one plain HTTP GET first (dracut root=live:http)
 # on the scenarios local (no limits), 1gbit-2ms and 100mbit-40ms. Needs root.
 # Usage: bench/wan-boot.sh          RUNS=3 SCENARIOS=100mbit-40ms MODES=profile,fetch bench/wan-boot.sh
-# WORK=DIR reuses a work directory (stores, initramfs, recorded profile) from an earlier run.
+# WORK=DIR reuses a work directory (stores, initramfs, recorded profile) from an earlier run;
+# SUMMARY=1 WORK=DIR boots nothing and summarizes every boot recorded there (several runs).
 # The medians are appended to bench/results/wanboot-DATE.csv (RESULTS=FILE to change), the
 # shared format date,suite,scenario,method,n,metric,value,unit (suite boot; methods profile,
 # noprofile, 2005, download, limit; metrics login s, bytes B, requests 1). The physical limit
@@ -21,5 +22,5 @@ kdir=$(scripts/fetch-kernel.sh)
 img=$(scripts/mkimage-debian.sh v1)
 exec go run ./bench/wanboot -bin "$top/bin/nowhere" -kernel "$kdir/vmlinux" -modules "$kdir/modules" -image "$img" \
   -runs "${RUNS:-3}" -scenarios "${SCENARIOS:-local,1gbit-2ms,100mbit-40ms}" -modes "${MODES:-profile,noprofile,2005,fetch}" \
-  ${WORK:+-work "$WORK"} -record-boots "${RECORD_BOOTS:-2}" \
+  ${WORK:+-work "$WORK"} -record-boots "${RECORD_BOOTS:-2}" ${SUMMARY:+-summary} \
   -csv "${RESULTS:-$top/bench/results/wanboot-$(date -u +%F).csv}"
