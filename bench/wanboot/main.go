@@ -46,8 +46,9 @@ type config struct {
 	bin, kernel, modules, image, work string
 	csv                               string // CSV rows of the medians (bench/results format)
 	scenarios, modes                  []string
-	runs, recordBoots                 int
+	runs, recordBoots, prefetch       int
 	summaryOnly                       bool // no boots: the medians of the work directory's results.jsonl
+	replay                            bool // no boots: replay a recorded boot's reads against a mount
 	timeout                           time.Duration
 }
 
@@ -63,8 +64,10 @@ func main() {
 	flag.StringVar(&scen, "scenarios", "local,1gbit-2ms,100mbit-40ms", "links: local or RATE-RTT")
 	flag.StringVar(&modes, "modes", "profile,noprofile,2005,fetch", "what to boot")
 	flag.IntVar(&c.runs, "runs", 3, "boots per scenario and mode")
+	flag.IntVar(&c.prefetch, "prefetch", 8, "profile: prefetch this many chunks at once (nowhere.prefetch=, mount --prefetch)")
 	flag.IntVar(&c.recordBoots, "record-boots", 2, "boots recorded and merged into the profile")
 	flag.BoolVar(&c.summaryOnly, "summary", false, "boot nothing: summarize every boot in the work directory's results.jsonl (runs of several invocations)")
+	flag.BoolVar(&c.replay, "replay", false, "boot nothing: replay a recorded boot's reads (a local noprofile boot's console in the work directory) against nowhere mount behind each link; suite boot-replay in the CSV")
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "kill a VM that runs longer")
 	flag.Parse()
 	c.scenarios, c.modes = split(scen), split(modes)
@@ -124,6 +127,19 @@ func run(c config) error {
 		return err
 	}
 	fmt.Printf("# wanboot %s, %d CPUs, work %s\n", time.Now().UTC().Format("2006-01-02T15:04Z"), numCPU(), c.work)
+	if c.replay {
+		rows, err := s.runReplays(scenarios)
+		if err != nil {
+			return err
+		}
+		if c.csv != "" {
+			if err := appendCSV(c.csv, "boot-replay", rows); err != nil {
+				return err
+			}
+			fmt.Printf("# %d rows appended to %s\n", len(rows), c.csv)
+		}
+		return nil
+	}
 	if err := s.recordProfile(); err != nil {
 		return err
 	}
@@ -155,7 +171,7 @@ func run(c config) error {
 	}
 	rows := summarize(all, scenarios, s)
 	if c.csv != "" {
-		if err := appendCSV(c.csv, rows); err != nil {
+		if err := appendCSV(c.csv, "boot", rows); err != nil {
 			return err
 		}
 		fmt.Printf("# %d rows appended to %s\n", len(rows), c.csv)
@@ -266,6 +282,14 @@ var modeArgs = map[string]struct {
 	"toram":     {false, "nowhere.image=http://10.0.2.100/images/debian/1 nowhere.toram"},
 }
 
+// prefetchArg sets the profile's prefetch parallelism when it is not the default (8).
+func prefetchArg(mode string, n int) string {
+	if mode != "profile" || n == 8 {
+		return ""
+	}
+	return " nowhere.prefetch=" + strconv.Itoa(n)
+}
+
 type result struct {
 	Scenario string  `json:"scenario"`
 	Mode     string  `json:"mode"`
@@ -333,7 +357,7 @@ func (s *setup) boot(sc wan.Scenario, mode string, runNo int) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout+time.Minute)
 	defer cancel()
 	cmd := p.Client.Command(ctx, s.bin, "vm", "--kernel", s.kernel, "--initrd", s.initrd, "--forward", proxy.Addr(),
-		"--append", "loglevel=4 demo.poweroff "+ma.args, "--expect", "login: *$", "--quiet", "--log", res.console,
+		"--append", "loglevel=4 demo.poweroff "+ma.args+prefetchArg(mode, s.prefetch), "--expect", "login: *$", "--quiet", "--log", res.console,
 		"--timeout", s.timeout.String())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -539,7 +563,7 @@ func (s *setup) summarizeFile(scenarios []wan.Scenario) error {
 	}
 	rows := summarize(all, scenarios, s)
 	if s.csv != "" {
-		if err := appendCSV(s.csv, rows); err != nil {
+		if err := appendCSV(s.csv, "boot", rows); err != nil {
 			return err
 		}
 		fmt.Printf("# %d rows appended to %s\n", len(rows), s.csv)
@@ -621,7 +645,7 @@ func summarize(all []result, scenarios []wan.Scenario, s *setup) []csvRow {
 	return rows
 }
 
-// csvRow is one figure in the shared results format of bench/results (suite boot, n 1).
+// csvRow is one figure in the shared results format of bench/results (n 1).
 type csvRow struct {
 	scenario, method, metric string
 	value                    float64
@@ -636,8 +660,8 @@ func csvMethod(mode string) string {
 	return mode
 }
 
-// appendCSV appends rows to path, writing the header first if the file is new.
-func appendCSV(path string, rows []csvRow) error {
+// appendCSV appends rows of suite to path, writing the header first if the file is new.
+func appendCSV(path, suite string, rows []csvRow) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -655,7 +679,7 @@ func appendCSV(path string, rows []csvRow) error {
 		if r.unit == "s" {
 			prec = 2
 		}
-		fmt.Fprintf(&b, "%s,boot,%s,%s,1,%s,%s,%s\n", date, r.scenario, r.method, r.metric, strconv.FormatFloat(r.value, 'f', prec, 64), r.unit)
+		fmt.Fprintf(&b, "%s,%s,%s,%s,1,%s,%s,%s\n", date, suite, r.scenario, r.method, r.metric, strconv.FormatFloat(r.value, 'f', prec, 64), r.unit)
 	}
 	if _, err := f.WriteString(b.String()); err != nil {
 		f.Close()
