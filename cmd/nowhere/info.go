@@ -53,6 +53,15 @@ func runInfo(ctx context.Context, src string, so *sourceOptions, t *trustOptions
 	fmt.Printf("stored:    %s compressed for %s of data (%.1f%%)\n", units.Bytes(st.StoredBytes), units.Bytes(st.DataBytes),
 		percent(st.StoredBytes, st.DataBytes))
 	fmt.Printf("index:     %s\n", units.Bytes(int64(len(img.file))))
+	if n := len(ix.Profile.Entries); n > 0 {
+		var b int64
+		for _, i := range ix.Profile.Entries {
+			b += int64(ix.Entries[i].Stored)
+		}
+		fmt.Printf("profile:   %d chunks (%s to fetch) from %d recorded boots\n", n, units.Bytes(b), ix.Profile.Boots)
+	} else {
+		fmt.Printf("profile:   none\n")
+	}
 	fmt.Printf("signed:    %s\n", signed)
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nowhere-boot/nowhere/internal/fusefs"
 	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/profile"
 	"github.com/nowhere-boot/nowhere/internal/store"
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
@@ -23,6 +24,8 @@ type mountOptions struct {
 	metrics   string
 	memCache  string
 	readAhead string
+	prefetch  int
+	parallel  int
 	daemon    bool
 	logFile   string
 	debug     bool
@@ -36,7 +39,10 @@ func newMountCommand() *cobra.Command {
 		Short: "Mount an image as a read-only file, fetching chunks on demand",
 		Long: `Mount exposes the image SOURCE (STORE/images/NAME[/VERSION], STORE being an http(s)
 URL or a directory) as MOUNTPOINT/NAME.img. A read fetches only the chunks it needs,
-verifies each against its name, and reads ahead on sequential access. The file can be
+verifies each against its name, and reads ahead on sequential access. When the index
+carries a boot profile, its chunks are fetched in the background from the start, reads
+always first (--prefetch). MOUNTPOINT/.profile lists the chunks read so far, in the order
+of their first read ('nowhere profile record'). The file can be
 loop-mounted like the original image. The index must be signed by a trusted key (--key)
 and pass the name, expiry and rollback checks (docs/security.md). Runs in the foreground
 until interrupted (then unmounts) unless --daemon is given.`,
@@ -59,6 +65,8 @@ until interrupted (then unmounts) unless --daemon is given.`,
 	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100)")
 	f.StringVar(&o.memCache, "mem-cache", "128M", "memory for verified chunks")
 	f.StringVar(&o.readAhead, "readahead", "8M", "most bytes fetched ahead of a sequential reader (0 disables)")
+	f.IntVar(&o.prefetch, "prefetch", 8, "fetch the chunks of the image's boot profile in the background, this many at once (0: do not)")
+	f.IntVar(&o.parallel, "parallel", 0, "fetch at most this many chunks at once, prefetches included (0: no limit; 1: one request at a time, as in 2005)")
 	f.BoolVar(&o.daemon, "daemon", false, "run in the background once mounted")
 	f.StringVar(&o.logFile, "log", "", "with --daemon: append messages to this file")
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
@@ -78,6 +86,9 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	if ra == 0 {
 		ra = -1
 	}
+	if o.prefetch < 0 || o.parallel < 0 {
+		return fmt.Errorf("--prefetch and --parallel take a number >= 0")
+	}
 	reg := prometheus.NewRegistry()
 	o.sources.metrics = store.NewMetrics(reg)
 	img, err := openImageSource(ctx, src, &o.sources, &o.trust)
@@ -88,7 +99,18 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	if err != nil {
 		return notifyFailure(err)
 	}
-	r := image.NewReader(img.index, o.sources.fetcher(), image.Options{CacheBytes: mem, ReadAhead: ra})
+	fetcher := store.Limit(o.sources.fetcher(), o.parallel)
+	var pf *profile.Prefetcher
+	if q := profile.Queue(img.index); len(q) > 0 && o.prefetch > 0 {
+		pf = profile.NewPrefetcher(fetcher, q, profile.Options{Parallel: o.prefetch, Budget: mem})
+		fetcher = pf
+	}
+	r := image.NewReader(img.index, fetcher, image.Options{CacheBytes: mem, ReadAhead: ra})
+	if pf != nil {
+		pf.Start() // before the mount is up: the first reads find their chunks on the way
+		defer pf.Close()
+	}
+	rec := profile.NewRecorder(img.index)
 	registerReaderMetrics(reg, r)
 	if o.metrics != "" {
 		addr, err := serveMetrics(o.metrics, reg)
@@ -97,11 +119,12 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 		}
 		logf("metrics at http://%s/metrics", addr)
 	}
-	status := &mountStatus{img: img, reader: r, sources: &o.sources, started: time.Now()}
+	status := &mountStatus{img: img, reader: r, sources: &o.sources, started: time.Now(), prefetch: pf, rec: rec}
 	name := img.index.Name + ".img"
 	files := []fusefs.File{
-		{Name: name, Content: r},
+		{Name: name, Content: profile.Record(r, rec)},
 		{Name: statusName, Content: statusFile{status.report}, Live: true},
+		{Name: profileName, Content: statusFile{func() []byte { return rec.Trace().Encode() }}, Live: true},
 	}
 	// Catch signals before mounting: a SIGTERM that arrived after the mount came up but
 	// before this would kill the process and leave a dead mount behind.

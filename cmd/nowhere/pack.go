@@ -14,6 +14,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/mkfs"
 	"github.com/nowhere-boot/nowhere/internal/pack"
+	"github.com/nowhere-boot/nowhere/internal/profile"
 	"github.com/nowhere-boot/nowhere/internal/store"
 	"github.com/nowhere-boot/nowhere/internal/trust"
 	"github.com/nowhere-boot/nowhere/internal/units"
@@ -31,6 +32,7 @@ type packOptions struct {
 	fromDir  string
 	fs       string
 	saveAs   string
+	profiles []string
 }
 
 // chunkingAuto is the default --chunking: cut at file-data boundaries read from a known
@@ -83,6 +85,7 @@ filesystem's own metadata, so an update re-downloads little more than the change
 	f.IntVar(&o.workers, "workers", 0, "parallel hash/compress workers (default: number of CPUs)")
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto (on a terminal), always or never")
 	f.StringVar(&o.key, "key", "", "sign with this minisign secret key file (clients refuse unsigned images by default)")
+	f.StringArrayVar(&o.profiles, "profile", nil, "put this boot profile (nowhere profile record) in the index; repeatable: the boots are merged")
 	f.StringVar(&o.password, "password-file", "", "the secret key's password is the first line of this file (default: asked on the terminal)")
 	_ = cmd.MarkFlagRequired("store")
 	_ = cmd.MarkFlagRequired("name")
@@ -150,6 +153,22 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 		}
 		signer = k
 	}
+	var boots *profile.Trace
+	if len(o.profiles) > 0 { // read before packing: a bad file must fail in a second
+		trs, err := loadTraces(o.profiles)
+		if err != nil {
+			return fmt.Errorf("--profile: %w", err)
+		}
+		boots = profile.Merge(trs...)
+	}
+	var applied profile.ApplyResult
+	finish := func(ix *index.Index) error {
+		if boots != nil {
+			applied = profile.Apply(ix, boots)
+			ix.Profile = applied.Profile
+		}
+		return nil
+	}
 	in, size, err := openImage(image)
 	if err != nil {
 		return err
@@ -172,7 +191,8 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 	res, err := pack.Run(ctx, in, w, pack.Options{
 		Name: o.name, Spec: spec, Expires: expires, Workers: o.workers,
 		Progress: bar.Set, Signer: signer, FSAware: fsAware,
-		Warn: func(msg string) { logf("warning: %s: %s", image, msg) },
+		Warn:   func(msg string) { logf("warning: %s: %s", image, msg) },
+		Finish: finish,
 	})
 	bar.Finish()
 	if err != nil {
@@ -189,6 +209,13 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 	fmt.Printf("  bytes:  %s read, %s stored\n", units.Bytes(res.Read), units.Bytes(res.Stored))
 	fmt.Printf("  time:   %s (%s)\n", res.Elapsed.Round(time.Millisecond), units.Rate(res.Read, res.Elapsed))
 	fmt.Printf("  index:  %s/%s\n", o.store, store.IndexPath(ix.Name, ix.Version))
+	if boots != nil {
+		fmt.Printf("  profile: %d chunks from %d boots", len(ix.Profile.Entries), ix.Profile.Boots)
+		if applied.Missing > 0 {
+			fmt.Printf(" (%d chunks of the profile are not in this image: left out)", applied.Missing)
+		}
+		fmt.Println()
+	}
 	if k, ok := signer.(*trust.SecretKey); ok {
 		fmt.Printf("  signed: by key %s (check with: minisign -Vm %s/%s -P %s)\n", k.ID(), o.store, store.IndexPath(ix.Name, ix.Version), k.Public())
 	} else {

@@ -73,6 +73,7 @@ fetching only the chunks that are read.`,
 		newKeygenCommand(),
 		newInitramfsCommand(),
 		newVMCommand(),
+		newProfileCommand(),
 	)
 	return root
 }

@@ -16,12 +16,17 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/profile"
 	"github.com/nowhere-boot/nowhere/internal/store"
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
 // statusName is the file a mount serves beside the image with its current status.
 const statusName = ".status"
+
+// profileName is the file a mount serves beside the image with the chunks read so far, in
+// the order of their first read (a profile trace: nowhere profile record).
+const profileName = ".profile"
 
 func newStatusCommand() *cobra.Command {
 	return &cobra.Command{
@@ -51,10 +56,12 @@ func runStatus(mnt string) error {
 
 // mountStatus renders what a mount knows about itself.
 type mountStatus struct {
-	img     *openedImage
-	reader  *image.Reader
-	sources *sourceOptions
-	started time.Time
+	img      *openedImage
+	reader   *image.Reader
+	sources  *sourceOptions
+	started  time.Time
+	prefetch *profile.Prefetcher // nil: no profile, or --prefetch 0
+	rec      *profile.Recorder
 }
 
 func (s *mountStatus) report() []byte {
@@ -65,6 +72,27 @@ func (s *mountStatus) report() []byte {
 		time.Since(s.started).Round(time.Second))
 	fmt.Fprintf(&b, "reads:   %d (%s), %d waiting, %d failed; %d chunks fetched (%s)\n", st.Reads,
 		units.Bytes(st.ReadBytes), st.Waiting, st.Errors, st.Fetches, units.Bytes(st.FetchedBytes))
+	if p := s.prefetch; p != nil {
+		ps := p.Stats()
+		state := "running"
+		if ps.Finished {
+			state = "done"
+		}
+		fmt.Fprintf(&b, "profile: %d chunks, %s: %d prefetched (%s) in %s, %d in flight, %s held; reads: %d prefetched, %d joined a prefetch, %d early, %d outside the profile\n",
+			ps.Queued, state, ps.Done, units.Bytes(ps.Bytes), ps.Elapsed.Round(time.Millisecond), ps.Started-ps.Done-ps.Failed, units.Bytes(ps.Held),
+			ps.Hits, ps.Joined, ps.Early, ps.Outside)
+	} else if n := len(ix.Profile.Entries); n > 0 {
+		fmt.Fprintf(&b, "profile: %d chunks, not prefetched (--prefetch 0)\n", n)
+	}
+	if s.rec != nil {
+		read := s.rec.Trace()
+		line := fmt.Sprintf("read:    %d chunks (%s)", len(read.Items), units.Bytes(read.Bytes()))
+		if len(ix.Profile.Entries) > 0 {
+			c := profile.Measure(profile.FromIndex(ix), read)
+			line += fmt.Sprintf(", %.1f%% of them in the profile", 100*c.Fraction())
+		}
+		b.WriteString(line + "\n")
+	}
 	if c := s.sources.cache; c != nil {
 		cs := c.Stats()
 		quota := "no limit"

@@ -74,6 +74,7 @@ func Init(version string) {
 	featuresLoaded := loadModules()
 	spec := rootd.Spec{Image: cfg.Image, Mirrors: cfg.Mirrors, Proxy: cfg.Proxy, Insecure: cfg.Insecure,
 		Mountpoint: fuseDir, Debug: cfg.Debug, MemCache: memCache(), ReadAhead: readAhead(cfg.ReadAhead),
+		Prefetch: prefetch(cfg.Prefetch), Parallel: cfg.Parallel, RecordProfile: cfg.RecordProfile,
 		StateFile: memStateDir + "/" + trust.StateFileName}
 	for _, k := range keys {
 		spec.Keys = append(spec.Keys, k.String())
@@ -91,14 +92,18 @@ func Init(version string) {
 	}
 
 	<-featuresLoaded // FUSE, loop and the filesystems
-	d := retry("start the root daemon", func() (*rootd.Process, error) {
-		return rootd.Start(mustExecutable(), spec, os.Stderr)
-	})
-	log.Printf("root daemon pid %d serves %s version %d (%s) from %s", d.Pid, d.Ready.Name, d.Ready.Version,
-		units.Bytes(d.Ready.Size), d.Ready.Store)
-
-	file := d.Ready.File
-	if cfg.ToRAM {
+	var file string
+	if cfg.Fetch != "" { // the download-first baseline: no daemon, no store
+		file = retry("download the image", func() (string, error) { return fetchImage(cfg.Fetch, spec.DNS, cfg.Proxy) })
+	} else {
+		d := retry("start the root daemon", func() (*rootd.Process, error) {
+			return rootd.Start(mustExecutable(), spec, os.Stderr)
+		})
+		log.Printf("root daemon pid %d serves %s version %d (%s) from %s", d.Pid, d.Ready.Name, d.Ready.Version,
+			units.Bytes(d.Ready.Size), d.Ready.Store)
+		file = d.Ready.File
+	}
+	if cfg.ToRAM && cfg.Fetch == "" {
 		file = retry("copy the image into memory", func() (string, error) { return copyToRAM(file) })
 	}
 	fstype := retry("mount the image", func() (string, error) { return mountImage(file) })
@@ -394,6 +399,18 @@ func readAhead(v int64) int64 {
 	}
 	return v
 }
+
+// prefetch maps the command line's value (negative: not given) to the daemon's.
+func prefetch(v int) int {
+	if v < 0 {
+		return defaultPrefetch
+	}
+	return v
+}
+
+// defaultPrefetch fills a 100 Mbit/s link 40 ms away with 64 KiB chunks (bandwidth × delay
+// = 500 KB): more only queues behind the link and delays the reads that miss the profile.
+const defaultPrefetch = 8
 
 // defaultReadAhead is none: a boot's reads jump around, and read-ahead fetched 1.5 to 1.6
 // times the bytes for no gain in time (docs/benchmarks.md, Boot). Sequential readers

@@ -25,8 +25,9 @@ const (
 	// MaxSignature bounds the signature block.
 	MaxSignature = 64 << 10
 
-	sectionHeader = 1
-	sectionChunks = 2
+	sectionHeader  = 1
+	sectionChunks  = 2
+	sectionProfile = 3 // optional: written without the critical flag
 	// criticalFlag marks a section a reader must understand to use the index.
 	criticalFlag = 1
 
@@ -91,6 +92,16 @@ func Encode(ix *Index) ([]byte, error) {
 		t = append(t, e.ID[:]...)
 	}
 	writeSection(&body, sectionChunks, criticalFlag, t)
+	if len(ix.Profile.Entries) > 0 {
+		p := make([]byte, 0, 8+4*len(ix.Profile.Entries))
+		p = le.AppendUint32(p, ix.Profile.Boots)
+		p = le.AppendUint32(p, uint32(len(ix.Profile.Entries)))
+		for _, i := range ix.Profile.Entries {
+			p = le.AppendUint32(p, uint32(i))
+		}
+		// Not critical: a reader that does not know profiles boots without prefetching.
+		writeSection(&body, sectionProfile, 0, p)
+	}
 	if body.Len() > MaxBody {
 		return nil, fmt.Errorf("index for %q: %d entries exceed the format's limit", ix.Name, len(ix.Entries))
 	}
@@ -194,7 +205,7 @@ func Decode(file []byte) (*Index, error) {
 	if sigLen > 0 {
 		ix.Signature = append([]byte(nil), rest[4:]...)
 	}
-	var haveHeader, haveChunks bool
+	var haveHeader, haveChunks, haveProfile bool
 	for len(body) > 0 {
 		if len(body) < 16 {
 			return bad("truncated section header")
@@ -222,6 +233,14 @@ func Decode(file []byte) (*Index, error) {
 			haveChunks = true
 			if err := ix.decodeChunks(payload); err != nil {
 				return bad("chunk table: %v", err)
+			}
+		case sectionProfile:
+			if haveProfile {
+				return bad("two profile sections")
+			}
+			haveProfile = true
+			if err := ix.decodeProfile(payload); err != nil {
+				return bad("profile: %v", err)
 			}
 		default:
 			if flags&criticalFlag != 0 {
@@ -294,6 +313,27 @@ func (ix *Index) decodeChunks(p []byte) error {
 	return nil
 }
 
+func (ix *Index) decodeProfile(p []byte) error {
+	le := binary.LittleEndian
+	if len(p) < 8 {
+		return fmt.Errorf("%d bytes, want at least 8", len(p))
+	}
+	boots, count := le.Uint32(p), le.Uint32(p[4:])
+	p = p[8:]
+	// Checked before allocating, like the chunk table.
+	if uint64(count)*4 != uint64(len(p)) {
+		return fmt.Errorf("%d entries declared, %d bytes of entries present", count, len(p))
+	}
+	if count == 0 {
+		return fmt.Errorf("no entries (an index without a profile has no profile section)")
+	}
+	ix.Profile = Profile{Boots: boots, Entries: make([]int, count)}
+	for i := range ix.Profile.Entries {
+		ix.Profile.Entries[i] = int(le.Uint32(p[4*i:]))
+	}
+	return nil
+}
+
 // check enforces the rules every index obeys: entries cover [0, Size) in order without
 // gaps, data chunks are within chunk.MaxSize, zero runs carry no ID.
 func (ix *Index) check() error {
@@ -315,6 +355,28 @@ func (ix *Index) check() error {
 	}
 	if off != ix.Size {
 		return fmt.Errorf("entries cover %d bytes, image size is %d", off, ix.Size)
+	}
+	return ix.Profile.check(ix.Entries)
+}
+
+// check enforces the profile's rules: every item names a data entry of the chunk table,
+// once.
+func (p Profile) check(entries []Entry) error {
+	if len(p.Entries) > len(entries) {
+		return fmt.Errorf("profile: %d entries for a chunk table of %d", len(p.Entries), len(entries))
+	}
+	seen := make(map[int]struct{}, len(p.Entries))
+	for k, i := range p.Entries {
+		switch {
+		case i < 0 || i >= len(entries):
+			return fmt.Errorf("profile item %d: entry %d is not in the chunk table (%d entries)", k, i, len(entries))
+		case entries[i].Zero:
+			return fmt.Errorf("profile item %d: entry %d is a zero run", k, i)
+		}
+		if _, dup := seen[i]; dup {
+			return fmt.Errorf("profile item %d: entry %d listed twice", k, i)
+		}
+		seen[i] = struct{}{}
 	}
 	return nil
 }

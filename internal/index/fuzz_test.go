@@ -97,6 +97,7 @@ func indexSeeds() []seed {
 		Chunking: chunk.Params{Kind: chunk.KindFixed, Min: 512, Avg: 512, Max: 512, Align: 512}}
 	secs := sectionsOf(small)
 	withOptional := build([]rawSection{secs[0], {50, 0, []byte("optional")}, secs[1]})
+	profiled := withProfile(sampleIndex(11))
 	return []seed{
 		{"small", enc(small)},
 		{"signed", enc(signed)},
@@ -105,12 +106,14 @@ func indexSeeds() []seed {
 		{"one", enc(one)},
 		{"medium", enc(sampleIndex(60))},
 		{"optional-section", withOptional},
+		{"profile", enc(profiled)},
 		// Bodies in stored (uncompressed) zstd blocks without a checksum: mutations of these
 		// reach the section and entry decoding instead of failing in zstd.
 		{"uncompressed-frame", fileOf(1, rawFrame(bodyOf(sectionsOf(one))), nil)},
 		{"uncompressed-small", fileOf(1, rawFrame(bodyOf(secs)), nil)},
 		{"uncompressed-signed", fileOf(1, rawFrame(bodyOf(sectionsOf(signed))), signed.Signature)},
 		{"uncompressed-zeros", fileOf(1, rawFrame(bodyOf(sectionsOf(zeros))), nil)},
+		{"uncompressed-profile", fileOf(1, rawFrame(bodyOf(sectionsOf(profiled))), nil)},
 		{"uncompressed-optional", fileOf(1, rawFrame(bodyOf([]rawSection{{50, 0, []byte("optional")}, secs[0], secs[1]})), nil)},
 		{"truncated", enc(small)[:40]},
 		{"count-huge", build([]rawSection{secs[0], {2, 1, []byte{0, 0, 0, 0, 0, 0, 0, 0x10}}})},

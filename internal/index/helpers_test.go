@@ -95,10 +95,39 @@ func chunksPayload(count uint64, entries []Entry) []byte {
 }
 
 func sectionsOf(ix *Index) []rawSection {
-	return []rawSection{
+	secs := []rawSection{
 		{1, 1, headerPayload(ix)},
 		{2, 1, chunksPayload(uint64(len(ix.Entries)), ix.Entries)},
 	}
+	if len(ix.Profile.Entries) > 0 {
+		secs = append(secs, rawSection{3, 0, profilePayload(ix.Profile.Boots, uint32(len(ix.Profile.Entries)), ix.Profile.Entries)})
+	}
+	return secs
+}
+
+// profilePayload is a profile section's payload (docs/format.md 3.5): boots, count, then
+// one u32 entry index per item.
+func profilePayload(boots, count uint32, entries []int) []byte {
+	le := binary.LittleEndian
+	b := le.AppendUint32(nil, boots)
+	b = le.AppendUint32(b, count)
+	for _, i := range entries {
+		b = le.AppendUint32(b, uint32(i))
+	}
+	return b
+}
+
+// withProfile returns a copy of ix whose profile lists its data entries in reverse order
+// (a boot reading the end of the image first), every other one.
+func withProfile(ix *Index) *Index {
+	c := *ix
+	c.Profile = Profile{Boots: 3}
+	for i := len(ix.Entries) - 1; i >= 0; i-- {
+		if !ix.Entries[i].Zero && i%2 == 0 {
+			c.Profile.Entries = append(c.Profile.Entries, i)
+		}
+	}
+	return &c
 }
 
 func bodyOf(secs []rawSection) []byte {

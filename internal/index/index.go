@@ -32,12 +32,21 @@ type Index struct {
 	Size     int64
 	Chunking chunk.Params
 	Entries  []Entry
+	// Profile is the order in which recorded boots first read the image (optional): what
+	// a client prefetches at start (internal/profile).
+	Profile Profile
 
 	// Signature is the signature block as stored (empty when unsigned). Signing and
 	// verification live in a separate package; the format only carries the bytes.
 	Signature []byte
 	// Signed is the part of the encoded file the signature covers (set by Decode).
 	Signed []byte
+}
+
+// Profile lists data entries in the order recorded boots first read them.
+type Profile struct {
+	Boots   uint32 // how many recorded boots were merged into it (informational)
+	Entries []int  // indexes into Index.Entries, each a data entry, each at most once
 }
 
 // Find returns the index of the entry containing image offset off (0 <= off < Size).

@@ -32,6 +32,9 @@ type Options struct {
 	Signer   Signer           // signs the index and the latest pointer; nil: unsigned
 	FSAware  bool             // cut at file-data boundaries when r is a known filesystem (chunker.go)
 	Warn     func(msg string) // told when FSAware cannot be honoured for a broken image
+	// Finish makes last changes to the index before it is encoded, signed and published
+	// (pack --profile adds a boot profile).
+	Finish func(ix *index.Index) error
 }
 
 // Result is what a pack did.
@@ -224,6 +227,11 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 	ix := &index.Index{
 		Name: opt.Name, Version: version, Created: created.UTC().Truncate(time.Second),
 		Expires: opt.Expires, Size: size, Chunking: ck.Params(), Entries: entries,
+	}
+	if opt.Finish != nil {
+		if err := opt.Finish(ix); err != nil {
+			return nil, err
+		}
 	}
 	file, err := index.Encode(ix)
 	if err != nil {

@@ -36,6 +36,20 @@ type Config struct {
 	// ReadAhead is the most bytes the root daemon fetches ahead of a sequential reader
 	// (-1 = the default, 0 = none).
 	ReadAhead int64
+	// Prefetch is how many chunks of the image's boot profile the root daemon fetches at
+	// once in the background (-1 = the default, 0 = none).
+	Prefetch int
+	// Parallel bounds the root daemon's chunk fetches in flight (0 = no bound; 1 = one at
+	// a time, the 2005 baseline of the boot benchmark).
+	Parallel int
+	// RecordProfile makes the root daemon print the chunks it serves on the console, in
+	// the order of their first read (nowhere profile record --console).
+	RecordProfile bool
+	// Fetch downloads the whole image file from this URL with one plain HTTP GET into
+	// memory and boots from the copy, without nowhere's store (what dracut's
+	// root=live:http and live-boot's fetch= do: the download-first baseline). Nothing is
+	// verified, so it needs Insecure.
+	Fetch string
 	// Keys are publisher keys to trust besides those baked into the initramfs: minisign
 	// public keys, base64 (the second line of a .pub file).
 	Keys []string
@@ -179,6 +193,44 @@ var keys = map[string]key{
 		c.ReadAhead = n
 		return nil
 	}},
+	"nowhere.prefetch": {set: func(c *Config, v string, _ bool) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 256 {
+			return errors.New("want a number of chunks from 0 (no prefetching) to 256")
+		}
+		c.Prefetch = n
+		return nil
+	}},
+	"nowhere.parallel": {set: func(c *Config, v string, _ bool) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 1024 {
+			return errors.New("want a number of fetches from 0 (no bound) to 1024")
+		}
+		c.Parallel = n
+		return nil
+	}},
+	"nowhere.profile": {set: func(c *Config, v string, _ bool) error {
+		switch v {
+		case "record":
+			c.RecordProfile = true
+		case "off":
+			c.RecordProfile = false
+		default:
+			return errors.New("want record or off")
+		}
+		return nil
+	}},
+	"nowhere.fetch": {set: func(c *Config, v string, _ bool) error {
+		if v == "" || v == "none" {
+			c.Fetch = ""
+			return nil
+		}
+		if err := checkFileURL(v); err != nil {
+			return err
+		}
+		c.Fetch = v
+		return nil
+	}},
 	"nowhere.key": {repeat: true, reset: func(c *Config) { c.Keys = nil }, set: func(c *Config, v string, _ bool) error {
 		k, err := trust.ParsePublicKey([]byte(v))
 		if err != nil || strings.ContainsFunc(v, badRune) {
@@ -223,7 +275,7 @@ var keys = map[string]key{
 
 // Defaults returns the configuration before any command line: DHCP and a tmpfs overlay.
 func Defaults() Config {
-	return Config{IP: IP{DHCP: true}, Overlay: "tmpfs", ReadAhead: -1}
+	return Config{IP: IP{DHCP: true}, Overlay: "tmpfs", ReadAhead: -1, Prefetch: -1}
 }
 
 // Layer is one source of parameters, named for error messages.
@@ -279,6 +331,12 @@ func Parse(layers ...Layer) (Config, error) {
 
 // CheckBootable reports what is missing for a boot: the image.
 func (c Config) CheckBootable() error {
+	if c.Fetch != "" {
+		if !c.Insecure {
+			return errors.New("nowhere.fetch= downloads an image nothing verifies: it needs nowhere.insecure (it is the download-first baseline of the boot benchmark; boot signed images with nowhere.image=)")
+		}
+		return nil
+	}
 	if c.Image == "" {
 		return errors.New("no image to boot: give nowhere.image=http://SERVER/PATH/images/NAME on the kernel command line, or bake one in with `nowhere initramfs --image`")
 	}
@@ -319,6 +377,18 @@ func (c Config) Encode() string {
 	}
 	if c.ReadAhead >= 0 {
 		add("nowhere.readahead", strconv.FormatInt(c.ReadAhead, 10))
+	}
+	if c.Prefetch >= 0 {
+		add("nowhere.prefetch", strconv.Itoa(c.Prefetch))
+	}
+	if c.Parallel > 0 {
+		add("nowhere.parallel", strconv.Itoa(c.Parallel))
+	}
+	if c.RecordProfile {
+		add("nowhere.profile", "record")
+	}
+	if c.Fetch != "" {
+		add("nowhere.fetch", c.Fetch)
 	}
 	for _, k := range c.Keys {
 		add("nowhere.key", k)
@@ -418,6 +488,24 @@ func checkStoreURL(v string) error {
 	}
 	if strings.Contains(u.Path+"/", "/images/") {
 		return errors.New("give the store's base URL, without /images/...")
+	}
+	return nil
+}
+
+// checkFileURL accepts the URL of a file: http or https, a host, a path, nothing else.
+func checkFileURL(v string) error {
+	if strings.ContainsFunc(v, badRune) {
+		return errors.New("contains spaces or control characters")
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" || u.Path == "" || strings.HasSuffix(u.Path, "/") {
+		return errors.New("want the http:// or https:// URL of an image file")
+	}
+	if u.User != nil || u.Fragment != "" {
+		return errors.New("a file URL has no user or fragment")
+	}
+	if _, err := strconv.Atoi(u.Port()); u.Port() != "" && err != nil {
+		return fmt.Errorf("port %q is not a number", u.Port())
 	}
 	return nil
 }

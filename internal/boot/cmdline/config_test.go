@@ -24,7 +24,8 @@ func TestSplitFollowsTheKernelsQuoting(t *testing.T) {
 func TestParseReadsEveryKey(t *testing.T) {
 	c, err := Parse(Layer{"kernel command line", `console=ttyS0 nowhere.image=http://10.0.2.100:8080/s/images/debian/3
 		nowhere.mirror=http://a.example/s nowhere.mirror=https://b.example nowhere.ip=10.0.0.5/24,10.0.0.1,10.0.0.53
-		nowhere.cache=/dev/vdb nowhere.overlay=/dev/vdc nowhere.debug nowhere.toram nowhere.readahead=512K init=/lib/systemd/systemd -- emergency`})
+		nowhere.cache=/dev/vdb nowhere.overlay=/dev/vdc nowhere.debug nowhere.toram nowhere.readahead=512K init=/lib/systemd/systemd
+		nowhere.prefetch=16 nowhere.parallel=1 nowhere.profile=record nowhere.fetch=http://10.0.2.100/debian.squashfs -- emergency`})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,8 +38,9 @@ func TestParseReadsEveryKey(t *testing.T) {
 		Debug:     true,
 		ToRAM:     true,
 		ReadAhead: 512 << 10,
-		Init:      "/lib/systemd/systemd",
-		InitArgs:  []string{"emergency"},
+		Prefetch:  16, Parallel: 1, RecordProfile: true, Fetch: "http://10.0.2.100/debian.squashfs",
+		Init:     "/lib/systemd/systemd",
+		InitArgs: []string{"emergency"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -90,11 +92,25 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.IP.DHCP || c.Overlay != "tmpfs" || c.Debug || c.Image != "" || c.ReadAhead != -1 {
+	if !c.IP.DHCP || c.Overlay != "tmpfs" || c.Debug || c.Image != "" || c.ReadAhead != -1 || c.Prefetch != -1 || c.Parallel != 0 || c.RecordProfile || c.Fetch != "" {
 		t.Errorf("defaults: %+v", c)
 	}
 	if err := c.CheckBootable(); err == nil || !strings.Contains(err.Error(), "nowhere.image=") {
 		t.Errorf("CheckBootable without an image = %v, want a hint naming nowhere.image", err)
+	}
+}
+
+func TestFetchNeedsInsecure(t *testing.T) {
+	c, err := Parse(Layer{"k", "nowhere.fetch=http://10.0.2.100/debian.squashfs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckBootable(); err == nil || !strings.Contains(err.Error(), "nowhere.insecure") {
+		t.Errorf("fetch without insecure: %v, want a refusal naming nowhere.insecure", err)
+	}
+	c.Insecure = true
+	if err := c.CheckBootable(); err != nil {
+		t.Errorf("fetch with insecure (no nowhere.image): %v", err)
 	}
 }
 
@@ -131,6 +147,13 @@ func TestParseRejectsBadValuesNamingThem(t *testing.T) {
 		{"nowhere.proxy=socks5://p:1080", "proxy URL"},
 		{"nowhere.proxy=http://p:3128/path", "no path"},
 		{"nowhere.proxy=http://p:x/", "proxy URL"},
+		{"nowhere.prefetch=-1", "from 0"},
+		{"nowhere.prefetch=many", "from 0"},
+		{"nowhere.parallel=2000", "from 0"},
+		{"nowhere.profile=yes", "record or off"},
+		{"nowhere.fetch=ftp://x/a.img", "URL of an image file"},
+		{"nowhere.fetch=http://x/", "URL of an image file"},
+		{"nowhere.fetch=http://u:p@x/a", "no user"},
 	} {
 		_, err := Parse(Layer{"kernel command line", tc.line})
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "kernel command line") {

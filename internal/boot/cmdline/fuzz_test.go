@@ -17,6 +17,7 @@ func FuzzParse(f *testing.F) {
 		"nowhere.ip=fd00::5/64,fd00::1 nowhere.overlay=tmpfs init=/sbin/init",
 		`"nowhere.image=http://a b/images/x"`,
 		"nowhere.key=RWSkFGlbLEyM3S0mochr89AkGTTdLUAvL69uA4V7UzJMYfosEw7I4v2j nowhere.insecure=0 nowhere.proxy=http://p:3128",
+		"nowhere.prefetch=0 nowhere.parallel=1 nowhere.profile=record nowhere.fetch=http://10.0.2.100/d.squashfs nowhere.insecure",
 	} {
 		f.Add(s)
 	}

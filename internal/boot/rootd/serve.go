@@ -9,10 +9,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/boot/bootlog"
 	"github.com/nowhere-boot/nowhere/internal/fusefs"
 	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/index"
+	"github.com/nowhere-boot/nowhere/internal/profile"
+	"github.com/nowhere-boot/nowhere/internal/store"
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
@@ -33,14 +37,15 @@ func Main() {
 		fail(err)
 	}
 	log.SetDebug(spec.Debug)
-	r, rd, err := open(spec, log)
+	img, rd, err := open(spec, log)
 	if err != nil {
 		fail(err)
 	}
 	if err := os.MkdirAll(spec.Mountpoint, 0o755); err != nil {
 		fail(err)
 	}
-	srv, err := fusefs.Mount(spec.Mountpoint, []fusefs.File{{Name: filepath.Base(rd.File), Content: r}}, fusefs.Options{
+	img.start(spec, log)
+	srv, err := fusefs.Mount(spec.Mountpoint, []fusefs.File{{Name: filepath.Base(rd.File), Content: img.content}}, fusefs.Options{
 		FsName: spec.Image, Strict: true, Log: log.Printf,
 	})
 	if err != nil {
@@ -50,7 +55,7 @@ func Main() {
 	fmt.Fprintf(ready, "ok %s\n", msg)
 	ready.Close()
 	log.Printf("serving %s version %d (%s) from %s as %s", rd.Name, rd.Version, units.Bytes(rd.Size), rd.Store, rd.File)
-	go reportOnSignal(r, log)
+	go reportOnSignal(img, log)
 	srv.Wait()
 	log.Printf("FUSE mount %s ended", spec.Mountpoint)
 }
@@ -78,9 +83,19 @@ func becomeRootDaemon(log *bootlog.Log) {
 	_, _ = x509.SystemCertPool()
 }
 
+// served is the image as the daemon serves it: the reader, the boot profile's prefetcher
+// (nil without one), and the recorder that notes each chunk's first read.
+type served struct {
+	ix       *index.Index
+	reader   *image.Reader
+	prefetch *profile.Prefetcher
+	rec      *profile.Recorder
+	content  *profile.Recording
+}
+
 // open gathers the sources, loads the index (waiting until a mirror serves one the
 // verifier accepts) and returns the image reader.
-func open(spec Spec, log *bootlog.Log) (*image.Reader, Ready, error) {
+func open(spec Spec, log *bootlog.Log) (*served, Ready, error) {
 	loc, err := image.ParseLocation(spec.Image)
 	if err != nil {
 		return nil, Ready{}, err
@@ -96,21 +111,84 @@ func open(spec Spec, log *bootlog.Log) (*image.Reader, Ready, error) {
 	ix := loadIndex(src.store, loc, v, log)
 	from := src.servedBy()
 	src.learn(log)
-	r := image.NewReader(ix, src.fetch, image.Options{CacheBytes: spec.MemCache, ReadAhead: spec.ReadAhead})
+	fetch := store.Limit(src.fetch, spec.Parallel)
+	img := &served{ix: ix, rec: profile.NewRecorder(ix)}
+	if q := profile.Queue(ix); len(q) > 0 && spec.Prefetch > 0 {
+		img.prefetch = profile.NewPrefetcher(fetch, q, profile.Options{Parallel: spec.Prefetch, Budget: spec.MemCache})
+		fetch = img.prefetch
+	}
+	img.reader = image.NewReader(ix, fetch, image.Options{CacheBytes: spec.MemCache, ReadAhead: spec.ReadAhead})
+	img.content = profile.Record(img.reader, img.rec)
 	rd := Ready{
 		Name: ix.Name, Version: ix.Version, Size: ix.Size, Store: from,
 		File: filepath.Join(spec.Mountpoint, ix.Name+".img"),
 	}
-	return r, rd, nil
+	return img, rd, nil
+}
+
+// start begins prefetching the boot profile (logging when it is done) and, with
+// nowhere.profile=record, printing the chunks read.
+func (img *served) start(spec Spec, log *bootlog.Log) {
+	if p := img.prefetch; p != nil {
+		p.Start()
+		log.Printf("prefetching the boot profile: %d chunks, %d at a time", len(img.ix.Profile.Entries), spec.Prefetch)
+		go func() {
+			<-p.Done()
+			s := p.Stats()
+			log.Printf("prefetched %d chunks (%s) in %.2f s; reads so far: %d prefetched, %d waited for a prefetch, %d early, %d outside the profile",
+				s.Done, units.Bytes(s.Bytes), s.Elapsed.Seconds(), s.Hits, s.Joined, s.Early, s.Outside)
+		}()
+	} else if n := len(img.ix.Profile.Entries); n > 0 {
+		log.Printf("the index has a boot profile of %d chunks: not prefetched (nowhere.prefetch=0)", n)
+	}
+	if spec.RecordProfile {
+		go printProfile(img, log, recordFor)
+	}
+}
+
+// recordFor bounds a recording: a boot is long done by then.
+const recordFor = 10 * time.Minute
+
+// printProfile prints the chunks read, in the order of their first read, as console lines
+// (profile.ConsoleLines), a few at a time, until d has passed.
+func printProfile(img *served, log *bootlog.Log, d time.Duration) {
+	log.Printf("recording the boot profile on the console for %s (nowhere.profile=record)", d)
+	end := time.After(d)
+	printed := 0
+	for {
+		entries, more := img.rec.Since(printed)
+		for _, l := range profile.ConsoleLines(img.ix.Name, img.ix.Version, printed, entries) {
+			log.Printf("%s", l)
+		}
+		printed += len(entries)
+		select {
+		case <-more:
+			time.Sleep(250 * time.Millisecond) // gather a line's worth
+		case <-end:
+			img.rec.Stop()
+			entries, _ := img.rec.Since(printed)
+			for _, l := range profile.ConsoleLines(img.ix.Name, img.ix.Version, printed, entries) {
+				log.Printf("%s", l)
+			}
+			log.Printf("profile recording ended after %s: %d chunks", d, printed+len(entries))
+			return
+		}
+	}
 }
 
 // reportOnSignal prints the reader's counters on SIGUSR1 (kill -USR1 $(pgrep -x
 // nowhere-root)).
-func reportOnSignal(r *image.Reader, log *bootlog.Log) {
+func reportOnSignal(img *served, log *bootlog.Log) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGUSR1)
 	for range ch {
-		log.Printf("%s", Stats(r.Snapshot()))
+		log.Printf("%s", Stats(img.reader.Snapshot()))
+		if p := img.prefetch; p != nil {
+			s := p.Stats()
+			c := profile.Measure(profile.FromIndex(img.ix), img.rec.Trace())
+			log.Printf("profile chunks=%d prefetched=%d prefetched_bytes=%d hits=%d joined=%d early=%d outside=%d coverage=%.3f",
+				s.Queued, s.Done, s.Bytes, s.Hits, s.Joined, s.Early, s.Outside, c.Fraction())
+		}
 	}
 }
 

@@ -35,7 +35,7 @@ const startupProbe = 5 * time.Second
 // return an error and go on). A mirror that serves a corrupt chunk is demoted and the
 // read carries on from the others; the set logs each demotion with the mirror's URL.
 func openSources(storeURL string, spec Spec, log *bootlog.Log) (*sources, error) {
-	client, err := newHTTPClient(spec.DNS, spec.Proxy)
+	client, err := NewHTTPClient(spec.DNS, spec.Proxy)
 	if err != nil {
 		return nil, err
 	}
@@ -104,12 +104,12 @@ func (a *answered) last() string {
 	return a.from
 }
 
-// newHTTPClient returns the client for the mirrors. Host names are resolved with the name
+// NewHTTPClient returns the client for the mirrors. Host names are resolved with the name
 // servers the network configuration gave, asked directly: the daemon must not read
 // /etc/resolv.conf or /etc/hosts, which are gone from its root after switch_root (and the
 // root it serves is never its to read). proxy, when set, carries every request
 // (nowhere.proxy=); otherwise HTTP_PROXY, HTTPS_PROXY and NO_PROXY from the environment do.
-func newHTTPClient(dns []string, proxy string) (*http.Client, error) {
+func NewHTTPClient(dns []string, proxy string) (*http.Client, error) {
 	t := store.NewTransport()
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	if len(dns) > 0 {

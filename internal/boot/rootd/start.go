@@ -48,8 +48,16 @@ type Spec struct {
 	CacheQuota int64  `json:"cache_quota,omitempty"`
 	MemCache   int64  `json:"mem_cache"`  // bytes of verified chunks kept in memory
 	ReadAhead  int64  `json:"read_ahead"` // most bytes fetched ahead of a sequential reader
-	Mountpoint string `json:"mountpoint"`
-	Debug      bool   `json:"debug"`
+	// Prefetch is how many chunks of the index's boot profile are fetched at once in the
+	// background (0: none).
+	Prefetch int `json:"prefetch,omitempty"`
+	// Parallel bounds chunk fetches in flight (0: no bound).
+	Parallel int `json:"parallel,omitempty"`
+	// RecordProfile prints the chunks served, in the order of their first read, on the
+	// console (nowhere.profile=record).
+	RecordProfile bool   `json:"record_profile,omitempty"`
+	Mountpoint    string `json:"mountpoint"`
+	Debug         bool   `json:"debug"`
 }
 
 // Ready is what the daemon reports once the image file is served.
