@@ -1,0 +1,241 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/chunk"
+	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/index"
+	"github.com/nowhere-boot/nowhere/internal/pack"
+	"github.com/nowhere-boot/nowhere/internal/server"
+	"github.com/nowhere-boot/nowhere/internal/store"
+)
+
+// testStore packs size bytes of seeded random data into a store directory.
+func testStore(t *testing.T, size int) (string, *index.Index, []byte) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(uint64(size), 3))
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(rng.Uint32() >> 28) // compressible, all different chunks
+	}
+	dir := filepath.Join(t.TempDir(), "store")
+	w, err := store.CreateDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	spec, _ := chunk.ParseSpec("cdc:16K:32K:64K")
+	res, err := pack.Run(context.Background(), bytes.NewReader(data), w, pack.Options{Name: "test", Spec: spec, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, res.Index, data
+}
+
+// origin serves a store and counts chunk requests per path.
+type origin struct {
+	*httptest.Server
+	mu    sync.Mutex
+	paths map[string]int
+	total atomic.Int64
+}
+
+func startOrigin(t *testing.T, dir string, delay time.Duration) *origin {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	o := &origin{paths: map[string]int{}}
+	h := server.Handler(root)
+	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/chunks/") {
+			o.mu.Lock()
+			o.paths[r.URL.Path]++
+			o.mu.Unlock()
+			o.total.Add(1)
+			time.Sleep(delay) // a distant origin
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(o.Close)
+	return o
+}
+
+type client struct {
+	set   *store.MirrorSet
+	cache *store.DiskCache
+	node  *Node
+}
+
+func newClient(t *testing.T, originURL string, ix *index.Index, share string, peers []string) *client {
+	t.Helper()
+	st, err := store.NewHTTP(originURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := store.NewMirrorSet([]store.Store{st}, store.MirrorOptions{HedgeFraction: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { set.Close() })
+	cache, err := store.OpenDiskCache(t.TempDir(), 0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	node, err := Start(Config{Set: set, Cache: cache, Index: ix, Share: share, Peers: peers, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	return &client{set, cache, node}
+}
+
+func readAll(t *testing.T, ix *index.Index, f store.Fetcher) [32]byte {
+	t.Helper()
+	r := image.NewReader(ix, f, image.Options{ReadAhead: -1})
+	b, err := io.ReadAll(io.NewSectionReader(r, 0, ix.Size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+func get(t *testing.T, u string, header ...string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// The share serves cached chunks and nothing else from the cache directory: not the
+// index copies, not the rollback state, not paths that try to leave.
+func TestShareServesChunksOnly(t *testing.T) {
+	dir, ix, data := testStore(t, 1<<20)
+	o := startOrigin(t, dir, 0)
+	c := newClient(t, o.URL, ix, "127.0.0.1:0", nil)
+	if sum := readAll(t, ix, c.node); sum != sha256.Sum256(data) {
+		t.Fatal("wrong content")
+	}
+	cacheDir := c.cache.Dir().Path()
+	os.MkdirAll(filepath.Join(cacheDir, "images/test"), 0o755)
+	os.WriteFile(filepath.Join(cacheDir, "images/test/latest"), []byte("secret pointer"), 0o644)
+	os.WriteFile(filepath.Join(cacheDir, "trust-state"), []byte("nowhere-trust-state 1\n"), 0o644)
+	base := c.node.URL()
+	if base == "" {
+		t.Fatal("a node sharing on 127.0.0.1 does not know its URL")
+	}
+	id := ix.Entries[0].ID
+	if code, b := get(t, base+"/"+store.ChunkPath(id)); code != 200 || len(b) != int(ix.Entries[0].Stored) {
+		t.Errorf("cached chunk: %d, %d bytes", code, len(b))
+	}
+	up := "/chunks/" + strings.ToUpper(id.String()[:4]) + "/" + strings.ToUpper(id.String()) + ".cacnk"
+	for _, p := range []string{
+		"/images/test/latest", "/trust-state", "/", "/chunks/", "/chunks/../trust-state",
+		"/chunks/" + id.String()[:4] + "/../../trust-state", up,
+		"/chunks/ffff/" + id.String() + ".cacnk", "/" + store.ChunkPath(id) + "x",
+	} {
+		if code, b := get(t, base+p); code != 404 || bytes.Contains(b, []byte("secret")) {
+			t.Errorf("GET %s: %d %q, want 404", p, code, b)
+		}
+	}
+	// A chunk that is not cached: 404 unless asked to fetch; then fetched (it is this
+	// image's) and served.
+	c.cache.Prune(0)
+	before := o.total.Load()
+	if code, _ := get(t, base+"/"+store.ChunkPath(id)); code != 404 {
+		t.Errorf("uncached chunk: %d, want 404", code)
+	}
+	if code, b := get(t, base+"/"+store.ChunkPath(id), store.PeerFetchHeader, "1"); code != 200 || len(b) != int(ix.Entries[0].Stored) {
+		t.Errorf("fetch-through: %d, %d bytes", code, len(b))
+	}
+	if o.total.Load() != before+1 {
+		t.Errorf("fetch-through cost the origin %d requests, want 1", o.total.Load()-before)
+	}
+	// Not a chunk of this image: never fetched for anyone.
+	other := chunk.Sum([]byte("not in the image"))
+	if code, _ := get(t, base+"/"+store.ChunkPath(other), store.PeerFetchHeader, "1"); code != 404 {
+		t.Errorf("fetch-through of a foreign chunk: %d, want 404", code)
+	}
+	if o.total.Load() != before+1 {
+		t.Error("a foreign chunk was asked of the origin")
+	}
+}
+
+// Three clients reading the same image at the same moment, each naming the others as
+// peers: each chunk's home fetches it once for all, so the origin serves each chunk
+// about once instead of three times, and every client reads the right bytes.
+func TestHomesFetchEachChunkOnce(t *testing.T) {
+	dir, ix, data := testStore(t, 4<<20)
+	o := startOrigin(t, dir, 5*time.Millisecond)
+	var clients []*client
+	var urls []string
+	for range 3 {
+		c := newClient(t, o.URL, ix, "127.0.0.1:0", nil)
+		clients = append(clients, c)
+		urls = append(urls, c.node.URL())
+	}
+	for i, c := range clients {
+		for j, u := range urls {
+			if i != j {
+				c.node.addPeer(u, true)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	sums := make([][32]byte, len(clients))
+	for i, c := range clients {
+		wg.Add(1)
+		go func() { defer wg.Done(); sums[i] = readAll(t, ix, c.node) }()
+	}
+	wg.Wait()
+	for i, s := range sums {
+		if s != sha256.Sum256(data) {
+			t.Errorf("client %d read wrong content", i)
+		}
+	}
+	unique := ix.Stats().Unique
+	o.mu.Lock()
+	distinct, twice := len(o.paths), 0
+	for _, n := range o.paths {
+		if n > 1 {
+			twice++
+		}
+	}
+	o.mu.Unlock()
+	total := o.total.Load()
+	t.Logf("%d chunks; origin: %d requests, %d distinct, %d more than once", unique, total, distinct, twice)
+	if distinct != unique || float64(total) > 1.05*float64(unique) {
+		t.Errorf("origin served %d requests for %d chunks (%d distinct): want each about once, not once per client", total, unique, distinct)
+	}
+	var homeHits int64
+	for _, c := range clients {
+		homeHits += c.node.Stats().HomeHits.Load()
+	}
+	if homeHits < int64(unique) {
+		t.Errorf("%d chunks came from their home peer, want at least %d (two thirds of 3 × %d)", homeHits, unique, unique)
+	}
+}
