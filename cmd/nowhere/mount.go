@@ -27,6 +27,7 @@ type mountOptions struct {
 	logFile   string
 	debug     bool
 	trust     trustOptions
+	share     shareOptions
 }
 
 func newMountCommand() *cobra.Command {
@@ -43,6 +44,7 @@ until interrupted (then unmounts) unless --daemon is given.`,
 		Example: `  nowhere mount http://127.0.0.1:8080/images/debian /mnt/nowhere --key publisher.pub
   nowhere mount ./store/images/debian/3 /mnt/nowhere --cache /var/cache/nowhere --daemon
   nowhere mount http://a.example/images/debian /mnt/nowhere --mirror http://b.example --metrics 127.0.0.1:9100
+  nowhere mount http://a.example/images/debian /mnt/nowhere --cache /var/cache/nowhere --share 192.168.1.20:7780
   mount -o loop,ro /mnt/nowhere/debian.img /mnt/root`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -63,6 +65,7 @@ until interrupted (then unmounts) unless --daemon is given.`,
 	f.StringVar(&o.logFile, "log", "", "with --daemon: append messages to this file")
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
 	o.trust.addFlags(f)
+	o.share.addFlags(f)
 	return cmd
 }
 
@@ -85,7 +88,12 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	if err != nil {
 		return notifyFailure(err)
 	}
-	r := image.NewReader(img.index, o.sources.fetcher(), image.Options{CacheBytes: mem, ReadAhead: ra})
+	fetcher, err := o.share.start(img, &o.sources)
+	defer o.share.close()
+	if err != nil {
+		return notifyFailure(err)
+	}
+	r := image.NewReader(img.index, fetcher, image.Options{CacheBytes: mem, ReadAhead: ra})
 	registerReaderMetrics(reg, r)
 	if o.metrics != "" {
 		addr, err := serveMetrics(o.metrics, reg)
