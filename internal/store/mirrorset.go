@@ -265,6 +265,9 @@ func (s *MirrorSet) hedgeDelay(m *mirror, size int) time.Duration {
 	if !ok {
 		d = 4 * m.est.expected(size)
 	}
+	if m.peer {
+		return max(3*d, peerHedgeMin)
+	}
 	return max(d, s.opt.HedgeMin)
 }
 

@@ -159,8 +159,8 @@ func (s *MirrorSet) FetchFromPeer(ctx context.Context, name string, ref chunk.Re
 
 // choosePeer returns the peer to ask for a chunk of size bytes before the mirrors, or
 // nil: the up peer, not tried yet, with the largest expected saving (hit ratio × time
-// from the best mirror − time from the peer), if any saves time. nil too once a peer was
-// tried in this round.
+// from the best mirror − time from the idle peer), if any saves time. nil too once a
+// peer was tried in this round.
 func (s *MirrorSet) choosePeer(size int, tried []*mirror) *mirror {
 	if slices.ContainsFunc(tried, func(m *mirror) bool { return m.peer }) {
 		return nil
@@ -173,10 +173,19 @@ func (s *MirrorSet) choosePeer(size int, tried []*mirror) *mirror {
 		cost time.Duration
 	}
 	var peers []peerCand
+	mirrorMeasured := false
 	for _, m := range s.snapshot() {
 		m.mu.Lock()
 		up := m.state == stateUp
+		if !m.peer && up && m.est.throughput > 0 {
+			mirrorMeasured = true
+		}
 		cost := m.est.expectedWith(size, m.inflight)
+		if m.peer {
+			// A peer's queue is not held against it: it is asked to take load off the
+			// mirrors, and a LAN peer's queue drains far faster than a mirror's link.
+			cost = m.est.expected(size)
+		}
 		hit := m.hit
 		m.mu.Unlock()
 		if !up {
@@ -194,6 +203,16 @@ func (s *MirrorSet) choosePeer(size int, tried []*mirror) *mirror {
 		// Every mirror is down: a peer is worth a try whatever its ratio.
 		bestMirror = time.Duration(1 << 62)
 	}
+	if !mirrorMeasured {
+		// Until a mirror has shown its throughput on a real chunk, its estimate is a
+		// guess; the LAN is asked first, which is what peers are for.
+		for _, p := range peers {
+			if p.hit >= peerHitPrior/4 && (best == nil || p.hit > bestSaving) {
+				best, bestSaving = p.m, p.hit
+			}
+		}
+		return best
+	}
 	for _, p := range peers {
 		saving := p.hit*bestMirror.Seconds() - p.cost.Seconds()
 		if saving > bestSaving {
@@ -202,3 +221,8 @@ func (s *MirrorSet) choosePeer(size int, tried []*mirror) *mirror {
 	}
 	return best
 }
+
+// peerHedgeMin is the least a request to a peer runs before it is hedged to a mirror: a
+// peer serves from its cache in milliseconds, and a hedge costs the mirrors what the
+// peer was asked to save them, so only a peer in real trouble is hedged.
+const peerHedgeMin = 100 * time.Millisecond

@@ -134,8 +134,9 @@ func TestCorruptPeerIsDemotedHard(t *testing.T) {
 	if log.find("peer "+bad.URL(), "served a corrupt chunk", "demoted hard") == "" {
 		t.Errorf("no demotion line for the peer:\n%s", &log)
 	}
-	if n := bad.requests.Load(); n > 3 {
-		t.Errorf("the bad peer was asked %d times; want it dropped after its first lie", n)
+	// Requests already in flight when the first lie is caught still count; none after.
+	if n, refs := bad.requests.Load(), len(refsOf(ix)); n > int64(refs)/4 {
+		t.Errorf("the bad peer was asked %d times for %d chunks; want it dropped after its first lie", n, refs)
 	}
 }
 
