@@ -96,7 +96,8 @@ func open(spec Spec, log *bootlog.Log) (*image.Reader, Ready, error) {
 	ix := loadIndex(src.store, loc, v, log)
 	from := src.servedBy()
 	src.learn(log)
-	r := image.NewReader(ix, src.fetch, image.Options{CacheBytes: spec.MemCache, ReadAhead: spec.ReadAhead})
+	fetch := joinLAN(spec, src, ix, log)
+	r := image.NewReader(ix, fetch, image.Options{CacheBytes: spec.MemCache, ReadAhead: spec.ReadAhead})
 	rd := Ready{
 		Name: ix.Name, Version: ix.Version, Size: ix.Size, Store: from,
 		File: filepath.Join(spec.Mountpoint, ix.Name+".img"),

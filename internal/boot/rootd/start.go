@@ -46,10 +46,14 @@ type Spec struct {
 	// (0: no limit).
 	CacheDir   string `json:"cache_dir,omitempty"`
 	CacheQuota int64  `json:"cache_quota,omitempty"`
-	MemCache   int64  `json:"mem_cache"`  // bytes of verified chunks kept in memory
-	ReadAhead  int64  `json:"read_ahead"` // most bytes fetched ahead of a sequential reader
-	Mountpoint string `json:"mountpoint"`
-	Debug      bool   `json:"debug"`
+	// Share is the address the chunk cache is served to LAN peers on ("" = not shared);
+	// Peers are LAN peers named on the command line (internal/peer).
+	Share      string   `json:"share,omitempty"`
+	Peers      []string `json:"peers,omitempty"`
+	MemCache   int64    `json:"mem_cache"`  // bytes of verified chunks kept in memory
+	ReadAhead  int64    `json:"read_ahead"` // most bytes fetched ahead of a sequential reader
+	Mountpoint string   `json:"mountpoint"`
+	Debug      bool     `json:"debug"`
 }
 
 // Ready is what the daemon reports once the image file is served.
