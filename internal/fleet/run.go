@@ -1,0 +1,90 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Fleet is N clients started at the same moment.
+type Fleet struct {
+	N        int
+	Template Client // every client is this one with its own cache directory
+	WorkDir  string // the clients' caches go in WorkDir/client-I
+	Peers    bool   // clients share their caches (Template.Share is the address, IP:0)
+}
+
+// Result sums up a fleet run.
+type Result struct {
+	Times         []time.Duration // per client, sorted
+	Failed        int
+	FirstErr      string
+	FromPeers     int64
+	FromOrigin    int64 // received from the mirror (the origin, or the proxy in front of it)
+	P50, P99, Max time.Duration
+}
+
+// Run starts every client, releases them at once, and waits for all.
+func (f Fleet) Run(ctx context.Context) (Result, error) {
+	if f.N <= 0 || f.Template.Trace == nil {
+		return Result{}, fmt.Errorf("fleet: no clients or no trace")
+	}
+	start := make(chan struct{})
+	outs := make([]Outcome, f.N)
+	closers := make([]func(), f.N)
+	var wg, ready sync.WaitGroup
+	ready.Add(f.N)
+	for i := range f.N {
+		c := f.Template
+		c.CacheDir = filepath.Join(f.WorkDir, fmt.Sprintf("client-%d", i))
+		if err := os.MkdirAll(c.CacheDir, 0o755); err != nil {
+			return Result{}, err
+		}
+		if !f.Peers {
+			c.Share = ""
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); outs[i], closers[i] = c.Run(ctx, &ready, start) }()
+	}
+	ready.Wait() // every client opened its cache and waits
+	close(start)
+	wg.Wait()
+	// Every client stayed up (sharing) until all were done: none left the LAN early.
+	for _, c := range closers {
+		c()
+	}
+	return summarize(outs), nil
+}
+
+func summarize(outs []Outcome) Result {
+	var r Result
+	for _, o := range outs {
+		if o.Err != nil {
+			r.Failed++
+			if r.FirstErr == "" {
+				r.FirstErr = o.Err.Error()
+			}
+			continue
+		}
+		r.Times = append(r.Times, o.Time)
+		r.FromPeers += o.FromPeers
+		r.FromOrigin += o.FromOrig
+	}
+	slices.Sort(r.Times)
+	if n := len(r.Times); n > 0 {
+		r.P50 = quantile(r.Times, 0.50)
+		r.P99 = quantile(r.Times, 0.99)
+		r.Max = r.Times[n-1]
+	}
+	return r
+}
+
+// quantile is the nearest-rank quantile of sorted durations.
+func quantile(s []time.Duration, q float64) time.Duration {
+	i := int(q*float64(len(s))+0.999999) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
