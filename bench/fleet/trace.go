@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/fleet"
 	"github.com/nowhere-boot/nowhere/internal/image"
@@ -30,6 +31,7 @@ func traceCmd(args []string) error {
 	dir := fs.String("store", "", "the store it served")
 	name := fs.String("image", "", "the image")
 	out := fs.String("o", "", "trace file to write")
+	until := fs.String("until", "", "ignore requests logged after this time (the log's format: 2006/01/02 15:04:05.000000)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -45,7 +47,13 @@ func traceCmd(args []string) error {
 		return err
 	}
 	defer f.Close()
-	t, err := fleet.FromAccessLog(f, ix)
+	var end time.Time
+	if *until != "" {
+		if end, err = time.Parse(fleet.LogTime, *until); err != nil {
+			return fmt.Errorf("--until: %v", err)
+		}
+	}
+	t, err := fleet.FromAccessLog(f, ix, end)
 	if err != nil {
 		return err
 	}

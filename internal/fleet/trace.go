@@ -101,10 +101,14 @@ func ReadTrace(r io.Reader, size int64) (*Trace, error) {
 // "2026/11/25 17:57:01.123456 ADDR GET /chunks/XXXX/ID.cacnk 200 BYTES RANGE DURATION".
 var accessLine = regexp.MustCompile(`^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{6}) \S+ GET /chunks/[0-9a-f]{4}/([0-9a-f]{64})\.cacnk 200 \d+ \S+ (\S+)$`)
 
+// LogTime is the time format of `nowhere serve`'s access log.
+const LogTime = "2006/01/02 15:04:05.000000"
+
 // FromAccessLog turns the access log of the server a boot read from into a trace of ix's
 // chunks: each chunk request becomes a read of that chunk's bytes in the image (its first
-// place), requests that overlapped in time form a burst.
-func FromAccessLog(log io.Reader, ix *index.Index) (*Trace, error) {
+// place), requests that overlapped in time form a burst. Requests that ended after until
+// (when it is not zero) are left out.
+func FromAccessLog(log io.Reader, ix *index.Index, until time.Time) (*Trace, error) {
 	where := map[chunk.ID]Read{}
 	for _, e := range ix.Entries {
 		if _, ok := where[e.ID]; !ok && !e.Zero {
@@ -123,8 +127,8 @@ func FromAccessLog(log io.Reader, ix *index.Index) (*Trace, error) {
 		if m == nil {
 			continue
 		}
-		end, err := time.Parse("2006/01/02 15:04:05.000000", m[1])
-		if err != nil {
+		end, err := time.Parse(LogTime, m[1])
+		if err != nil || (!until.IsZero() && end.After(until)) {
 			continue
 		}
 		d, err := time.ParseDuration(m[3])
