@@ -96,7 +96,7 @@ func (c *Client) run(ctx context.Context, ready *sync.WaitGroup, start <-chan st
 	began := time.Now()
 	out := Outcome{}
 	set, err := store.NewMirrors(ctx, []string{loc.Store}, httpOpt, false, store.MirrorOptions{
-		Wait: store.Policy{Timeout: 5 * time.Minute}, MaxPeers: 512,
+		Wait: store.Policy{Timeout: 5 * time.Minute}, MaxPeers: 512, // a room of up to 512 machines: every client knows every peer
 	})
 	if err != nil {
 		return Outcome{Err: err}

@@ -29,8 +29,8 @@ import (
 const (
 	minGap        = 200 * time.Millisecond // between two announcements of one node
 	kickJitter    = 100 * time.Millisecond // spreads the answers to a newcomer
-	receiveRate   = 50                     // announcements read per second, at most
-	receiveBurst  = 200
+	receiveRate   = 200                    // announcements read per second, at most
+	receiveBurst  = 1000
 	expireAfter   = 4 // intervals without an announcement before a peer is dropped
 	maxInterfaces = 16
 )

@@ -34,7 +34,7 @@ type MirrorOptions struct {
 	// Log receives demotions, fail-backs and hash failures (nil: Wait.Log, else silent).
 	Log     func(format string, args ...any)
 	Metrics *Metrics
-	// MaxPeers bounds how many LAN peers the set takes (default 64; see AddPeer).
+	// MaxPeers bounds how many LAN peers the set takes (default 256; see AddPeer).
 	MaxPeers int
 	// PeerTimeout ends one request to a peer that stalls (default 10 s).
 	PeerTimeout time.Duration

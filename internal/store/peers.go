@@ -27,7 +27,7 @@ import (
 // files (indexes, pointers, the mirror list): File asks mirrors only.
 
 const (
-	defaultMaxPeers    = 64
+	defaultMaxPeers    = 256
 	defaultPeerTimeout = 10 * time.Second
 	peerHitPrior       = 0.5 // hit ratio assumed for a new peer
 	// PeerFetchHeader asks a peer to fetch a chunk it lacks from its own sources before
