@@ -83,17 +83,14 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	}
 	reg := prometheus.NewRegistry()
 	o.sources.metrics = store.NewMetrics(reg)
+	o.share.hook(&o.sources)
 	img, err := openImageSource(ctx, src, &o.sources, &o.trust)
 	defer o.sources.close()
-	if err != nil {
-		return notifyFailure(err)
-	}
-	fetcher, err := o.share.start(img, &o.sources)
 	defer o.share.close()
 	if err != nil {
 		return notifyFailure(err)
 	}
-	r := image.NewReader(img.index, fetcher, image.Options{CacheBytes: mem, ReadAhead: ra})
+	r := image.NewReader(img.index, o.share.fetcher(img, &o.sources), image.Options{CacheBytes: mem, ReadAhead: ra})
 	registerReaderMetrics(reg, r)
 	if o.metrics != "" {
 		addr, err := serveMetrics(o.metrics, reg)

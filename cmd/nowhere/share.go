@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/nowhere-boot/nowhere/internal/image"
 	"github.com/nowhere-boot/nowhere/internal/peer"
 	"github.com/nowhere-boot/nowhere/internal/store"
 )
@@ -30,24 +31,36 @@ func (o *shareOptions) enabled() bool {
 	return o.share != "" || o.discover || len(o.peers) > 0
 }
 
-// start joins the LAN and returns the fetcher the image reader should use: the peer
-// node in front of the sources, or the sources' own when no peer option is given.
-func (o *shareOptions) start(img *openedImage, so *sourceOptions) (store.Fetcher, error) {
+// hook makes the sources join the LAN once the mirror set and cache exist, before the
+// index is loaded (the index is then loaded through the peers too).
+func (o *shareOptions) hook(so *sourceOptions) {
 	if !o.enabled() {
-		return so.fetcher(), nil
+		return
 	}
-	if o.share != "" && so.cache == nil {
-		return nil, errors.New("--share: needs --cache DIR: the cache is what is shared")
+	so.indexVia = func(s store.Store, loc image.Location) (store.Store, error) {
+		if o.share != "" && so.cache == nil {
+			return nil, errors.New("--share: needs --cache DIR: the cache is what is shared")
+		}
+		n, err := peer.Start(peer.Config{
+			Set: so.set, Cache: so.cache, Image: loc.Name, Share: o.share, Discover: o.discover,
+			Peers: o.peers, Group: o.group, Log: logf,
+		})
+		if err != nil {
+			return nil, err
+		}
+		o.node = n
+		return n.IndexStore(s), nil
 	}
-	n, err := peer.Start(peer.Config{
-		Set: so.set, Cache: so.cache, Index: img.index, Share: o.share, Discover: o.discover,
-		Peers: o.peers, Group: o.group, Log: logf,
-	})
-	if err != nil {
-		return nil, err
+}
+
+// fetcher returns the fetcher the image reader should use: the peer node in front of the
+// sources, or the sources' own when no peer option is given.
+func (o *shareOptions) fetcher(img *openedImage, so *sourceOptions) store.Fetcher {
+	if o.node == nil {
+		return so.fetcher()
 	}
-	o.node = n
-	return n, nil
+	o.node.SetIndex(img.index)
+	return o.node
 }
 
 func (o *shareOptions) close() {

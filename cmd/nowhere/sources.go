@@ -28,6 +28,9 @@ type sourceOptions struct {
 
 	set   *store.MirrorSet
 	cache *store.DiskCache
+	// indexVia, when set, wraps the store the index is loaded through, once the mirror
+	// set and cache exist (LAN peers: share.go).
+	indexVia func(s store.Store, loc image.Location) (store.Store, error)
 }
 
 // startupProbe bounds the parallel probe of all mirrors when a command starts.

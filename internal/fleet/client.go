@@ -102,18 +102,23 @@ func (c *Client) run(ctx context.Context, ready *sync.WaitGroup, start <-chan st
 		return Outcome{Err: err}
 	}
 	*closers = append(*closers, func() { set.Close() })
-	ix, _, err := image.LoadVerified(ctx, cache.Store(set), loc, store.Policy{Timeout: time.Minute}, v)
-	if err != nil {
-		return Outcome{Err: fmt.Errorf("load the index: %w", err)}
-	}
 	var f store.Fetcher = cache.Fetcher(set)
+	files := cache.Store(set)
+	var node *peer.Node
 	if c.Share != "" {
-		n, err := peer.Start(peer.Config{Set: set, Cache: cache, Index: ix, Share: c.Share, Group: c.Group})
+		node, err = peer.Start(peer.Config{Set: set, Cache: cache, Image: loc.Name, Share: c.Share, Group: c.Group})
 		if err != nil {
 			return Outcome{Err: err}
 		}
-		*closers = append(*closers, func() { n.Close() })
-		f = n
+		*closers = append(*closers, func() { node.Close() })
+		files, f = node.IndexStore(files), node
+	}
+	ix, _, err := image.LoadVerified(ctx, files, loc, store.Policy{Timeout: time.Minute}, v)
+	if err != nil {
+		return Outcome{Err: fmt.Errorf("load the index: %w", err)}
+	}
+	if node != nil {
+		node.SetIndex(ix)
 	}
 	r := image.NewReader(ix, f, image.Options{CacheBytes: 8 << 20, ReadAhead: -1})
 	for _, burst := range c.Trace.Bursts {

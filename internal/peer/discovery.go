@@ -108,7 +108,7 @@ func (n *Node) discover() (*discovery, error) {
 		d.send = ipv4.NewPacketConn(c)
 		_ = d.send.SetMulticastTTL(1) // never beyond the link
 		_ = d.send.SetMulticastLoopback(true)
-		d.ann = Announcement{ID: newID(), Port: uint16(n.share.port), Image: n.cfg.Index.Name}
+		d.ann = Announcement{ID: newID(), Port: uint16(n.share.port), Image: n.cfg.Image}
 	}
 	d.wg.Add(1)
 	go d.listen()
@@ -250,7 +250,7 @@ func (d *discovery) heard(a Announcement, ip net.IP) {
 		d.n.setSelf(u) // our own, looped back: how the LAN sees us
 		return
 	}
-	if a.Image != "" && a.Image != d.n.cfg.Index.Name {
+	if a.Image != "" && a.Image != d.n.cfg.Image {
 		return // reads another image: few chunks in common, and it cannot fetch ours
 	}
 	d.n.mu.Lock()

@@ -22,9 +22,10 @@ type Config struct {
 	// Cache is the client's disk cache: what it shares, and where chunks fetched for
 	// neighbours land (nil: the client reads from peers but shares nothing).
 	Cache *store.DiskCache
-	// Index is the image the client reads: a neighbour may ask it to fetch only chunks
-	// of this image.
-	Index *index.Index
+	// Image is the name of the image the client reads (announced; a neighbour may ask it
+	// to fetch only this image's index and chunks). The index itself comes later
+	// (SetIndex): the node helps load it (IndexStore).
+	Image string
 	// Share is the address to serve the cache on (host:port; "" shares nothing). With a
 	// specific IP the client also knows its own URL at once (needed with Peers lists).
 	Share string
@@ -54,9 +55,10 @@ const DefaultGroup = "239.255.77.77:7788"
 type Node struct {
 	cfg      Config
 	set      *store.MirrorSet
-	refs     map[chunk.ID]chunk.Ref
-	direct   store.Fetcher // cache, then the mirror set (plain peer requests and mirrors)
+	refs     atomic.Pointer[map[chunk.ID]chunk.Ref] // the image's chunks, once SetIndex is called
+	direct   store.Fetcher                          // cache, then the mirror set (plain peer requests and mirrors)
 	peerHTTP store.HTTPOptions
+	files    atomic.Pointer[store.Store] // where the index comes from when fetched for a neighbour
 
 	mu      sync.Mutex
 	flights map[flightKey]*flight
@@ -76,13 +78,14 @@ type Stats struct {
 	Served, ServedBytes  atomic.Int64 // chunks served to neighbours
 	FetchedFor           atomic.Int64 // chunks fetched from the mirrors for a neighbour
 	Busy                 atomic.Int64 // requests refused as too many at once
+	IndexFromPeer        atomic.Int64 // indexes loaded from a peer
 }
 
 // Start joins the LAN: it adds the named peers to the set, starts the cache server and
 // the announcements as configured, and waits Settle for neighbours to be heard.
 func Start(cfg Config) (*Node, error) {
-	if cfg.Set == nil || cfg.Index == nil {
-		return nil, errors.New("peer: no mirror set or index")
+	if cfg.Set == nil || index.ValidName(cfg.Image) != nil {
+		return nil, errors.New("peer: no mirror set or image name")
 	}
 	if cfg.Share != "" && cfg.Cache == nil {
 		return nil, errors.New("sharing needs a cache directory (--cache) to share")
@@ -104,13 +107,8 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Settle = 500 * time.Millisecond
 	}
 	n := &Node{
-		cfg: cfg, set: cfg.Set, refs: map[chunk.ID]chunk.Ref{}, flights: map[flightKey]*flight{},
+		cfg: cfg, set: cfg.Set, flights: map[flightKey]*flight{},
 		self: map[string]bool{}, seen: map[string]time.Time{}, named: map[string]bool{},
-	}
-	for _, e := range cfg.Index.Entries {
-		if !e.Zero {
-			n.refs[e.ID] = chunk.Ref{ID: e.ID, Len: e.Len, Stored: e.Stored}
-		}
 	}
 	n.direct = cfg.Set
 	if cfg.Cache != nil {
@@ -143,6 +141,27 @@ func Start(cfg Config) (*Node, error) {
 		time.Sleep(cfg.Settle)
 	}
 	return n, nil
+}
+
+// SetIndex tells the node the image's index, once loaded and verified: neighbours may
+// then ask it to fetch the image's chunks.
+func (n *Node) SetIndex(ix *index.Index) {
+	refs := make(map[chunk.ID]chunk.Ref, len(ix.Entries))
+	for _, e := range ix.Entries {
+		if !e.Zero {
+			refs[e.ID] = chunk.Ref{ID: e.ID, Len: e.Len, Stored: e.Stored}
+		}
+	}
+	n.refs.Store(&refs)
+}
+
+func (n *Node) ref(id chunk.ID) (chunk.Ref, bool) {
+	m := n.refs.Load()
+	if m == nil {
+		return chunk.Ref{}, false
+	}
+	r, ok := (*m)[id]
+	return r, ok
 }
 
 // URL returns the base URL the node serves its cache at ("" when not sharing), as far as

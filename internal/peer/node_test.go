@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -50,8 +51,9 @@ func testStore(t *testing.T, size int) (string, *index.Index, []byte) {
 type origin struct {
 	*httptest.Server
 	mu    sync.Mutex
-	paths map[string]int
-	total atomic.Int64
+	paths map[string]int // chunk requests
+	files map[string]int // other requests
+	total atomic.Int64   // chunk requests
 }
 
 func startOrigin(t *testing.T, dir string, delay time.Duration) *origin {
@@ -60,7 +62,7 @@ func startOrigin(t *testing.T, dir string, delay time.Duration) *origin {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { root.Close() })
-	o := &origin{paths: map[string]int{}}
+	o := &origin{paths: map[string]int{}, files: map[string]int{}}
 	h := server.Handler(root)
 	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/chunks/") {
@@ -69,6 +71,10 @@ func startOrigin(t *testing.T, dir string, delay time.Duration) *origin {
 			o.mu.Unlock()
 			o.total.Add(1)
 			time.Sleep(delay) // a distant origin
+		} else {
+			o.mu.Lock()
+			o.files[r.URL.Path]++
+			o.mu.Unlock()
 		}
 		h.ServeHTTP(w, r)
 	}))
@@ -98,10 +104,11 @@ func newClient(t *testing.T, originURL string, ix *index.Index, share string, pe
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cache.Close() })
-	node, err := Start(Config{Set: set, Cache: cache, Index: ix, Share: share, Peers: peers, Log: t.Logf})
+	node, err := Start(Config{Set: set, Cache: cache, Image: ix.Name, Share: share, Peers: peers, Log: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
+	node.SetIndex(ix)
 	t.Cleanup(func() { node.Close() })
 	return &client{set, cache, node}
 }
@@ -237,5 +244,86 @@ func TestHomesFetchEachChunkOnce(t *testing.T) {
 	}
 	if homeHits < int64(unique) {
 		t.Errorf("%d chunks came from their home peer, want at least %d (two thirds of 3 × %d)", homeHits, unique, unique)
+	}
+}
+
+// Clients that know each other load the signed index once from the origin: the index's
+// home fetches it, the others take it from the home (checked against the pointer's pin).
+func TestIndexLoadedOnceForTheLAN(t *testing.T) {
+	dir, ix, _ := testStore(t, 1<<20)
+	o := startOrigin(t, dir, 20*time.Millisecond)
+	var clients []*client
+	var urls []string
+	for range 4 {
+		c := newClient(t, o.URL, ix, "127.0.0.1:0", nil)
+		clients = append(clients, c)
+		urls = append(urls, c.node.URL())
+	}
+	for i, c := range clients {
+		for j, u := range urls {
+			if i != j {
+				c.node.addPeer(u, true)
+			}
+		}
+	}
+	loc, _ := image.ParseLocation(o.URL + "/images/test")
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, _, err := image.Load(context.Background(), c.node.IndexStore(c.cache.Store(c.set)), loc, store.Policy{Attempts: 1})
+			if err != nil || got.Size != ix.Size || len(got.Entries) != len(ix.Entries) {
+				t.Errorf("load through the LAN: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if n, l := o.files["/images/test/1.index"], o.files["/images/test/latest"]; n != 1 || l != 4 {
+		t.Errorf("origin served the index %d times and the pointer %d times, want once and 4 times", n, l)
+	}
+	from := int64(0)
+	for _, c := range clients {
+		from += c.node.Stats().IndexFromPeer.Load()
+	}
+	if from != 3 {
+		t.Errorf("%d clients took the index from a peer, want 3", from)
+	}
+}
+
+// A peer that serves another index than the pointer pins is ignored: the index comes from
+// the origin, and it is the right one.
+func TestWrongIndexFromPeerIsIgnored(t *testing.T) {
+	dir, ix, _ := testStore(t, 1<<20)
+	o := startOrigin(t, dir, 0)
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("not the index you are looking for"))
+	}))
+	defer liar.Close()
+	var logged []string
+	var mu sync.Mutex
+	st, _ := store.NewHTTP(o.URL, nil)
+	set, _ := store.NewMirrorSet([]store.Store{st}, store.MirrorOptions{})
+	defer set.Close()
+	n, err := Start(Config{Set: set, Image: "test", Peers: []string{liar.URL}, Log: func(f string, a ...any) {
+		mu.Lock()
+		logged = append(logged, fmt.Sprintf(f, a...))
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	loc, _ := image.ParseLocation(o.URL + "/images/test")
+	got, _, err := image.Load(context.Background(), n.IndexStore(set), loc, store.Policy{Attempts: 1})
+	if err != nil || got.Size != ix.Size {
+		t.Fatalf("load: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(strings.Join(logged, "\n"), "not the one the latest pointer pins") {
+		t.Errorf("no line about the peer's wrong index: %q", logged)
 	}
 }

@@ -15,9 +15,9 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/store"
 )
 
-// The share: a client's cache directory served read-only over HTTP in the store layout,
-// chunks only. The index copies, the latest pointer and the rollback state that share the
-// directory are never served (a 404, like any other path). Requests beyond MaxServing at
+// The share: a client's cache directory served read-only over HTTP in the store layout:
+// chunks, and the index of the image it reads (index.go). The latest pointer and the
+// rollback state that share the directory are never served (a 404, like any other path). Requests beyond MaxServing at
 // once get 503 at once: a client serves its neighbours without slowing its own reads.
 // A request with store.PeerFetchHeader for a chunk of this client's image that is not in
 // the cache is fetched first (the client is that chunk's home: fetch.go).
@@ -74,7 +74,7 @@ func (n *Node) shareHandler(root *os.Root) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := chunkOfPath(r.URL.Path)
 		if !ok {
-			http.NotFound(w, r) // only chunks are shared
+			n.serveIndex(w, r, root, files)
 			return
 		}
 		select {
@@ -94,7 +94,7 @@ func (n *Node) shareHandler(root *os.Root) http.Handler {
 			}
 			return
 		}
-		ref, mine := n.refs[id]
+		ref, mine := n.ref(id)
 		if r.Header.Get(store.PeerFetchHeader) != "1" || !mine || r.Method != http.MethodGet {
 			http.NotFound(w, r)
 			return

@@ -169,6 +169,15 @@ func (h *HTTP) File(ctx context.Context, name string, max int64) ([]byte, error)
 	return h.get(ctx, name, max, nil)
 }
 
+// PeerFile is File for a peer's share: fetch asks the peer to fetch a file it lacks
+// (only its image's index) from its own sources first.
+func (h *HTTP) PeerFile(ctx context.Context, name string, max int64, fetch bool) ([]byte, error) {
+	if !fetch {
+		return h.File(ctx, name, max)
+	}
+	return h.get(ctx, name, max, http.Header{PeerFetchHeader: {"1"}})
+}
+
 func (h *HTTP) get(ctx context.Context, name string, max int64, header http.Header) ([]byte, error) {
 	u := h.URL(name)
 	ctx, cancel := context.WithCancelCause(ctx)

@@ -93,10 +93,18 @@ func open(spec Spec, log *bootlog.Log) (*image.Reader, Ready, error) {
 	if err != nil {
 		return nil, Ready{}, err
 	}
-	ix := loadIndex(src.store, loc, v, log)
+	lan := joinLAN(spec, src, loc, log)
+	indexFrom, fetch := src.store, src.fetch
+	if lan != nil {
+		indexFrom = lan.IndexStore(src.store)
+	}
+	ix := loadIndex(indexFrom, loc, v, log)
 	from := src.servedBy()
 	src.learn(log)
-	fetch := joinLAN(spec, src, ix, log)
+	if lan != nil {
+		lan.SetIndex(ix)
+		fetch = lan
+	}
 	r := image.NewReader(ix, fetch, image.Options{CacheBytes: spec.MemCache, ReadAhead: spec.ReadAhead})
 	rd := Ready{
 		Name: ix.Name, Version: ix.Version, Size: ix.Size, Store: from,
