@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,6 +32,9 @@ type runConfig struct {
 	results                  string
 	scenario                 string
 }
+
+// children are the process groups a run started, killed when the run is interrupted.
+var children sync.Map
 
 // Row is one fleet run's figures.
 type Row struct {
@@ -125,7 +129,13 @@ func runCmd(args []string) error {
 	defer lan.Close()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	go func() { <-sigs; lan.Close(); os.Exit(130) }()
+	go func() {
+		<-sigs
+		children.Range(func(pid, _ any) bool { syscall.Kill(-pid.(int), syscall.SIGKILL); return true })
+		time.Sleep(200 * time.Millisecond)
+		lan.Close()
+		os.Exit(130)
+	}()
 	o, err := lan.AddHost("o", 1)
 	if err != nil {
 		return err
@@ -180,6 +190,8 @@ func (c *runConfig) one(self string, o, l *testnet.Host, mode string, n int, ix 
 	if err := origin.Start(); err != nil {
 		return Row{}, err
 	}
+	children.Store(origin.Process.Pid, true)
+	defer children.Delete(origin.Process.Pid)
 	defer syscall.Kill(-origin.Process.Pid, syscall.SIGKILL)
 	for i := 0; !strings.Contains(originOut.String(), "origin serving"); i++ {
 		if i > 300 {
@@ -207,7 +219,15 @@ func (c *runConfig) one(self string, o, l *testnet.Host, mode string, n int, ix 
 	var stderr bytes.Buffer
 	cl.Stderr = &stderr
 	cl.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cl.Output()
+	var stdout bytes.Buffer
+	cl.Stdout = &stdout
+	if err := cl.Start(); err != nil {
+		return Row{}, err
+	}
+	children.Store(cl.Process.Pid, true)
+	err = cl.Wait()
+	children.Delete(cl.Process.Pid)
+	out := stdout.Bytes()
 	if err != nil {
 		return Row{}, fmt.Errorf("clients: %v: %s", err, stderr.String())
 	}

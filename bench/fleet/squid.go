@@ -72,9 +72,11 @@ http_access allow all
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	children.Store(cmd.Process.Pid, true)
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	return func() {
+		children.Delete(cmd.Process.Pid)
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		select {
 		case <-done:
