@@ -58,6 +58,9 @@ func runExtract(ctx context.Context, src, out string, o extractOptions) error {
 	}
 	img, err := openImageSource(ctx, src, &o.sources, &o.trust)
 	defer o.sources.close()
+	if err == nil {
+		err = o.sources.openSeeds(ctx, img.index)
+	}
 	if err != nil {
 		return err
 	}
@@ -133,5 +136,9 @@ func runExtract(ctx context.Context, src, out string, o extractOptions) error {
 	el := time.Since(start)
 	fmt.Printf("extracted %s version %d to %s: %s in %s (%s), %d chunks\n", ix.Name, ix.Version, out,
 		units.Bytes(ix.Size), el.Round(time.Millisecond), units.Rate(ix.Size, el), len(order))
+	if o.sources.seeds != nil {
+		st := o.sources.seeds.Stats()
+		fmt.Printf("  from seeds: %d chunks (%s); from the store: %d chunks\n", st.Hits, units.Bytes(st.HitBytes), st.Misses)
+	}
 	return nil
 }

@@ -87,6 +87,9 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	img, err := openImageSource(ctx, src, &o.sources, &o.trust)
 	defer o.sources.close()
 	defer o.share.close()
+	if err == nil {
+		err = o.sources.openSeeds(ctx, img.index)
+	}
 	if err != nil {
 		return notifyFailure(err)
 	}

@@ -73,7 +73,7 @@ filesystem's own metadata, so an update re-downloads little more than the change
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.store, "store", "", "store directory (created if missing)")
+	f.StringVar(&o.store, "store", "", "store directory (created if missing) or s3://BUCKET/PREFIX")
 	f.StringVar(&o.name, "name", "", "image name")
 	f.StringVar(&o.chunking, "chunking", chunkingAuto, "auto (file-data boundaries of ext4, erofs and squashfs, else "+chunk.DefaultSpec+"), fixed:SIZE or cdc:MIN:AVG:MAX[:ALIGN] (ALIGN defaults to 4K, 1 for squashfs)")
 	f.StringVar(&o.fromDir, "from-dir", "", "build the image from this directory tree (needs --fs)")
@@ -155,11 +155,18 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 		return err
 	}
 	defer in.Close()
-	w, err := store.CreateDir(o.store)
+	w, err := openWriteStore(ctx, o.store)
 	if err != nil {
 		return err
 	}
-	defer w.Close()
+	if c, ok := w.(interface{ Close() error }); ok {
+		defer c.Close()
+	}
+	unlock, err := lockForWriting(w, o.store)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	bar := newProgress(o.progress, size, "packing "+o.name)
 	res, err := pack.Run(ctx, in, w, pack.Options{

@@ -53,6 +53,7 @@ fetching only the chunks that are read.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.PersistentFlags().StringVar(&s3Endpoint, "s3-endpoint", "", "URL of the S3-compatible service s3:// stores live on (default: $AWS_ENDPOINT_URL, else AWS)")
 	root.SetVersionTemplate(fmt.Sprintf("nowhere %s\n", versionString()))
 	root.AddCommand(
 		newPackCommand(),
@@ -62,6 +63,10 @@ fetching only the chunks that are read.`,
 		newExtractCommand(),
 		newVerifyCommand(),
 		newInfoCommand(),
+		newLsCommand(),
+		newDiffCommand(),
+		newSyncCommand(),
+		newGCCommand(),
 		newMirrorsCommand(),
 		newCacheCommand(),
 		newStatusCommand(),

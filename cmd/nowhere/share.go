@@ -60,6 +60,10 @@ func (o *shareOptions) fetcher(img *openedImage, so *sourceOptions) store.Fetche
 		return so.fetcher()
 	}
 	o.node.SetIndex(img.index)
+	if so.seeds != nil {
+		// Local seeds before the LAN: what a seed holds is not fetched from anyone.
+		return so.seeds.Fetcher(o.node)
+	}
 	return o.node
 }
 

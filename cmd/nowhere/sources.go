@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/index"
+	"github.com/nowhere-boot/nowhere/internal/seed"
 	"github.com/nowhere-boot/nowhere/internal/store"
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
@@ -26,11 +27,14 @@ type sourceOptions struct {
 	timeout   time.Duration
 	metrics   *store.Metrics
 
+	seedPaths []string
+
 	set   *store.MirrorSet
 	cache *store.DiskCache
 	// indexVia, when set, wraps the store the index is loaded through, once the mirror
 	// set and cache exist (LAN peers: share.go).
 	indexVia func(s store.Store, loc image.Location) (store.Store, error)
+	seeds    *seed.Set
 }
 
 // startupProbe bounds the parallel probe of all mirrors when a command starts.
@@ -42,6 +46,7 @@ func (o *sourceOptions) addFlags(f *pflag.FlagSet, withCache bool) {
 	if withCache {
 		f.StringVar(&o.cacheDir, "cache", "", "keep fetched chunks in this directory (a local store, also read when offline)")
 		f.StringVar(&o.cacheSize, "cache-size", "4G", "most bytes of chunks the --cache directory keeps (least recently used go first; 0: no limit)")
+		f.StringArrayVar(&o.seedPaths, "seed", nil, "local data that may hold chunks: an older image file, a block device, a chunk directory (repeatable; hash checked)")
 	}
 }
 
@@ -51,7 +56,7 @@ func (o *sourceOptions) addFlags(f *pflag.FlagSet, withCache bool) {
 func (o *sourceOptions) openStore(ctx context.Context, first string, httpOpt store.HTTPOptions) (store.Store, error) {
 	var stores []store.Store
 	for i, base := range append([]string{first}, o.mirrors...) {
-		s, err := image.OpenStoreWith(strings.TrimSuffix(base, "/"), httpOpt)
+		s, err := openReadStore(ctx, base, httpOpt)
 		if err != nil {
 			if i > 0 {
 				return nil, fmt.Errorf("--mirror: %w", err)
@@ -89,9 +94,27 @@ func (o *sourceOptions) openStore(ctx context.Context, first string, httpOpt sto
 	return o.cache.Store(set), nil
 }
 
-// fetcher returns the verified chunk source openStore built.
+// openSeeds scans the --seed paths for the chunks of ix (seeds.go in internal/seed), once,
+// before any read.
+func (o *sourceOptions) openSeeds(ctx context.Context, ix *index.Index) error {
+	if len(o.seedPaths) == 0 {
+		return nil
+	}
+	s, err := seed.Open(ctx, o.seedPaths, ix, seed.Options{Encode: o.cache != nil, Log: logf})
+	if err != nil {
+		return fmt.Errorf("--seed: %w", err)
+	}
+	o.seeds = s
+	return nil
+}
+
+// fetcher returns the verified chunk source openStore built:
+// cache -> seeds -> mirror set.
 func (o *sourceOptions) fetcher() store.Fetcher {
 	var f store.Fetcher = o.set
+	if o.seeds != nil {
+		f = o.seeds.Fetcher(f)
+	}
 	if o.cache != nil {
 		f = o.cache.Fetcher(f)
 	}
@@ -105,5 +128,8 @@ func (o *sourceOptions) close() {
 	}
 	if o.cache != nil {
 		o.cache.Close()
+	}
+	if o.seeds != nil {
+		o.seeds.Close()
 	}
 }

@@ -26,6 +26,18 @@ type Piece struct {
 	Data []byte // the chunk's bytes (nil for zero runs); valid until the next call to Next
 }
 
+// HoleFinder is implemented by streams that know where their holes are (sparse files):
+// the Splitter skips a hole that a zero run reaches instead of reading its zeros. The
+// pieces are the same as when reading every byte; only the work differs.
+type HoleFinder interface {
+	// NextData returns the offset of the first byte at or after off that is not in a
+	// hole (lseek SEEK_DATA), or the stream's size when only a hole follows. It may move
+	// the read position: the Splitter seeks after asking.
+	NextData(off int64) (int64, error)
+	// Seek moves the read position, as io.Seeker.
+	Seek(offset int64, whence int) (int64, error)
+}
+
 // Splitter cuts a stream into Pieces: long zero runs first (they become zero entries and
 // bound the data regions around them), then the data regions with a Chunker. Memory is a
 // fixed window of a few MaxLen, whatever the size of the stream.
@@ -36,17 +48,21 @@ type Splitter struct {
 	start, end int   // unconsumed bytes are buf[start:end]
 	off        int64 // image offset of buf[start]
 	eof        bool
-	need       int // bytes to look ahead: one maximal chunk plus one minimal zero run
+	need       int        // bytes to look ahead: one maximal chunk plus one minimal zero run
+	holes      HoleFinder // nil unless r is one (and it works)
 }
 
-// NewSplitter returns a Splitter reading r from image offset 0.
+// NewSplitter returns a Splitter reading r from image offset 0 (r's read position). When r
+// is a HoleFinder, holes inside zero runs are skipped rather than read.
 func NewSplitter(r io.Reader, c Chunker) *Splitter {
 	need := c.MaxLen() + ZeroMin
 	size := 2 * need
 	if size < 4<<20 {
 		size = 4 << 20
 	}
-	return &Splitter{r: r, c: c, buf: make([]byte, size), need: need}
+	s := &Splitter{r: r, c: c, buf: make([]byte, size), need: need}
+	s.holes, _ = r.(HoleFinder)
+	return s
 }
 
 // Offset returns how many bytes of the stream have been returned as pieces.
@@ -136,6 +152,9 @@ func (s *Splitter) Next() (Piece, error) {
 func (s *Splitter) nextZero() (Piece, error) {
 	p := Piece{Off: s.off, Zero: true}
 	for p.Len < MaxZeroRun {
+		if err := s.skipHole(&p); err != nil {
+			return Piece{}, err
+		}
 		if err := s.fill(); err != nil {
 			return Piece{}, err
 		}
@@ -149,4 +168,39 @@ func (s *Splitter) nextZero() (Piece, error) {
 		s.off += int64(run)
 	}
 	return p, nil
+}
+
+// skipHole extends zero run p over a hole of the stream without reading it. It acts only
+// when the buffer holds nothing but the zeros of a partial block (the zero run has consumed
+// the rest), so the stream's read position is where the run continues. It counts whole
+// ZeroBlocks, like zeroRun, and leaves the rest of the hole to be read: the pieces come
+// out exactly as if every byte had been read.
+func (s *Splitter) skipHole(p *Piece) error {
+	rest := s.end - s.start
+	if s.holes == nil || s.eof || rest >= ZeroBlock || !bytes.Equal(s.buf[s.start:s.end], zeros[:rest]) {
+		return nil
+	}
+	pos := s.off + int64(rest) // the stream's read position
+	data, err := s.holes.NextData(pos)
+	if err != nil || data < pos {
+		h := s.holes
+		s.holes = nil // cannot find holes after all (a filesystem without SEEK_DATA): read every byte
+		_, err := h.Seek(pos, io.SeekStart)
+		return err
+	}
+	skip := (int64(rest) + data - pos) / ZeroBlock * ZeroBlock
+	if max := int64(MaxZeroRun - p.Len); skip > max {
+		skip = max
+	}
+	if skip <= int64(rest) { // no whole block to skip: carry on reading from pos
+		_, err := s.holes.Seek(pos, io.SeekStart)
+		return err
+	}
+	if _, err := s.holes.Seek(s.off+skip, io.SeekStart); err != nil {
+		return err
+	}
+	s.start, s.end = 0, 0
+	s.off += skip
+	p.Len += int(skip)
+	return nil
 }

@@ -7,7 +7,9 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/chunk"
 )
 
-// lru holds verified plain chunks, bounded by their total size.
+// lru holds verified plain chunks, bounded by their total size. A dropped chunk's memory
+// is never reused: readers may still hold slices of it (Reader.ReadSlices hands them to
+// the kernel). One mutex is enough: a 1 MiB FUSE read takes it about 17 times.
 type lru struct {
 	mu    sync.Mutex
 	max   int64

@@ -58,6 +58,7 @@ type StatsSnapshot struct {
 type stream struct {
 	end    int64 // where the last read of the stream ended
 	window int64 // current read-ahead, doubling while the stream stays sequential
+	ahead  int64 // read-ahead has been started for the chunks before this offset
 	used   uint64
 }
 
@@ -111,6 +112,47 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 // ReadAtContext reads like ReadAt; cancelling ctx abandons the read (and fetches nobody
 // else is waiting for).
 func (r *Reader) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	n := 0
+	return r.view(ctx, off, len(p), func(b []byte, zeros int) {
+		if b == nil {
+			clear(p[n : n+zeros])
+			n += zeros
+			return
+		}
+		n += copy(p[n:], b)
+	})
+}
+
+// zeroBuf backs the views ReadSlices gives for zero runs. Nothing ever writes to it.
+var zeroBuf = make([]byte, 1<<20)
+
+// ReadSlices reads like ReadAtContext but copies nothing: it appends to vecs views of the
+// image's bytes from off, up to n of them: slices of verified chunks in the memory cache
+// and of a shared zero buffer. It returns the extended vecs and the number of bytes they
+// hold. The views are read-only and stay valid after the call (the cache drops chunks but
+// never reuses their memory), so a FUSE reply can be written straight from them.
+func (r *Reader) ReadSlices(ctx context.Context, vecs [][]byte, off int64, n int) ([][]byte, int, error) {
+	got, err := r.view(ctx, off, n, func(b []byte, zeros int) {
+		if b != nil {
+			vecs = append(vecs, b)
+			return
+		}
+		for zeros > 0 {
+			k := min(zeros, len(zeroBuf))
+			vecs = append(vecs, zeroBuf[:k])
+			zeros -= k
+		}
+	})
+	return vecs, got, err
+}
+
+// inlineEntries is how many chunks a read may span before its bookkeeping needs the heap
+// (a 1 MiB read spans ~17 chunks of the default 64 KiB average).
+const inlineEntries = 32
+
+// view finds the bytes [off, off+n) and hands them to emit in order: a chunk's bytes
+// (read-only), or (nil, count) for a run of zeros. It returns how many bytes it emitted.
+func (r *Reader) view(ctx context.Context, off int64, n int, emit func(b []byte, zeros int)) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read at negative offset %d", off)
 	}
@@ -118,66 +160,70 @@ func (r *Reader) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 		return 0, io.EOF
 	}
 	var eof error
-	if rest := r.ix.Size - off; int64(len(p)) > rest {
-		p, eof = p[:rest], io.EOF
+	if rest := r.ix.Size - off; int64(n) > rest {
+		n, eof = int(rest), io.EOF
 	}
 	r.stats.Reads.Add(1)
+	if n <= 0 {
+		return 0, eof
+	}
+	entries := r.ix.Entries
 	first := r.ix.Find(off)
-	last := r.ix.Find(off + int64(len(p)) - 1)
+	last := r.ix.Find(off + int64(n) - 1)
 
-	// Start every fetch this read needs before waiting for any, so a large read costs one
-	// round trip, not one per chunk.
-	waits := make([]*flight, last-first+1)
+	// Take what is cached now (a slice stays valid even if the cache drops it meanwhile)
+	// and start every fetch this read needs before waiting for any, so a large read costs
+	// one round trip, not one per chunk.
+	var dataBuf [inlineEntries][]byte
+	var waitBuf [inlineEntries]*flight
+	datas, waits := dataBuf[:], waitBuf[:]
+	if count := last - first + 1; count > inlineEntries {
+		datas, waits = make([][]byte, count), make([]*flight, count)
+	}
 	for i := first; i <= last; i++ {
-		e := r.ix.Entries[i]
+		e := &entries[i]
 		if e.Zero {
 			continue
 		}
-		if _, ok := r.cache.get(e.ID); ok {
-			continue
-		}
-		waits[i-first] = r.join(e, false)
-	}
-	r.readAhead(off, int64(len(p)), last)
-
-	n := 0
-	for i := first; i <= last; i++ {
-		e := r.ix.Entries[i]
-		lo := off + int64(n) - e.Off // offset inside the entry
-		want := int64(len(p) - n)
-		if rest := int64(e.Len) - lo; want > rest {
-			want = rest
-		}
-		dst := p[n : n+int(want)]
-		if e.Zero {
-			clear(dst)
-			n += int(want)
-			continue
-		}
-		data, err := r.chunkData(ctx, e, waits[i-first])
-		if err != nil {
-			r.release(waits[i+1-first:])
-			r.stats.Errors.Add(1)
-			return n, err
-		}
-		copy(dst, data[lo:lo+want])
-		n += int(want)
-	}
-	r.stats.ReadBytes.Add(int64(n))
-	return n, eof
-}
-
-// chunkData returns the verified plain bytes of entry e, waiting on fl when it was started.
-func (r *Reader) chunkData(ctx context.Context, e index.Entry, fl *flight) ([]byte, error) {
-	if fl == nil {
 		if d, ok := r.cache.get(e.ID); ok {
+			datas[i-first] = d
 			r.stats.Hits.Add(1)
-			return d, nil
+			continue
 		}
-		fl = r.join(e, false) // evicted between the check and now
-	} else {
+		waits[i-first] = r.join(*e, false)
 		r.stats.Misses.Add(1)
 	}
+	r.readAhead(off, int64(n), last)
+
+	done := 0
+	for i := first; i <= last; i++ {
+		e := &entries[i]
+		lo := off + int64(done) - e.Off // offset inside the entry
+		want := min(int64(n-done), int64(e.Len)-lo)
+		if e.Zero {
+			emit(nil, int(want))
+			done += int(want)
+			continue
+		}
+		data := datas[i-first]
+		if data == nil {
+			d, err := r.wait(ctx, waits[i-first])
+			if err != nil {
+				r.release(waits[i+1-first : last+1-first])
+				r.stats.Errors.Add(1)
+				return done, err
+			}
+			data = d
+		}
+		emit(data[lo:lo+want], 0)
+		done += int(want)
+	}
+	r.stats.ReadBytes.Add(int64(done))
+	return done, eof
+}
+
+// wait returns the verified plain bytes a flight fetched.
+func (r *Reader) wait(ctx context.Context, fl *flight) ([]byte, error) {
 	r.stats.Waiting.Add(1)
 	defer r.stats.Waiting.Add(-1)
 	select {
@@ -267,7 +313,8 @@ func (r *Reader) fetch(ctx context.Context, e index.Entry, fl *flight) {
 // readAhead detects sequential streams (a read starting where an earlier one ended) and
 // fetches the chunks after the read in the background, doubling the window while the
 // stream stays sequential. It never blocks the read: when all prefetch slots are busy it
-// skips.
+// skips. Each stream remembers how far read-ahead got, so a read looks only at the chunks
+// its window newly covers, not at the whole window again.
 func (r *Reader) readAhead(off, n int64, last int) {
 	if r.opt.ReadAhead < 0 {
 		return
@@ -296,30 +343,48 @@ func (r *Reader) readAhead(off, n int64, last int) {
 		s.window *= 2
 	}
 	s.end, s.used = off+n, r.tick
-	window := s.window
+	window, ahead := s.window, s.ahead
 	r.mu.Unlock()
 	if window == 0 {
 		return
 	}
+	entries := r.ix.Entries
 	limit := off + n + window
-	for i := last + 1; i < len(r.ix.Entries) && r.ix.Entries[i].Off < limit; i++ {
-		e := r.ix.Entries[i]
-		if e.Zero || r.cache.contains(e.ID) {
-			continue
-		}
-		r.mu.Lock()
-		_, busy := r.flights[e.ID]
-		r.mu.Unlock()
-		if busy {
-			continue
-		}
-		select {
-		case r.prefetchSlots <- struct{}{}:
-		default:
-			return
-		}
-		r.stats.Prefetches.Add(1)
-		fl := r.join(e, true)
-		go func() { <-fl.done; <-r.prefetchSlots }()
+	from := last + 1
+	if ahead > off+n && ahead < limit {
+		from = max(from, r.ix.Find(ahead))
+	} else if ahead >= limit {
+		return
 	}
+	reached := int64(-1)
+	for i := from; i < len(entries) && entries[i].Off < limit; i++ {
+		e := entries[i]
+		if !e.Zero && !r.cache.contains(e.ID) && !r.busy(e.ID) {
+			select {
+			case r.prefetchSlots <- struct{}{}:
+			default:
+				i = len(entries) // all slots busy: try again on the next read
+				continue
+			}
+			r.stats.Prefetches.Add(1)
+			fl := r.join(e, true)
+			go func() { <-fl.done; <-r.prefetchSlots }()
+		}
+		reached = e.End()
+	}
+	if reached > 0 {
+		r.mu.Lock()
+		if s.used == r.tick || s.end == off+n { // still our stream
+			s.ahead = max(s.ahead, reached)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// busy reports whether a fetch of id is in flight.
+func (r *Reader) busy(id chunk.ID) bool {
+	r.mu.Lock()
+	_, ok := r.flights[id]
+	r.mu.Unlock()
+	return ok
 }

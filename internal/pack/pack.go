@@ -4,7 +4,6 @@
 package pack
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +29,7 @@ type Options struct {
 	Expires  time.Time // zero: never
 	Workers  int       // default: number of CPUs
 	Progress func(read int64)
-	Signer   Signer // signs the index and the latest pointer; nil: unsigned
+	Signer   Signer           // signs the index and the latest pointer; nil: unsigned
 	FSAware  bool             // cut at file-data boundaries when r is a known filesystem (chunker.go)
 	Warn     func(msg string) // told when FSAware cannot be honoured for a broken image
 }
@@ -95,10 +94,9 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 		}
 		version = v
 	}
-	br := bufio.NewReaderSize(r, 64<<10)
-	head, err := br.Peek(fstype.HeaderSize)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("reading image: %w", err)
+	head, stream, err := source(r)
+	if err != nil {
+		return nil, err
 	}
 	res := &Result{FSType: fstype.Detect(head)}
 	ck, err := opt.chunker(r, res.FSType)
@@ -109,9 +107,15 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
+	// Hashing and compressing use at most workers cores (cpu slots), but more goroutines
+	// than that carry chunks through the pipeline: writing a chunk file waits on the
+	// filesystem (directory locks, journal), and while one goroutine waits another can
+	// compress. With goroutines == cores every such wait left a core idle.
+	cpu := make(chan struct{}, workers)
+	goroutines := workers * ioPerWorker
 
 	// Bounded memory: at most inflight chunk buffers exist at once.
-	inflight := 4 * workers
+	inflight := 2 * goroutines
 	bufs := make(chan *[]byte, inflight)
 	for i := 0; i < inflight; i++ {
 		b := make([]byte, 0, ck.MaxLen())
@@ -125,7 +129,7 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { // read and cut, in order
 		defer close(jobs)
-		sp := chunk.NewSplitter(br, ck)
+		sp := chunk.NewSplitter(stream, ck)
 		for seq := 0; ; seq++ {
 			p, err := sp.Next()
 			if errors.Is(err, io.EOF) {
@@ -155,12 +159,13 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 		}
 	})
 	var wg sync.WaitGroup
-	for i := 0; i < workers; i++ {
+	for i := 0; i < goroutines; i++ {
 		wg.Add(1)
 		g.Go(func() error {
 			defer wg.Done()
+			var enc []byte // reused: PutChunk does not keep the slice
 			for j := range jobs {
-				d, err := process(gctx, w, sn, j)
+				d, err := process(gctx, w, sn, cpu, &enc, j)
 				if err != nil {
 					return err
 				}
@@ -174,6 +179,8 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 		})
 	}
 	go func() { wg.Wait(); close(results) }()
+	fl := newFlusher(w)
+	defer fl.wait()
 	g.Go(func() error { // collect in order
 		waiting := make(map[int]done)
 		next := 0
@@ -188,6 +195,7 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 				next++
 				entries = append(entries, d.entry)
 				res.account(d)
+				fl.wrote(res.Stored)
 				if d.buf != nil {
 					bufs <- d.buf
 				}
@@ -196,6 +204,11 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 		return nil
 	})
 	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	// The pipeline's goroutines may all finish before noticing a cancellation (a short
+	// image, or one big zero run): a cancelled pack must still not publish.
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 
@@ -216,6 +229,7 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 	if err != nil {
 		return nil, err
 	}
+	fl.wait()
 	if file, err = PublishSigned(ctx, w, ix, file, opt.Signer); err != nil {
 		return nil, err
 	}
@@ -224,14 +238,23 @@ func Run(ctx context.Context, r io.Reader, w store.Writer, opt Options) (*Result
 	return res, nil
 }
 
-func process(ctx context.Context, w store.Writer, sn *seen, j job) (done, error) {
+// ioPerWorker is how many pipeline goroutines share one cpu slot (see Run).
+const ioPerWorker = 4
+
+// process hashes a piece and, for a chunk not yet stored, compresses and writes it. enc is
+// the goroutine's compression buffer. Only hashing and compression hold a cpu slot.
+func process(ctx context.Context, w store.Writer, sn *seen, cpu chan struct{}, enc *[]byte, j job) (done, error) {
 	d := done{seq: j.seq, buf: j.buf}
 	p := j.piece
 	d.entry = index.Entry{Off: p.Off, Len: uint32(p.Len), Zero: p.Zero}
 	if p.Zero {
 		return d, nil
 	}
+	if err := acquire(ctx, cpu); err != nil {
+		return d, err
+	}
 	id := chunk.Sum(p.Data)
+	<-cpu
 	d.entry.ID = id
 
 	sn.mu.Lock()
@@ -258,17 +281,32 @@ func process(ctx context.Context, w store.Writer, sn *seen, j job) (done, error)
 		return d, pd.err
 	}
 	if !ok {
-		enc := chunk.Encode(nil, p.Data)
-		if _, err := w.PutChunk(ctx, id, enc); err != nil {
+		if err := acquire(ctx, cpu); err != nil {
 			pd.err = err
 			return d, err
 		}
-		size = int64(len(enc))
+		*enc = chunk.Encode((*enc)[:0], p.Data)
+		<-cpu
+		if _, err := w.PutChunk(ctx, id, *enc); err != nil {
+			pd.err = err
+			return d, err
+		}
+		size = int64(len(*enc))
 		d.wrote = size
 	}
 	pd.stored = uint32(size)
 	d.entry.Stored = pd.stored
 	return d, nil
+}
+
+// acquire takes a cpu slot, unless the pack is being cancelled.
+func acquire(ctx context.Context, cpu chan struct{}) error {
+	select {
+	case cpu <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (r *Result) account(d done) {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nowhere-boot/nowhere/internal/catalog"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/store"
 )
@@ -39,13 +40,16 @@ func NextVersion(ctx context.Context, w store.Writer, name string) (uint64, erro
 type Signer interface {
 	SignIndex(ix *index.Index, file []byte) (signed, detached []byte, err error)
 	SignPointer(p index.Pointer) (signed, detached []byte, err error)
+	// Sign signs a text file (the catalogue's versions file) with a trusted comment.
+	Sign(msg []byte, trustedComment string) []byte
 }
 
 // SignatureSuffix names a detached signature file beside the file it signs.
 const SignatureSuffix = ".minisig"
 
 // Publish makes an encoded index visible: chunks are flushed first, then the versioned
-// index is written, then the latest pointer moves to it. Each write is atomic.
+// index is written, then the image's versions file lists it, then the latest pointer
+// moves to it, then the store's catalogue names the image. Each write is atomic.
 func Publish(ctx context.Context, w store.Writer, ix *index.Index, file []byte) error {
 	_, err := PublishSigned(ctx, w, ix, file, nil)
 	return err
@@ -72,22 +76,44 @@ func PublishSigned(ctx context.Context, w store.Writer, ix *index.Index, file []
 			return nil, fmt.Errorf("signing %s: %w", store.LatestPath(ix.Name), err)
 		}
 	}
+	// The versions file is prepared before anything is written: a failure (or a
+	// cancellation) here leaves the store as it was.
+	d := catalog.Describe(ix, file)
+	vs, err := catalog.Rebuild(ctx, w, ix.Name, &d)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	// Detached signatures go first: the moment a file is visible, so is its signature.
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{
-		{store.IndexPath(ix.Name, ix.Version) + SignatureSuffix, indexSig},
-		{store.IndexPath(ix.Name, ix.Version), file},
-		{store.LatestPath(ix.Name) + SignatureSuffix, ptrSig},
-		{store.LatestPath(ix.Name), ptrFile},
-	} {
-		if f.data == nil {
-			continue
+	put := func(name string, data []byte) error {
+		if data == nil {
+			return nil
 		}
-		if err := w.PutFile(ctx, f.name, f.data); err != nil {
-			return nil, err
-		}
+		return w.PutFile(ctx, name, data)
+	}
+	if err := put(store.IndexPath(ix.Name, ix.Version)+SignatureSuffix, indexSig); err != nil {
+		return nil, err
+	}
+	if err := put(store.IndexPath(ix.Name, ix.Version), file); err != nil {
+		return nil, err
+	}
+	var cs catalog.Signer
+	if s != nil {
+		cs = s
+	}
+	if err := catalog.WriteVersions(ctx, w, vs, cs); err != nil {
+		return nil, err
+	}
+	if err := put(store.LatestPath(ix.Name)+SignatureSuffix, ptrSig); err != nil {
+		return nil, err
+	}
+	if err := put(store.LatestPath(ix.Name), ptrFile); err != nil {
+		return nil, err
+	}
+	if err := catalog.WriteNames(ctx, w); err != nil {
+		return nil, err
 	}
 	return file, nil
 }

@@ -220,34 +220,34 @@ func (h *HTTP) fetch(ctx context.Context, cancel context.CancelCauseFunc, u stri
 	case resp.ContentLength > max:
 		return nil, &TooLargeError{What: u, Limit: max}
 	}
-	n := resp.ContentLength
-	if n < 0 {
-		n = 32 << 10
-	}
-	buf := make([]byte, 0, n)
-	var b writeBuf = buf
 	body := io.Reader(resp.Body)
 	if h.opt.MinRate > 0 {
 		g := watchRate(u, h.opt.MinRate, h.opt.RateWindow, cancel)
 		defer g.stop()
 		body = g.count(resp.Body)
 	}
-	got, err := io.Copy(&b, io.LimitReader(body, max+1))
+	if n := resp.ContentLength; n >= 0 {
+		// The usual case (a static file): read the body straight into a buffer of its size,
+		// with no intermediate copy buffer.
+		buf := make([]byte, n)
+		got, err := io.ReadFull(body, buf)
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: got %d of %d bytes", u, got, n)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", u, cleanNetError(err))
+		}
+		return buf, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(body, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", u, cleanNetError(err))
 	}
-	if got > max {
+	if int64(len(b)) > max {
 		return nil, &TooLargeError{What: u, Limit: max}
-	}
-	if resp.ContentLength >= 0 && got != resp.ContentLength {
-		return nil, fmt.Errorf("%s: got %d of %d bytes", u, got, resp.ContentLength)
 	}
 	return b, nil
 }
-
-type writeBuf []byte
-
-func (w *writeBuf) Write(p []byte) (int, error) { *w = append(*w, p...); return len(p), nil }
 
 // cleanNetError drops *url.Error's repetition of method and URL (our messages name the URL).
 func cleanNetError(err error) error {

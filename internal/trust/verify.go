@@ -101,6 +101,20 @@ func (v *Verifier) Pointer(name string, raw []byte) ([]byte, error) {
 	return text, nil
 }
 
+// Text checks the appended signature of a signed text file (what names it in messages,
+// e.g. "versions file of debian") and returns the signed text, the only part to parse.
+// Like Pointer, it warns instead of refusing in insecure mode.
+func (v *Verifier) Text(what string, raw []byte) ([]byte, error) {
+	text, sig := SplitPointer(raw)
+	if err := v.verify(what, text, sig); err != nil {
+		if !v.p.Insecure {
+			return nil, err
+		}
+		v.warn("WARNING: INSECURE: reading the %s unverified: %s", what, strings.TrimPrefix(err.Error(), "refused: "))
+	}
+	return text, nil
+}
+
 // Index authenticates an index file fetched for image name (version 0: the version the
 // latest pointer named) and returns it decoded. The signature is checked before the body
 // is decompressed, so unauthenticated bytes never reach the decoder; then the policy:

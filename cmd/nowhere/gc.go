@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nowhere-boot/nowhere/internal/catalog"
+	"github.com/nowhere-boot/nowhere/internal/gc"
+	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/trust"
+	"github.com/nowhere-boot/nowhere/internal/units"
+)
+
+type gcOptions struct {
+	keep     int
+	grace    time.Duration
+	dryRun   bool
+	key      string
+	password string
+}
+
+func newGCCommand() *cobra.Command {
+	var o gcOptions
+	cmd := &cobra.Command{
+		Use:   "gc STORE --keep N",
+		Short: "Remove old versions and the chunks no kept version references",
+		Long: `Gc keeps the newest N versions of every image in STORE (a directory or
+s3://BUCKET/PREFIX), and always the one latest points to, removes the other versions'
+index files, then every chunk that no kept version references.
+
+A pack or sync into the same directory may run at the same time: they hold the store's
+lock shared, gc holds it exclusive, so gc never removes a chunk that an index about to be
+published needs. Chunks modified within --grace are kept anyway (for writers gc cannot
+see: another host, object storage). Signed versions files are re-signed with --key.`,
+		Example: `  nowhere gc ./store --keep 3 --dry-run
+  nowhere gc /srv/nowhere --keep 2 --key publisher.key --password-file pw`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runGC(cmd.Context(), args[0], o)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.keep, "keep", 0, "versions to keep per image (at least 1)")
+	f.DurationVar(&o.grace, "grace", time.Hour, "keep unreferenced chunks modified more recently than this")
+	f.BoolVar(&o.dryRun, "dry-run", false, "only show what would be removed")
+	f.StringVar(&o.key, "key", "", "secret key to re-sign the versions files of signed images")
+	f.StringVar(&o.password, "password-file", "", "the secret key's password is the first line of this file")
+	_ = cmd.MarkFlagRequired("keep")
+	return cmd
+}
+
+func runGC(ctx context.Context, loc string, o gcOptions) error {
+	if o.keep < 1 {
+		return fmt.Errorf("--keep must be at least 1")
+	}
+	if o.grace < 0 {
+		return fmt.Errorf("--grace must not be negative")
+	}
+	var signer catalog.Signer
+	if o.key != "" {
+		k, err := trust.LoadSecretKey(o.key, func() (string, error) {
+			return readPassword(o.password, "password for "+o.key+": ")
+		})
+		if err != nil {
+			return fmt.Errorf("--key: %w", err)
+		}
+		signer = k
+	}
+	var s gc.Store
+	if store.IsS3(loc) {
+		s3, err := openS3(loc)
+		if err != nil {
+			return err
+		}
+		s = s3
+	} else {
+		d, err := store.OpenDir(loc)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		unlock, err := d.Lock(true, func() { logf("waiting for the pack or sync writing to %s to finish", loc) })
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		s = d
+	}
+	res, err := gc.Run(ctx, s, gc.Options{Keep: o.keep, Grace: o.grace, DryRun: o.dryRun, Signer: signer})
+	if err != nil {
+		return fmt.Errorf("gc %s: %w", loc, err)
+	}
+	verb := "removed"
+	if o.dryRun {
+		verb = "would remove"
+	}
+	fmt.Printf("gc %s: %d images; keeping %d versions (%s)\n", loc, res.Images, len(res.KeptVersions), strings.Join(res.KeptVersions, " "))
+	fmt.Printf("  versions: %s %d (%s)\n", verb, len(res.RemovedVersions), strings.Join(res.RemovedVersions, " "))
+	fmt.Printf("  chunks:   %d referenced; %s %d (%s); %d unreferenced kept for the %s grace period (%s)\n",
+		res.Referenced, verb, res.Removed, units.Bytes(res.RemovedBytes), res.Young, o.grace, units.Bytes(res.YoungBytes))
+	return nil
+}

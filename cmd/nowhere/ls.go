@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nowhere-boot/nowhere/internal/catalog"
+	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/index"
+	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/trust"
+	"github.com/nowhere-boot/nowhere/internal/units"
+)
+
+type lsOptions struct {
+	trust trustOptions
+	json  bool
+}
+
+func newLsCommand() *cobra.Command {
+	var o lsOptions
+	cmd := &cobra.Command{
+		Use:   "ls SOURCE",
+		Short: "List a store's images and versions",
+		Long: `Ls lists the images of a store (a directory, an http(s) URL or s3://BUCKET/PREFIX), or
+of one image (STORE/images/NAME), with every version's size, creation and expiry time,
+chunk count, stored bytes, whether it is signed, and which version latest points to.
+
+A directory or bucket is listed by reading its index files. Over HTTP, which has no
+directory listings, ls reads the catalogue pack publishes (images/catalog and each
+image's versions file, docs/format.md). With --key (or ` + trust.DefaultKeyFile + `) the
+versions files, latest pointers and indexes must be signed by a trusted key; without any
+key the listing is shown unverified.`,
+		Example: `  nowhere ls ./store
+  nowhere ls http://127.0.0.1:8080 --key publisher.pub
+  nowhere ls http://127.0.0.1:8080/images/debian --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.trust.warnInsecure()
+			return runLs(cmd.Context(), args[0], o)
+		},
+	}
+	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON (one object per image)")
+	o.trust.addFlags(cmd.Flags())
+	return cmd
+}
+
+// lsImage is one image as ls prints it.
+type lsImage struct {
+	Name     string      `json:"name"`
+	Latest   uint64      `json:"latest"`
+	Versions []lsVersion `json:"versions"`
+}
+
+type lsVersion struct {
+	Version  uint64    `json:"version"`
+	Size     int64     `json:"size"`
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires,omitzero"`
+	Chunks   int       `json:"chunks"`
+	Unique   int       `json:"unique"`
+	Stored   int64     `json:"stored"`
+	Chunking string    `json:"chunking"`
+	Signed   bool      `json:"signed"`
+	SHA256   string    `json:"sha256"`
+}
+
+// splitSource takes STORE or STORE/images/NAME[/VERSION] apart.
+func splitSource(src string) (storeLoc, name string, version uint64, err error) {
+	if !strings.Contains(src, "/images/") && !strings.HasPrefix(src, "images/") {
+		return strings.TrimSuffix(src, "/"), "", 0, nil
+	}
+	loc, err := image.ParseLocation(src)
+	if err != nil {
+		return "", "", 0, err
+	}
+	return loc.Store, loc.Name, loc.Version, nil
+}
+
+// listVerifier is the verifier of --key, or nil when no key is given or installed (an
+// unverified listing is still useful to the store's owner).
+func listVerifier(t *trustOptions) (*trust.Verifier, error) {
+	specs := t.keys
+	if len(specs) == 0 {
+		if _, err := os.Stat(trust.DefaultKeyFile); err == nil {
+			specs = []string{trust.DefaultKeyFile}
+		}
+	}
+	if len(specs) == 0 && !t.insecure {
+		return nil, nil
+	}
+	keys, err := trust.LoadKeys(specs)
+	if err != nil {
+		return nil, fmt.Errorf("--key: %w", err)
+	}
+	return trust.NewVerifier(trust.Policy{Keys: keys, Insecure: t.insecure, Warn: logf})
+}
+
+func runLs(ctx context.Context, src string, o lsOptions) error {
+	storeLoc, name, version, err := splitSource(src)
+	if err != nil {
+		return err
+	}
+	v, err := listVerifier(&o.trust)
+	if err != nil {
+		return err
+	}
+	httpOpt, err := o.trust.storeOptions()
+	if err != nil {
+		return err
+	}
+	s, err := openReadStore(ctx, storeLoc, httpOpt)
+	if err != nil {
+		return err
+	}
+	images, err := listStore(ctx, s, name, v)
+	if err != nil {
+		return err
+	}
+	if version != 0 {
+		for i := range images {
+			images[i].Versions = keepVersion(images[i].Versions, version)
+			if len(images[i].Versions) == 0 {
+				return fmt.Errorf("image %s has no version %d in %s", name, version, s)
+			}
+		}
+	}
+	if v == nil {
+		logf("note: no --key: the listing is not verified")
+	}
+	if o.json {
+		enc := json.NewEncoder(os.Stdout)
+		for _, im := range images {
+			if err := enc.Encode(im); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	printImages(images)
+	return nil
+}
+
+func keepVersion(vs []lsVersion, v uint64) []lsVersion {
+	for _, x := range vs {
+		if x.Version == v {
+			return []lsVersion{x}
+		}
+	}
+	return nil
+}
+
+// listStore lists the images of s (only name, if given): by reading the index files when
+// the store can be listed (a directory, a bucket), else from the published catalogue.
+func listStore(ctx context.Context, s store.Store, name string, v *trust.Verifier) ([]lsImage, error) {
+	w, listable := s.(store.Writer)
+	var names []string
+	switch {
+	case name != "":
+		names = []string{name}
+	case listable:
+		var err error
+		if names, err = catalog.Names(ctx, w); err != nil {
+			// A public bucket lets anyone read objects but not list them: use the
+			// catalogue, as over HTTP.
+			logf("%v: reading the catalogue instead", err)
+			return listStore(ctx, readOnly{s}, name, v)
+		}
+	default:
+		b, err := s.File(ctx, catalog.NamesPath, catalog.MaxNames)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("%s has no %s (a store published before nowhere ls? pack, sync or gc it again to write one)", s, catalog.NamesPath)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if names, err = catalog.ParseNames(b); err != nil {
+			return nil, fmt.Errorf("%s/%s: %w", s, catalog.NamesPath, err)
+		}
+	}
+	var out []lsImage
+	var failed []string
+	for _, n := range names {
+		im, err := listImage(ctx, s, n, v)
+		if err != nil {
+			if name != "" {
+				return nil, err
+			}
+			logf("%v", err) // one bad image does not hide the others
+			failed = append(failed, n)
+			continue
+		}
+		out = append(out, *im)
+	}
+	if len(failed) > 0 {
+		printImages(out)
+		return nil, fmt.Errorf("%d of %d images could not be listed: %s", len(failed), len(names), strings.Join(failed, ", "))
+	}
+	return out, nil
+}
+
+// listImage describes one image of s.
+func listImage(ctx context.Context, s store.Store, n string, v *trust.Verifier) (*lsImage, error) {
+	w, listable := s.(store.Writer)
+	latest, err := readLatest(ctx, s, n, v)
+	if err != nil {
+		return nil, err
+	}
+	var vs *catalog.Versions
+	if listable {
+		vs, err = walkVersions(ctx, w, n, v)
+	} else {
+		vs, err = readVersions(ctx, s, n, v)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if latest != nil {
+		if d, ok := vs.Find(latest.Version); ok && d.SHA256 != latest.SHA256 {
+			return nil, fmt.Errorf("%s/%s: the latest pointer pins another index than the versions file lists for version %d (a torn or tampered store)", s, store.LatestPath(n), latest.Version)
+		}
+	}
+	im := lsImage{Name: n}
+	if latest != nil {
+		im.Latest = latest.Version
+	}
+	for _, d := range vs.Versions {
+		im.Versions = append(im.Versions, lsVersion{
+			Version: d.Version, Size: d.Size, Created: d.Created, Expires: d.Expires, Chunks: d.Chunks,
+			Unique: d.Unique, Stored: d.Stored, Chunking: d.Chunking, Signed: d.Signed, SHA256: fmt.Sprintf("%x", d.SHA256),
+		})
+	}
+	return &im, nil
+}
+
+// readOnly hides a store's Writer methods (so it is listed through its catalogue).
+type readOnly struct{ store.Store }
+
+// readLatest returns the image's latest pointer (verified when v is set), or nil if the
+// image has none.
+func readLatest(ctx context.Context, s store.Store, name string, v *trust.Verifier) (*index.Pointer, error) {
+	b, err := s.File(ctx, store.LatestPath(name), index.MaxPointer)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if v != nil {
+		if b, err = v.Pointer(name, b); err != nil {
+			return nil, fmt.Errorf("%s/%s: %w", s, store.LatestPath(name), err)
+		}
+	}
+	p, err := index.ParsePointer(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", s, store.LatestPath(name), err)
+	}
+	if p.Name != name {
+		return nil, fmt.Errorf("%s/%s: refused: the pointer is for image %q (mix-and-match)", s, store.LatestPath(name), p.Name)
+	}
+	return &p, nil
+}
+
+// readVersions fetches and checks an image's versions file.
+func readVersions(ctx context.Context, s store.Store, name string, v *trust.Verifier) (*catalog.Versions, error) {
+	p := catalog.VersionsPath(name)
+	b, err := s.File(ctx, p, catalog.MaxVersions)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("image %q: %s has no %s", name, s, p)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if v != nil {
+		if b, err = v.Text("versions file of "+name, b); err != nil {
+			return nil, fmt.Errorf("%s/%s: %w", s, p, err)
+		}
+	} else {
+		b, _ = trust.SplitPointer(b)
+	}
+	vs, err := catalog.ParseVersions(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", s, p, err)
+	}
+	if vs.Name != name {
+		return nil, fmt.Errorf("%s/%s: refused: lists image %q (mix-and-match)", s, p, vs.Name)
+	}
+	return vs, nil
+}
+
+// walkVersions reads every index of an image in a listable store, verifying each
+// signature when v is set (an expired version is listed, not refused).
+func walkVersions(ctx context.Context, w store.Writer, name string, v *trust.Verifier) (*catalog.Versions, error) {
+	listed, err := catalog.Listed(ctx, w, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(listed) == 0 {
+		return nil, fmt.Errorf("image %q not found in %s", name, w)
+	}
+	vs := &catalog.Versions{Name: name}
+	for _, ver := range listed {
+		p := store.IndexPath(name, ver)
+		file, err := w.File(ctx, p, image.MaxIndexFile)
+		if err != nil {
+			return nil, err
+		}
+		ix, err := index.Decode(file)
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s: %w", w, p, err)
+		}
+		if v != nil {
+			if err := v.Check(ix, file, name, ver); err != nil && !errors.Is(err, trust.ErrExpired) {
+				return nil, fmt.Errorf("%s/%s: %w", w, p, err)
+			}
+		}
+		if ix.Name != name || ix.Version != ver {
+			return nil, fmt.Errorf("%s/%s: holds image %s version %d (mix-and-match)", w, p, ix.Name, ix.Version)
+		}
+		vs.Put(catalog.Describe(ix, file))
+	}
+	return vs, nil
+}
+
+func printImages(images []lsImage) {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "IMAGE\tVERSION\tLATEST\tSIZE\tCREATED\tEXPIRES\tCHUNKS\tSTORED\tSIGNED")
+	now := time.Now()
+	for _, im := range images {
+		for _, v := range im.Versions {
+			latest := ""
+			if v.Version == im.Latest {
+				latest = "latest"
+			}
+			expires := "never"
+			if !v.Expires.IsZero() {
+				expires = v.Expires.UTC().Format(time.RFC3339)
+				if now.After(v.Expires) {
+					expires += " (expired)"
+				}
+			}
+			signed := "no"
+			if v.Signed {
+				signed = "yes"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", im.Name, v.Version, latest, units.Bytes(v.Size),
+				v.Created.UTC().Format(time.RFC3339), expires, v.Chunks, units.Bytes(v.Stored), signed)
+		}
+	}
+	tw.Flush()
+}

@@ -1,0 +1,205 @@
+// Package gc removes what a store no longer needs: versions beyond the newest N of each
+// image (never the one latest points to), then every chunk that no remaining version
+// references.
+//
+// Safety with writers running at the same time: a pack or sync writes chunks before the
+// index that references them. In a directory store they hold the store's lock shared and
+// gc holds it exclusive (store.Dir.Lock), so gc never runs between the two. For writers it
+// cannot see (another host, object storage), a chunk modified within the grace period is
+// kept even when nothing references it yet.
+package gc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/catalog"
+	"github.com/nowhere-boot/nowhere/internal/chunk"
+	"github.com/nowhere-boot/nowhere/internal/index"
+	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/trust"
+)
+
+// Store is what gc needs of a store: writing, listing chunks with their times, and
+// removing files (store.Dir and store.S3).
+type Store interface {
+	store.Writer
+	ChunkTimes(ctx context.Context, fn func(id chunk.ID, size int64, mod time.Time) error) error
+	RemoveFile(ctx context.Context, name string) error
+}
+
+// Options control a collection.
+type Options struct {
+	Keep   int           // versions kept per image (at least 1); latest's is always kept
+	Grace  time.Duration // unreferenced chunks modified more recently are kept
+	DryRun bool          // only count
+	// Signer re-signs the versions files of signed images whose versions gc removes.
+	Signer catalog.Signer
+	Now    func() time.Time
+}
+
+// Result is what a collection did (or, dry, would do).
+type Result struct {
+	Images          int
+	KeptVersions    []string // NAME@V
+	RemovedVersions []string
+	Referenced      int   // distinct chunks the kept versions reference
+	Removed         int   // chunks removed
+	RemovedBytes    int64 // their stored bytes
+	Young           int   // unreferenced chunks kept for the grace period
+	YoungBytes      int64
+}
+
+// Run collects garbage in s.
+func Run(ctx context.Context, s Store, opt Options) (*Result, error) {
+	if opt.Keep < 1 {
+		return nil, fmt.Errorf("keep at least 1 version (got %d)", opt.Keep)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	start := opt.Now()
+	files, err := s.Files(ctx, "images/")
+	if err != nil {
+		return nil, fmt.Errorf("listing %s/images: %w", s, err)
+	}
+	var names []string
+	for _, f := range files {
+		if parts := strings.Split(f, "/"); len(parts) == 3 && strings.HasSuffix(f, ".index") && index.ValidName(parts[1]) == nil {
+			names = append(names, parts[1])
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	res := &Result{Images: len(names)}
+	mark := map[chunk.ID]bool{}
+	for _, name := range names {
+		if err := collectImage(ctx, s, name, opt, res, mark); err != nil {
+			return res, err
+		}
+	}
+	res.Referenced = len(mark)
+	cutoff := start.Add(-opt.Grace)
+	var doomed []chunk.ID
+	err = s.ChunkTimes(ctx, func(id chunk.ID, size int64, mod time.Time) error {
+		if mark[id] {
+			return nil
+		}
+		if mod.After(cutoff) {
+			res.Young++
+			res.YoungBytes += size
+			return nil
+		}
+		doomed = append(doomed, id)
+		res.RemovedBytes += size
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("listing the chunks of %s: %w", s, err)
+	}
+	res.Removed = len(doomed)
+	if opt.DryRun {
+		return res, nil
+	}
+	for _, id := range doomed {
+		if err := s.RemoveChunk(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return res, fmt.Errorf("removing chunk %s: %w", id, err)
+		}
+	}
+	if err := catalog.WriteNames(ctx, s); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// collectImage decides which versions of one image stay, removes the others (unless
+// dry), and marks the chunks of those that stay.
+func collectImage(ctx context.Context, s Store, name string, opt Options, res *Result, mark map[chunk.ID]bool) error {
+	listed, err := catalog.Listed(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	var latest uint64
+	if b, err := s.File(ctx, store.LatestPath(name), index.MaxPointer); err == nil {
+		text, _ := trust.SplitPointer(b)
+		if p, perr := index.ParsePointer(text); perr == nil {
+			latest = p.Version
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	var keep, drop []uint64
+	for i, v := range slices.Backward(listed) {
+		if len(listed)-1-i < opt.Keep || v == latest {
+			keep = append(keep, v)
+		} else {
+			drop = append(drop, v)
+		}
+	}
+	slices.Sort(keep)
+	for _, v := range keep {
+		p := store.IndexPath(name, v)
+		file, err := s.File(ctx, p, index.MaxBody+index.MaxSignature+1<<20)
+		if err != nil {
+			return err
+		}
+		ix, err := index.Decode(file)
+		if err != nil {
+			// An index gc cannot read might still be used: keep everything rather than
+			// guess.
+			return fmt.Errorf("%s/%s: %w (nothing removed)", s, p, err)
+		}
+		for _, e := range ix.Entries {
+			if !e.Zero {
+				mark[e.ID] = true
+			}
+		}
+		res.KeptVersions = append(res.KeptVersions, fmt.Sprintf("%s@%d", name, v))
+	}
+	for _, v := range drop {
+		res.RemovedVersions = append(res.RemovedVersions, fmt.Sprintf("%s@%d", name, v))
+	}
+	if len(drop) == 0 || opt.DryRun {
+		return nil
+	}
+	// The versions file stops listing them before they go.
+	vsPath := catalog.VersionsPath(name)
+	signed := false
+	if b, err := s.File(ctx, vsPath, catalog.MaxVersions); err == nil {
+		_, sig := trust.SplitPointer(b)
+		signed = len(sig) > 0
+	}
+	if signed && opt.Signer == nil {
+		return fmt.Errorf("%s/%s is signed: give the publisher's --key to re-sign it without the versions gc removes (nothing removed for %s)", s, vsPath, name)
+	}
+	vs, err := catalog.Rebuild(ctx, s, name, nil)
+	if err != nil {
+		return err
+	}
+	vs.Versions = slices.DeleteFunc(vs.Versions, func(d catalog.Version) bool { return slices.Contains(drop, d.Version) })
+	var signer catalog.Signer
+	if signed || opt.Signer != nil {
+		signer = opt.Signer
+	}
+	if err := catalog.WriteVersions(ctx, s, vs, signer); err != nil {
+		return err
+	}
+	for _, v := range drop {
+		p := store.IndexPath(name, v)
+		for _, f := range []string{p, p + catalog.SignatureSuffix} {
+			if err := s.RemoveFile(ctx, f); err != nil && !isNotExist(err) {
+				return fmt.Errorf("removing %s/%s: %w", s, f, err)
+			}
+		}
+	}
+	return nil
+}
+
+func isNotExist(err error) bool {
+	return errors.Is(err, store.ErrNotFound) || errors.Is(err, fs.ErrNotExist)
+}
