@@ -89,7 +89,9 @@ func TestPeerServesWhatItHasAndMissesAreNormal(t *testing.T) {
 }
 
 // An empty peer is asked for a few chunks, then left alone: its hit ratio falls below
-// what a LAN round trip costs against the mirror.
+// what a LAN round trip costs against the mirror. Where exactly it stops depends on the
+// measured times (loopback under load), so the test checks that it stops: a second pass
+// over the same chunks asks it (almost) nothing.
 func TestEmptyPeerStopsBeingAsked(t *testing.T) {
 	dir, ix, _ := mirrorImage(t, 4<<20, 12)
 	refs := refsOf(ix)
@@ -98,21 +100,30 @@ func TestEmptyPeerStopsBeingAsked(t *testing.T) {
 	set := newSet(t, store.MirrorOptions{HedgeFraction: -1}, origin.store(t))
 	set.AddPeer(peer.store(t))
 	set.Probe(context.Background())
-	for _, r := range refs {
-		if _, err := set.Fetch(context.Background(), r); err != nil {
-			t.Fatal(err)
+	pass := func() {
+		for _, r := range refs {
+			if _, err := set.Fetch(context.Background(), r); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
+	pass()
+	first := statusOf(t, set, peer.URL())
+	pass()
 	ps := statusOf(t, set, peer.URL())
 	if ps.State != "up" {
 		t.Errorf("empty peer is %q, want up", ps.State)
 	}
-	if ps.Requests == 0 || ps.Requests > 30 {
-		t.Errorf("empty peer asked %d times for %d chunks, want a few then none", ps.Requests, len(refs))
+	if first.Requests == 0 || first.Requests > 30 {
+		t.Errorf("empty peer asked %d times for %d chunks, want a few then none", first.Requests, len(refs))
 	}
-	if ps.HitRatio > 0.05 {
-		t.Errorf("hit ratio %.3f after only misses", ps.HitRatio)
+	if again := ps.Requests - first.Requests; again > 2 {
+		t.Errorf("empty peer asked %d more times in a second pass over %d chunks: not left alone", again, len(refs))
 	}
+	if ps.HitRatio >= 0.5 {
+		t.Errorf("hit ratio %.3f after only misses, want below the prior 0.5", ps.HitRatio)
+	}
+	t.Logf("%d chunks: peer asked %d times, then %d; hit ratio %.3f", len(refs), first.Requests, ps.Requests-first.Requests, ps.HitRatio)
 }
 
 // A peer serving corrupt chunks is demoted hard and logged; the content is still right.
