@@ -88,6 +88,14 @@ func (f fetcherFunc) Fetch(ctx context.Context, ref chunk.Ref) (store.Fetched, e
 	return f(ctx, ref)
 }
 
+// fetching reports whether a fetch of id for this node (or a neighbour it is the home of)
+// is running.
+func (n *Node) fetching(id chunk.ID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.flights[flightKey{id, ""}] != nil
+}
+
 // do runs fn once per key however many callers want it at the same time. The fetch is
 // cancelled when the last caller leaves.
 func (n *Node) do(ctx context.Context, key flightKey, ref chunk.Ref, fn func(context.Context, chunk.Ref) (store.Fetched, error)) (store.Fetched, error) {

@@ -32,7 +32,9 @@ const indexFetchTimeout = 30 * time.Second
 // image.LoadVerified. inner also serves the index when a neighbour asks this node to
 // fetch it.
 func (n *Node) IndexStore(inner store.Store) store.Store {
-	n.files.Store(&inner)
+	if n.files.Swap(&inner) == nil {
+		close(n.filesSet)
+	}
 	return &indexStore{n: n, inner: inner, pins: map[string][32]byte{}}
 }
 
@@ -120,11 +122,16 @@ func (n *Node) serveIndex(w http.ResponseWriter, r *http.Request, root *os.Root,
 		files.ServeHTTP(w, r)
 		return
 	}
-	src := n.files.Load()
-	if r.Header.Get(store.PeerFetchHeader) != "1" || src == nil || r.Method != http.MethodGet {
+	if r.Header.Get(store.PeerFetchHeader) != "1" || r.Method != http.MethodGet {
 		http.NotFound(w, r)
 		return
 	}
+	// A neighbour may ask before this node has started loading the index itself.
+	if !await(r, n.filesSet, n.cfg.QueueWait) {
+		http.Error(w, "not loading the index yet", http.StatusServiceUnavailable)
+		return
+	}
+	src := n.files.Load()
 	ctx, cancel := context.WithTimeout(r.Context(), fetchForPeer)
 	defer cancel()
 	key := flightKey{id: chunk.ID(sha256.Sum256([]byte(name))), home: "index"}

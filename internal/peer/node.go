@@ -41,8 +41,10 @@ type Config struct {
 	// (default 500 ms with discovery, else 0).
 	Settle time.Duration
 	// MaxServing bounds the requests the share serves at once (default 32); beyond it
-	// a neighbour gets 503 at once and asks the mirrors.
+	// a request waits up to QueueWait (default 2 s) for its turn, then gets 503 and its
+	// client asks the mirrors.
 	MaxServing int
+	QueueWait  time.Duration
 	Log        func(format string, args ...any)
 }
 
@@ -56,6 +58,8 @@ type Node struct {
 	cfg      Config
 	set      *store.MirrorSet
 	refs     atomic.Pointer[map[chunk.ID]chunk.Ref] // the image's chunks, once SetIndex is called
+	indexSet chan struct{}                          // closed by the first SetIndex
+	filesSet chan struct{}                          // closed by the first IndexStore
 	direct   store.Fetcher                          // cache, then the mirror set (plain peer requests and mirrors)
 	peerHTTP store.HTTPOptions
 	files    atomic.Pointer[store.Store] // where the index comes from when fetched for a neighbour
@@ -102,6 +106,9 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.MaxServing <= 0 {
 		cfg.MaxServing = 32
 	}
+	if cfg.QueueWait <= 0 {
+		cfg.QueueWait = 2 * time.Second
+	}
 	discover := cfg.Share != "" || cfg.Discover
 	if cfg.Settle == 0 && discover {
 		cfg.Settle = 500 * time.Millisecond
@@ -109,6 +116,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, set: cfg.Set, flights: map[flightKey]*flight{},
 		self: map[string]bool{}, seen: map[string]time.Time{}, named: map[string]bool{},
+		indexSet: make(chan struct{}), filesSet: make(chan struct{}),
 	}
 	n.direct = cfg.Set
 	if cfg.Cache != nil {
@@ -152,7 +160,9 @@ func (n *Node) SetIndex(ix *index.Index) {
 			refs[e.ID] = chunk.Ref{ID: e.ID, Len: e.Len, Stored: e.Stored}
 		}
 	}
-	n.refs.Store(&refs)
+	if n.refs.Swap(&refs) == nil {
+		close(n.indexSet)
+	}
 }
 
 func (n *Node) ref(id chunk.ID) (chunk.Ref, bool) {

@@ -327,3 +327,69 @@ func TestWrongIndexFromPeerIsIgnored(t *testing.T) {
 		t.Errorf("no line about the peer's wrong index: %q", logged)
 	}
 }
+
+// A room booting at once asks a chunk's home for it all at the same moment, and a home
+// may still be loading the index when the first neighbour asks. The home makes such
+// requests wait (for the index, for a serving slot, for the one fetch already running)
+// instead of refusing them, since a refused neighbour fetches from the origin.
+func TestHomeServesARoomAtOnce(t *testing.T) {
+	dir, ix, _ := testStore(t, 256<<10)
+	o := startOrigin(t, dir, 50*time.Millisecond)
+	st, err := store.NewHTTP(o.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := store.NewMirrorSet([]store.Store{st}, store.MirrorOptions{HedgeFraction: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { set.Close() })
+	cache, err := store.OpenDiskCache(t.TempDir(), 0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	home, err := Start(Config{Set: set, Cache: cache, Image: ix.Name, Share: "127.0.0.1:0", MaxServing: 2, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { home.Close() })
+	const room = 40
+	e := ix.Entries[0]
+	u := home.URL() + "/" + store.ChunkPath(e.ID)
+	codes := make([]int, room)
+	var wg sync.WaitGroup
+	for i := range room {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, u, nil)
+			req.Header.Set(store.PeerFetchHeader, "1")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+			if resp.StatusCode == 200 && len(b) != int(e.Stored) {
+				t.Errorf("neighbour %d got %d bytes, want %d", i, len(b), e.Stored)
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond) // every neighbour asked before the home has its index
+	home.SetIndex(ix)
+	wg.Wait()
+	for i, c := range codes {
+		if c != 200 {
+			t.Errorf("neighbour %d: status %d, want 200", i, c)
+		}
+	}
+	if got := o.total.Load(); got != 1 {
+		t.Errorf("origin served the chunk %d times for a room of %d, want once", got, room)
+	}
+	if b := home.Stats().Busy.Load(); b != 0 {
+		t.Errorf("%d neighbours refused as busy", b)
+	}
+}

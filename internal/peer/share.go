@@ -17,8 +17,10 @@ import (
 
 // The share: a client's cache directory served read-only over HTTP in the store layout:
 // chunks, and the index of the image it reads (index.go). The latest pointer and the
-// rollback state that share the directory are never served (a 404, like any other path). Requests beyond MaxServing at
-// once get 503 at once: a client serves its neighbours without slowing its own reads.
+// rollback state that share the directory are never served (a 404, like any other path).
+// At most MaxServing requests are served (or chunks fetched for neighbours) at once, so a
+// client serves its neighbours without slowing its own reads much; more wait up to
+// QueueWait for their turn, then get 503.
 // A request with store.PeerFetchHeader for a chunk of this client's image that is not in
 // the cache is fetched first (the client is that chunk's home: fetch.go).
 
@@ -71,21 +73,42 @@ func (n *Node) SharePort() int {
 func (n *Node) shareHandler(root *os.Root) http.Handler {
 	files := server.Handler(root)
 	slots := make(chan struct{}, n.cfg.MaxServing)
+	// acquire takes a serving slot, waiting at most QueueWait: a neighbour refused goes to
+	// the mirrors, which for a room booting at once (every machine asking a chunk's home
+	// at the same moment) is the origin traffic sharing is there to save, while a short
+	// wait on the LAN costs little.
+	acquire := func(r *http.Request) bool {
+		select {
+		case slots <- struct{}{}:
+			return true
+		default:
+		}
+		t := time.NewTimer(n.cfg.QueueWait)
+		defer t.Stop()
+		select {
+		case slots <- struct{}{}:
+			return true
+		case <-t.C:
+		case <-r.Context().Done():
+		}
+		return false
+	}
+	busy := func(w http.ResponseWriter) {
+		n.stats.Busy.Add(1)
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := chunkOfPath(r.URL.Path)
 		if !ok {
 			n.serveIndex(w, r, root, files)
 			return
 		}
-		select {
-		case slots <- struct{}{}:
-			defer func() { <-slots }()
-		default:
-			n.stats.Busy.Add(1)
-			http.Error(w, "busy", http.StatusServiceUnavailable)
-			return
-		}
 		if st, err := root.Stat(store.ChunkPath(id)); err == nil && st.Mode().IsRegular() {
+			if !acquire(r) {
+				busy(w)
+				return
+			}
+			defer func() { <-slots }()
 			rec := &counter{ResponseWriter: w, status: http.StatusOK}
 			files.ServeHTTP(rec, r)
 			if rec.status == http.StatusOK {
@@ -94,10 +117,30 @@ func (n *Node) shareHandler(root *os.Root) http.Handler {
 			}
 			return
 		}
-		ref, mine := n.ref(id)
-		if r.Header.Get(store.PeerFetchHeader) != "1" || !mine || r.Method != http.MethodGet {
+		if r.Header.Get(store.PeerFetchHeader) != "1" || r.Method != http.MethodGet {
 			http.NotFound(w, r)
 			return
+		}
+		if !await(r, n.indexSet, n.cfg.QueueWait) {
+			// A home asked before it has the image's index cannot yet tell whether the
+			// chunk is the image's (a room booting at once: a neighbour was faster).
+			busy(w)
+			return
+		}
+		ref, mine := n.ref(id)
+		if !mine {
+			http.NotFound(w, r)
+			return
+		}
+		// Starting a fetch takes a slot (a neighbour cannot make this client fetch more than
+		// MaxServing chunks at once); joining one already running adds no work and waits
+		// for it without a slot, however many neighbours want that chunk.
+		if !n.fetching(id) {
+			if !acquire(r) {
+				busy(w)
+				return
+			}
+			defer func() { <-slots }()
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), fetchForPeer)
 		defer cancel()
@@ -119,6 +162,24 @@ func (n *Node) shareHandler(root *os.Root) http.Handler {
 		h.Set("ETag", `"`+id.String()+`"`)
 		_, _ = w.Write(f.Raw)
 	})
+}
+
+// await waits up to d for ready to be closed (or the request to end).
+func await(r *http.Request, ready <-chan struct{}, d time.Duration) bool {
+	select {
+	case <-ready:
+		return true
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ready:
+		return true
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+	return false
 }
 
 // chunkOfPath accepts exactly /chunks/<4 hex>/<64 hex>.cacnk with the prefix matching.
