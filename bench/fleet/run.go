@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -31,6 +33,7 @@ type runConfig struct {
 	delay                    time.Duration
 	results                  string
 	scenario                 string
+	perProcess               int
 }
 
 // children are the process groups a run started, killed when the run is interrupted.
@@ -46,6 +49,9 @@ type Row struct {
 	FromPeers     int64
 	WorkingSet    int64 // stored bytes of the chunks the trace reads
 	WorkingChunks int
+	// CPU is the processor time the run's processes used (clients, origin, proxy):
+	// on a machine of few cores, CPU ÷ cores bounds how fast the fleet can finish.
+	CPU float64 // seconds
 }
 
 func runCmd(args []string) error {
@@ -63,11 +69,15 @@ func runCmd(args []string) error {
 	fs.DurationVar(&c.delay, "delay", 40*time.Millisecond, "the origin answers each request this much later (round trip)")
 	fs.StringVar(&c.results, "results", "", "append the figures to this CSV (bench/results format)")
 	fs.StringVar(&c.scenario, "scenario", "", "scenario name in the results (default RATE-DELAY)")
+	fs.IntVar(&c.perProcess, "per-process", 25, "clients per process (each process has its own open-file limit)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if c.store == "" || c.image == "" || c.trace == "" {
 		return fmt.Errorf("run: --store, --image and --trace are required")
+	}
+	if c.perProcess < 1 {
+		return fmt.Errorf("--per-process: want at least 1")
 	}
 	if c.scenario == "" {
 		c.scenario = c.rate + "-" + c.delay.String()
@@ -151,18 +161,20 @@ func runCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-7s %5s %9s %8s %9s %8s %8s %8s %8s %7s\n", "mode", "n", "origin_MB", "xWS", "requests", "p50_s", "p99_s", "max_s", "peers_MB", "failed")
+	fmt.Printf("%-7s %5s %9s %8s %9s %8s %8s %8s %8s %7s %7s\n", "mode", "n", "origin_MB", "xWS", "requests", "p50_s", "p99_s", "max_s", "peers_MB", "cpu_s", "failed")
 	var rows []Row
 	for _, mode := range c.modes {
 		for _, n := range c.ns {
+			before := childrenCPU()
 			r, err := c.one(self, o, l, mode, n, ix)
 			if err != nil {
 				return fmt.Errorf("%s n=%d: %w", mode, n, err)
 			}
+			r.CPU = childrenCPU() - before
 			r.WorkingSet, r.WorkingChunks = wsBytes, wsChunks
 			rows = append(rows, r)
-			fmt.Printf("%-7s %5d %9.1f %8.2f %9d %8.2f %8.2f %8.2f %8.1f %7d\n", mode, n, float64(r.Origin.Bytes)/1e6,
-				float64(r.Origin.ChunkBytes)/float64(wsBytes), r.Origin.Requests, r.P50, r.P99, r.Max, float64(r.FromPeers)/1e6, r.Failed)
+			fmt.Printf("%-7s %5d %9.1f %8.2f %9d %8.2f %8.2f %8.2f %8.1f %7.1f %7d\n", mode, n, float64(r.Origin.Bytes)/1e6,
+				float64(r.Origin.ChunkBytes)/float64(wsBytes), r.Origin.Requests, r.P50, r.P99, r.Max, float64(r.FromPeers)/1e6, r.CPU, r.Failed)
 			if c.results != "" {
 				if err := appendResults(c.results, c.scenario, r); err != nil {
 					return err
@@ -199,7 +211,7 @@ func (c *runConfig) one(self string, o, l *testnet.Host, mode string, n int, ix 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	args := []string{"clients", "--n", strconv.Itoa(n), "--source", "http://" + o.IP + "/images/" + c.image,
+	args := []string{"clients", "--sync", "--source", "http://" + o.IP + "/images/" + c.image,
 		"--trace", c.trace, "--work", filepath.Join(work, "clients"), "--size", strconv.FormatInt(ix.Size, 10)}
 	if c.key != "" {
 		args = append(args, "--key", c.key)
@@ -215,25 +227,9 @@ func (c *runConfig) one(self string, o, l *testnet.Host, mode string, n int, ix 
 	case "peers":
 		args = append(args, "--share", l.IP)
 	}
-	cl := l.Command(self, args...)
-	var stderr bytes.Buffer
-	cl.Stderr = &stderr
-	cl.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var stdout bytes.Buffer
-	cl.Stdout = &stdout
-	if err := cl.Start(); err != nil {
-		return Row{}, err
-	}
-	children.Store(cl.Process.Pid, true)
-	err = cl.Wait()
-	children.Delete(cl.Process.Pid)
-	out := stdout.Bytes()
+	res, err := c.clients(self, l, n, args)
 	if err != nil {
-		return Row{}, fmt.Errorf("clients: %v: %s", err, stderr.String())
-	}
-	var res ClientsResult
-	if err := json.Unmarshal(out, &res); err != nil {
-		return Row{}, fmt.Errorf("clients said %q: %v", out, err)
+		return Row{}, err
 	}
 	syscall.Kill(origin.Process.Pid, syscall.SIGTERM)
 	_ = origin.Wait()
@@ -246,6 +242,10 @@ func (c *runConfig) one(self string, o, l *testnet.Host, mode string, n int, ix 
 		return Row{}, err
 	}
 	r := Row{Mode: mode, N: n, Failed: res.Failed, Origin: counts, FromPeers: res.FromPeers}
+	if mode == "peers" {
+		fmt.Fprintf(os.Stderr, "# peers n=%d: each knew %d..%d peers at start; home peers: %d hits, %d misses; %d requests refused busy\n",
+			n, res.MinPeers, res.MaxPeers, res.HomeHits, res.HomeMisses, res.Busy)
+	}
 	if res.Failed > 0 {
 		fmt.Fprintf(os.Stderr, "# %s n=%d: %d clients failed: %s\n", mode, n, res.Failed, res.FirstErr)
 	}
@@ -254,6 +254,91 @@ func (c *runConfig) one(self string, o, l *testnet.Host, mode string, n int, ix 
 		r.P50, r.P99, r.Max = quantile(res.Times, 0.5), quantile(res.Times, 0.99), res.Times[len(res.Times)-1]
 	}
 	return r, nil
+}
+
+// clients runs n clients in processes of at most perProcess in the LAN host, started
+// together, and merges what they report.
+func (c *runConfig) clients(self string, l *testnet.Host, n int, args []string) (ClientsResult, error) {
+	type proc struct {
+		cmd    *exec.Cmd
+		stdin  io.WriteCloser
+		stdout *bufio.Reader
+		stderr bytes.Buffer
+	}
+	var procs []*proc
+	defer func() {
+		for _, p := range procs {
+			children.Delete(p.cmd.Process.Pid)
+			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			_ = p.cmd.Wait()
+		}
+	}()
+	for first := 0; first < n; first += c.perProcess {
+		k := min(c.perProcess, n-first)
+		p := &proc{}
+		p.cmd = l.Command(self, append(args, "--n", strconv.Itoa(k), "--first", strconv.Itoa(first))...)
+		p.cmd.Stderr = &p.stderr
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		in, err := p.cmd.StdinPipe()
+		if err != nil {
+			return ClientsResult{}, err
+		}
+		out, err := p.cmd.StdoutPipe()
+		if err != nil {
+			return ClientsResult{}, err
+		}
+		if err := p.cmd.Start(); err != nil {
+			return ClientsResult{}, err
+		}
+		children.Store(p.cmd.Process.Pid, true)
+		p.stdin, p.stdout = in, bufio.NewReader(out)
+		procs = append(procs, p)
+	}
+	// Every process has its clients ready (caches open), then all start at once.
+	for _, p := range procs {
+		line, err := p.stdout.ReadString('\n')
+		if strings.TrimSpace(line) != "ready" {
+			return ClientsResult{}, fmt.Errorf("clients: %q instead of ready (%v): %s", line, err, p.stderr.String())
+		}
+	}
+	for _, p := range procs {
+		if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
+			return ClientsResult{}, err
+		}
+	}
+	all := ClientsResult{N: n}
+	for i, p := range procs {
+		var res ClientsResult
+		if err := json.NewDecoder(p.stdout).Decode(&res); err != nil {
+			_ = p.cmd.Wait()
+			return ClientsResult{}, fmt.Errorf("clients: %v: %s", err, p.stderr.String())
+		}
+		all.Times = append(all.Times, res.Times...)
+		all.Failed += res.Failed
+		if all.FirstErr == "" {
+			all.FirstErr = res.FirstErr
+		}
+		all.FromPeers += res.FromPeers
+		all.FromOrigin += res.FromOrigin
+		if i == 0 || res.MinPeers < all.MinPeers {
+			all.MinPeers = res.MinPeers
+		}
+		all.MaxPeers = max(all.MaxPeers, res.MaxPeers)
+		all.HomeHits += res.HomeHits
+		all.HomeMisses += res.HomeMisses
+		all.Busy += res.Busy
+	}
+	// Every client stayed up until its process's clients were done; the processes
+	// finish on their own once they printed.
+	for _, p := range procs {
+		_ = p.stdin.Close()
+		if err := p.cmd.Wait(); err != nil {
+			return ClientsResult{}, fmt.Errorf("clients: %v: %s", err, p.stderr.String())
+		}
+		children.Delete(p.cmd.Process.Pid)
+	}
+	procs = nil
+	return all, nil
 }
 
 func quantile(s []float64, q float64) float64 {
@@ -332,5 +417,15 @@ func appendResults(path, scenario string, r Row) error {
 	add("working_set_chunks", float64(r.WorkingChunks), "1")
 	add("from_peers_bytes", float64(r.FromPeers), "B")
 	add("failed", float64(r.Failed), "1")
+	add("cpu", r.CPU, "s")
 	return nil
+}
+
+// childrenCPU is the user and system time of this process's waited-for children so far.
+func childrenCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }

@@ -37,6 +37,10 @@ type Outcome struct {
 	Err       error
 	FromPeers int64 // stored bytes received from LAN peers
 	FromOrig  int64 // stored bytes received from mirrors (the origin or the proxy)
+	// With peers: how many the client knew when its replay began, and its node's counts.
+	PeersKnown           int
+	HomeHits, HomeMisses int64 // chunks asked of their home peer: got, did not get
+	Busy                 int64 // neighbours' requests refused as too many at once
 }
 
 // Run prepares the client, waits for start to close, then loads the image's index and
@@ -119,6 +123,7 @@ func (c *Client) run(ctx context.Context, ready *sync.WaitGroup, start <-chan st
 	}
 	if node != nil {
 		node.SetIndex(ix)
+		out.PeersKnown = len(set.Peers())
 	}
 	r := image.NewReader(ix, f, image.Options{CacheBytes: 8 << 20, ReadAhead: -1})
 	for _, burst := range c.Trace.Bursts {
@@ -135,6 +140,10 @@ func (c *Client) run(ctx context.Context, ready *sync.WaitGroup, start <-chan st
 		}
 	}
 	out.Time = time.Since(began)
+	if node != nil {
+		st := node.Stats()
+		out.HomeHits, out.HomeMisses, out.Busy = st.HomeHits.Load(), st.HomeMisses.Load(), st.Busy.Load()
+	}
 	for _, m := range set.Status() {
 		if m.Peer {
 			out.FromPeers += m.Bytes
