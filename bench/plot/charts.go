@@ -15,6 +15,14 @@ var palette = map[string]color.Color{
 	"direct": color.RGBA{200, 50, 50, 255},
 	"proxy":  color.RGBA{40, 110, 200, 255},
 	"peers":  color.RGBA{30, 150, 60, 255},
+	// boot methods
+	"limit":     color.Gray{110},
+	"profile":   color.RGBA{30, 150, 60, 255},
+	"noprofile": color.RGBA{40, 110, 200, 255},
+	"2005":      color.RGBA{220, 140, 20, 255},
+	"download":  color.RGBA{200, 50, 50, 255},
+	"stream":    color.RGBA{120, 70, 170, 255},
+	"toram":     color.RGBA{180, 80, 140, 255},
 }
 
 func colorOf(i int, name string) color.Color {
@@ -33,11 +41,10 @@ func fleetTimeChart(rows []row, path string) error {
 	p.Title.Text = "Fleet boot: completion time vs clients booting at once (" + rows[0].scenario + " origin link)"
 	p.X.Label.Text = "clients booting at once (log scale)"
 	p.Y.Label.Text = "seconds (p99 solid, p50 dashed)"
-	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	ns := sizes(rows)
+	logX(p, ns)
 	p.Legend.Top = true
 	p.Legend.Left = true
-	ns := sizes(rows)
 	for i, m := range methods(rows) {
 		for _, q := range []string{"p99", "p50"} {
 			var xy plotter.XYs
@@ -89,9 +96,10 @@ func fleetOriginChart(rows []row, path string) error {
 	p.Title.Text = "Fleet boot: bytes the origin served, in working sets of one boot"
 	p.X.Label.Text = "clients booting at once (log scale)"
 	p.Y.Label.Text = "origin chunk bytes / working set (log scale)"
-	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
-	p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{Prec: -1}, plot.LogTicks{Prec: -1}
+	logX(p, sizes(rows))
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
 	p.Legend.Top, p.Legend.Left = true, true
+	top := 1.0
 	for i, m := range methods(rows) {
 		var xy plotter.XYs
 		for _, n := range sizes(rows) {
@@ -99,6 +107,7 @@ func fleetOriginChart(rows []row, path string) error {
 			ws, ok2 := median(rows, m, n, "working_set_bytes")
 			if ok1 && ok2 && ws > 0 && b > 0 {
 				xy = append(xy, plotter.XY{X: float64(n), Y: b / ws})
+				top = max(top, b/ws)
 			}
 		}
 		if len(xy) == 0 {
@@ -112,49 +121,104 @@ func fleetOriginChart(rows []row, path string) error {
 		p.Add(l, pts)
 		p.Legend.Add(m, l, pts)
 	}
+	p.Y.Min, p.Y.Max = 0.5, top*2
 	return p.Save(8*vg.Inch, 5*vg.Inch, path)
 }
 
-// bootChart: median time to the login prompt per method, one group of bars per scenario.
-func bootChart(rows []row, path string) error {
-	p := plot.New()
-	p.Title.Text = "Boot to the login prompt, per method (median of the runs)"
-	p.Y.Label.Text = "seconds"
-	var scenarios []string
-	for _, r := range rows {
-		if r.metric == "login" && !contains(scenarios, r.scenario) {
-			scenarios = append(scenarios, r.scenario)
-		}
+// logX puts the fleet sizes on a log axis with a tick at each, padded so a single size
+// still has an axis.
+func logX(p *plot.Plot, ns []int) {
+	p.X.Scale = plot.LogScale{}
+	var ticks []plot.Tick
+	for _, n := range ns {
+		ticks = append(ticks, plot.Tick{Value: float64(n), Label: fmt.Sprint(n)})
 	}
-	if len(scenarios) == 0 {
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	if len(ns) > 0 {
+		p.X.Min, p.X.Max = float64(ns[0])/1.5, float64(ns[len(ns)-1])*1.5
+	}
+}
+
+// bootChart: median time to the login prompt, one horizontal bar per scenario and
+// method that has any (scenarios measure different methods: the loopback boots stream
+// and toram, the WAN boots profile, noprofile, 2005, download and the limit), grouped by
+// scenario, coloured by method, the figure at the end of each bar.
+func bootChart(rows []row, path string) error {
+	logins := filter(rows, func(r row) bool { return r.metric == "login" && r.n == 1 })
+	if len(logins) == 0 {
 		fmt.Println("plot: boot results have no login times: boot chart skipped")
 		return nil
 	}
-	ms := methods(filter(rows, func(r row) bool { return r.metric == "login" }))
-	w := vg.Points(min(90, 400/float64(len(ms)*len(scenarios))))
-	top := 0.0
-	for i, m := range ms {
-		vals := make(plotter.Values, len(scenarios))
-		for j, s := range scenarios {
-			if v, ok := median(filter(rows, func(r row) bool { return r.scenario == s }), m, 1, "login"); ok {
-				vals[j] = v
-				top = max(top, v)
+	var scenarios []string
+	for _, r := range logins {
+		if !contains(scenarios, r.scenario) {
+			scenarios = append(scenarios, r.scenario)
+		}
+	}
+	allMethods := methods(logins)
+	type bar struct {
+		label  string
+		method string
+		v      float64
+	}
+	var bars []bar
+	for _, s := range scenarios {
+		sr := filter(logins, func(r row) bool { return r.scenario == s })
+		for _, m := range methods(sr) {
+			if v, ok := median(sr, m, 1, "login"); ok {
+				bars = append(bars, bar{s + ": " + m, m, v})
 			}
 		}
-		b, err := plotter.NewBarChart(vals, w)
+	}
+	// Bars go bottom up: reverse, so the first scenario's first method is on top.
+	for i, j := 0, len(bars)-1; i < j; i, j = i+1, j-1 {
+		bars[i], bars[j] = bars[j], bars[i]
+	}
+	p := plot.New()
+	p.Title.Text = "Boot to the login prompt, per scenario and method (median of the runs)"
+	p.X.Label.Text = "seconds"
+	w := vg.Points(14)
+	top := 0.0
+	labels := make([]string, len(bars))
+	for mi, m := range allMethods {
+		vals := make(plotter.Values, len(bars))
+		any := false
+		for i, b := range bars {
+			labels[i] = b.label
+			if b.method == m {
+				vals[i], any = b.v, true
+				top = max(top, b.v)
+			}
+		}
+		if !any {
+			continue
+		}
+		bc, err := plotter.NewBarChart(vals, w)
 		if err != nil {
 			return err
 		}
-		b.Color = colorOf(i, m)
-		b.LineStyle.Width = 0
-		b.Offset = w * vg.Length(float64(i)-float64(len(ms)-1)/2)
-		p.Add(b)
-		p.Legend.Add(m, b)
+		bc.Horizontal = true
+		bc.Color = colorOf(mi, m)
+		bc.LineStyle.Width = 0
+		p.Add(bc)
 	}
-	p.Legend.Top = true
-	p.Y.Min, p.Y.Max = 0, top*1.25 // room for the legend
-	p.NominalX(scenarios...)
-	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+	var pts []plotter.XY
+	var texts []string
+	for i, b := range bars {
+		pts = append(pts, plotter.XY{X: b.v, Y: float64(i)})
+		texts = append(texts, fmt.Sprintf(" %.1f s", b.v))
+	}
+	lab, err := plotter.NewLabels(plotter.XYLabels{XYs: pts, Labels: texts})
+	if err != nil {
+		return err
+	}
+	for i := range lab.TextStyle {
+		lab.TextStyle[i].YAlign = draw.YCenter
+	}
+	p.Add(lab)
+	p.X.Min, p.X.Max = 0, top*1.15 // room for the figures
+	p.NominalY(labels...)
+	return p.Save(8*vg.Inch, vg.Length(1.2+0.28*float64(len(bars)))*vg.Inch, path)
 }
 
 func contains(s []string, v string) bool {
@@ -172,8 +236,8 @@ func fleetTable(rows []row) string {
 	single, haveSingle := median(rows, "direct", 1, "p99")
 	fmt.Fprintf(&b, "\nScenario %s, run %s (bench/results). Working set: %.1f MB in %.0f chunks.\n\n",
 		rows[0].scenario, rows[0].date, first(rows, "working_set_bytes")/1e6, first(rows, "working_set_chunks"))
-	b.WriteString("| method | clients | origin MB | × working set | origin requests | p50 | p99 | p99 ÷ one client | from peers MB | failed |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| method | clients | origin MB | × working set | origin requests | p50 | p99 | p99 ÷ one client | from peers MB | CPU s | failed |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, m := range methods(rows) {
 		for _, n := range sizes(rows) {
 			p99, ok := median(rows, m, n, "p99")
@@ -187,12 +251,16 @@ func fleetTable(rows []row) string {
 			req, _ := median(rows, m, n, "origin_requests")
 			peers, _ := median(rows, m, n, "from_peers_bytes")
 			failed, _ := median(rows, m, n, "failed")
+			cpu := "-"
+			if v, ok := median(rows, m, n, "cpu"); ok {
+				cpu = fmt.Sprintf("%.1f", v)
+			}
 			ratio := "-"
 			if haveSingle && single > 0 {
 				ratio = fmt.Sprintf("%.2f", p99/single)
 			}
-			fmt.Fprintf(&b, "| %s | %d | %.1f | %.2f | %.0f | %.2f s | %.2f s | %s | %.1f | %.0f |\n",
-				m, n, ob/1e6, ocb/ws, req, p50, p99, ratio, peers/1e6, failed)
+			fmt.Fprintf(&b, "| %s | %d | %.1f | %.2f | %.0f | %.2f s | %.2f s | %s | %.1f | %s | %.0f |\n",
+				m, n, ob/1e6, ocb/ws, req, p50, p99, ratio, peers/1e6, cpu, failed)
 		}
 	}
 	return b.String() + "\n"
