@@ -40,7 +40,7 @@ func fleetTimeChart(rows []row, path string) error {
 	p := plot.New()
 	p.Title.Text = "Fleet boot: completion time vs clients booting at once (" + rows[0].scenario + " origin link)"
 	p.X.Label.Text = "clients booting at once (log scale)"
-	p.Y.Label.Text = "seconds (p99 solid, p50 dashed)"
+	p.Y.Label.Text = "seconds, log scale (p99 solid, p50 dashed)"
 	ns := sizes(rows)
 	logX(p, ns)
 	p.Legend.Top = true
@@ -86,7 +86,22 @@ func fleetTimeChart(rows []row, path string) error {
 			}
 		}
 	}
-	p.Y.Min = 0
+	// A log scale: direct grows with the clients by two orders of magnitude, and the
+	// goal is a ratio to one client's time.
+	lo, hi := 0.0, 0.0
+	for _, r := range rows {
+		if r.metric == "p50" || r.metric == "p99" {
+			if lo == 0 || r.value < lo {
+				lo = r.value
+			}
+			hi = max(hi, r.value)
+		}
+	}
+	if lo > 0 {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = secondsTicks{}
+		p.Y.Min, p.Y.Max = lo/1.3, hi*1.3
+	}
 	return p.Save(8*vg.Inch, 5*vg.Inch, path)
 }
 
@@ -118,6 +133,12 @@ func fleetOriginChart(rows []row, path string) error {
 			return err
 		}
 		l.Color, pts.Color, l.Width = colorOf(i, m), colorOf(i, m), vg.Points(2)
+		if i > 0 { // proxy and peers often coincide: the later ones dashed, thinner, on top
+			l.Width = vg.Points(4 - 1.5*float64(min(i, 2)-1))
+			if i > 1 {
+				l.Dashes = []vg.Length{vg.Points(6), vg.Points(4)}
+			}
+		}
 		p.Add(l, pts)
 		p.Legend.Add(m, l, pts)
 	}
@@ -299,4 +320,19 @@ func bootTable(rows []row) string {
 		}
 	}
 	return b.String() + "\n"
+}
+
+// secondsTicks labels a log axis of seconds at 1-2-5 steps.
+type secondsTicks struct{}
+
+func (secondsTicks) Ticks(min, max float64) []plot.Tick {
+	var ts []plot.Tick
+	for d := 1.0; d <= max*10; d *= 10 {
+		for _, f := range []float64{1, 2, 5} {
+			if v := d * f; v >= min && v <= max {
+				ts = append(ts, plot.Tick{Value: v, Label: fmt.Sprint(v)})
+			}
+		}
+	}
+	return ts
 }
