@@ -61,7 +61,8 @@ func TestFleetSmoke(t *testing.T) {
 	os.WriteFile(trace, tb.Bytes(), 0o644)
 	results := filepath.Join(dir, "results.csv")
 	out := run(fleetBin, "run", "--store", st, "--image", "disk", "--key", filepath.Join(dir, "k.pub"), "--trace", trace,
-		"--n", "5", "--modes", "direct,proxy,peers", "--rate", "50mbit", "--delay", "10ms", "--results", results)
+		"--n", "5", "--modes", "direct,proxy,peers", "--rate", "50mbit", "--delay", "10ms", "--results", results,
+		"--per-process", "2") // three processes of clients, started together, peers across them
 	t.Logf("\n%s", out)
 
 	f, err := os.Open(results)
@@ -72,6 +73,9 @@ func TestFleetSmoke(t *testing.T) {
 	recs, err := csv.NewReader(f).ReadAll()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(out, "each knew 4..4 peers at start") {
+		t.Errorf("peers in three processes did not all know each other at start:\n%s", out)
 	}
 	val := map[string]float64{} // method/metric
 	for _, r := range recs[1:] {

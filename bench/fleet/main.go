@@ -3,14 +3,15 @@
 // link, directly, through a caching proxy (squid), or as LAN peers, and it reports what
 // the origin served and how long the clients took.
 //
-//	nowhere-fleet run --store DIR --image NAME --key PUB --trace FILE [--n 1,10,50,200] [--modes direct,proxy,peers]
+//	nowhere-fleet run --store DIR --image NAME --key PUB --trace FILE [--n 1,10,50,200] [--modes direct,proxy,peers] [--per-process 25]
 //	nowhere-fleet trace --log ACCESS_LOG --store DIR --image NAME -o FILE
 //
 // `run` builds the network (internal/testnet): an origin host whose link to the LAN is
 // limited with tc tbf and whose server answers each request after --delay (the round
 // trip to a distant mirror), and a LAN host for the clients and the proxy. It starts this
-// binary as the origin server (`origin`) and as the clients (`clients`) inside those
-// hosts, and squid for the proxy runs. The other subcommands are its parts.
+// binary as the origin server (`origin`) and as the clients (`clients`, --per-process
+// clients to a process, all released at the same moment) inside those hosts, and squid
+// for the proxy runs. The other subcommands are its parts.
 package main
 
 import (
