@@ -30,6 +30,7 @@ type mountOptions struct {
 	logFile   string
 	debug     bool
 	trust     trustOptions
+	share     shareOptions
 }
 
 func newMountCommand() *cobra.Command {
@@ -49,6 +50,7 @@ until interrupted (then unmounts) unless --daemon is given.`,
 		Example: `  nowhere mount http://127.0.0.1:8080/images/debian /mnt/nowhere --key publisher.pub
   nowhere mount ./store/images/debian/3 /mnt/nowhere --cache /var/cache/nowhere --daemon
   nowhere mount http://a.example/images/debian /mnt/nowhere --mirror http://b.example --metrics 127.0.0.1:9100
+  nowhere mount http://a.example/images/debian /mnt/nowhere --cache /var/cache/nowhere --share 192.168.1.20:7780
   mount -o loop,ro /mnt/nowhere/debian.img /mnt/root`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -71,6 +73,7 @@ until interrupted (then unmounts) unless --daemon is given.`,
 	f.StringVar(&o.logFile, "log", "", "with --daemon: append messages to this file")
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
 	o.trust.addFlags(f)
+	o.share.addFlags(f)
 	return cmd
 }
 
@@ -91,15 +94,17 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	}
 	reg := prometheus.NewRegistry()
 	o.sources.metrics = store.NewMetrics(reg)
+	o.share.hook(&o.sources)
 	img, err := openImageSource(ctx, src, &o.sources, &o.trust)
 	defer o.sources.close()
+	defer o.share.close()
 	if err == nil {
 		err = o.sources.openSeeds(ctx, img.index)
 	}
 	if err != nil {
 		return notifyFailure(err)
 	}
-	fetcher := store.Limit(o.sources.fetcher(), o.parallel)
+	fetcher := store.Limit(o.share.fetcher(img, &o.sources), o.parallel)
 	var pf *profile.Prefetcher
 	if q := profile.Queue(img.index); len(q) > 0 && o.prefetch > 0 {
 		pf = profile.NewPrefetcher(fetcher, q, profile.Options{Parallel: o.prefetch, Budget: mem})

@@ -44,7 +44,13 @@ func openImageSource(ctx context.Context, src string, so *sourceOptions, t *trus
 	if err != nil {
 		return nil, err
 	}
-	ix, file, err := image.LoadVerified(ctx, s, loc, openPolicy, v)
+	via := s
+	if so.indexVia != nil {
+		if via, err = so.indexVia(s, loc); err != nil {
+			return nil, err
+		}
+	}
+	ix, file, err := image.LoadVerified(ctx, via, loc, openPolicy, v)
 	if err != nil {
 		return nil, err
 	}

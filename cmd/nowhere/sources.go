@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/nowhere-boot/nowhere/internal/image"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/seed"
 	"github.com/nowhere-boot/nowhere/internal/store"
@@ -30,7 +31,10 @@ type sourceOptions struct {
 
 	set   *store.MirrorSet
 	cache *store.DiskCache
-	seeds *seed.Set
+	// indexVia, when set, wraps the store the index is loaded through, once the mirror
+	// set and cache exist (LAN peers: share.go).
+	indexVia func(s store.Store, loc image.Location) (store.Store, error)
+	seeds    *seed.Set
 }
 
 // startupProbe bounds the parallel probe of all mirrors when a command starts.

@@ -121,8 +121,12 @@ func writeMirrorTable(w io.Writer, ms []store.MirrorStatus) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  RANK\tSTATE\tLATENCY\tP50\tP95\tTHROUGHPUT\tREQUESTS\tFAILED\tCORRUPT\tHEDGED\tRECEIVED\tMIRROR")
 	for i, m := range ms {
+		name := m.Name
+		if m.Peer {
+			name += fmt.Sprintf(" (LAN peer, had %.0f%% of what it was asked)", 100*m.HitRatio)
+		}
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", i+1, m.State, dur(m.Latency), dur(m.P50), dur(m.P95),
-			rate(m.Throughput), m.Requests, m.Failures, m.Corrupt, m.Hedges, units.Bytes(m.Bytes), m.Name)
+			rate(m.Throughput), m.Requests, m.Failures, m.Corrupt, m.Hedges, units.Bytes(m.Bytes), name)
 	}
 	tw.Flush()
 	for _, m := range ms {

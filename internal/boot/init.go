@@ -90,6 +90,7 @@ func Init(version string) {
 	for _, d := range net.DNS {
 		spec.DNS = append(spec.DNS, d.String())
 	}
+	shareLAN(&spec, cfg.Share, cfg.Peers, net)
 
 	<-featuresLoaded // FUSE, loop and the filesystems
 	var file string

@@ -149,14 +149,36 @@ func (h *HTTP) Chunk(ctx context.Context, ref chunk.Ref) ([]byte, error) {
 	if ref.Stored > 0 {
 		limit = int64(ref.Stored)
 	}
-	return h.get(ctx, ChunkPath(ref.ID), limit)
+	return h.get(ctx, ChunkPath(ref.ID), limit, nil)
+}
+
+// PeerChunk is Chunk for a peer's cache (peers.go): fetch asks the peer to fetch a chunk
+// it lacks from its own sources first.
+func (h *HTTP) PeerChunk(ctx context.Context, ref chunk.Ref, fetch bool) ([]byte, error) {
+	if !fetch {
+		return h.Chunk(ctx, ref)
+	}
+	limit := int64(chunk.MaxSize + 1<<16)
+	if ref.Stored > 0 {
+		limit = int64(ref.Stored)
+	}
+	return h.get(ctx, ChunkPath(ref.ID), limit, http.Header{PeerFetchHeader: {"1"}})
 }
 
 func (h *HTTP) File(ctx context.Context, name string, max int64) ([]byte, error) {
-	return h.get(ctx, name, max)
+	return h.get(ctx, name, max, nil)
 }
 
-func (h *HTTP) get(ctx context.Context, name string, max int64) ([]byte, error) {
+// PeerFile is File for a peer's share: fetch asks the peer to fetch a file it lacks
+// (only its image's index) from its own sources first.
+func (h *HTTP) PeerFile(ctx context.Context, name string, max int64, fetch bool) ([]byte, error) {
+	if !fetch {
+		return h.File(ctx, name, max)
+	}
+	return h.get(ctx, name, max, http.Header{PeerFetchHeader: {"1"}})
+}
+
+func (h *HTTP) get(ctx context.Context, name string, max int64, header http.Header) ([]byte, error) {
 	u := h.URL(name)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -166,7 +188,7 @@ func (h *HTTP) get(ctx context.Context, name string, max int64) ([]byte, error) 
 		})
 		defer t.Stop()
 	}
-	b, err := h.fetch(ctx, cancel, u, max)
+	b, err := h.fetch(ctx, cancel, u, max, header)
 	if err != nil {
 		var slow *SlowError
 		if cause := context.Cause(ctx); errors.As(cause, &slow) {
@@ -176,10 +198,13 @@ func (h *HTTP) get(ctx context.Context, name string, max int64) ([]byte, error) 
 	return b, err
 }
 
-func (h *HTTP) fetch(ctx context.Context, cancel context.CancelCauseFunc, u string, max int64) ([]byte, error) {
+func (h *HTTP) fetch(ctx context.Context, cancel context.CancelCauseFunc, u string, max int64, header http.Header) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {

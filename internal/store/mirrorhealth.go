@@ -57,6 +57,10 @@ func (s *MirrorSet) probe(ctx context.Context, m *mirror) bool {
 		}
 	}
 	d := time.Since(start)
+	answered := false // a peer without the probe chunk still answered
+	if m.peer && known != nil && isPeerMiss(err) && m.state != stateBad {
+		err, answered = nil, true
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.probing = false
@@ -65,19 +69,19 @@ func (s *MirrorSet) probe(ctx context.Context, m *mirror) bool {
 		if m.state == stateUp {
 			m.state = stateDown
 			m.backoff = probeBackoffMin
-			s.logHealth("mirror %s does not answer: %v (demoted, re-probing)", m.name, err)
+			s.logHealth("%s %s does not answer: %v (demoted, re-probing)", m.kind(), m.name, err)
 		}
 		m.nextProbe = time.Now().Add(m.backoff)
 		m.backoff = min(2*m.backoff, m.maxBackoff())
 		return false
 	}
-	if known == nil {
+	if known == nil || answered {
 		m.est.latency = ewma(m.est.latency, d.Seconds()) // a small request: all latency
 	} else {
 		m.est.observe(int(known.Stored), d, 1)
 	}
 	if m.state != stateUp {
-		s.logHealth("mirror %s is back (answered in %s)", m.name, d.Round(time.Millisecond))
+		s.logHealth("%s %s is back (answered in %s)", m.kind(), m.name, d.Round(time.Millisecond))
 		m.state = stateUp
 		m.lastErr = ""
 	}
@@ -137,8 +141,8 @@ func (s *MirrorSet) demote(m *mirror, ref chunk.Ref, err error, corrupt bool) {
 		}
 		m.nextProbe = time.Now().Add(m.backoff)
 		if !wasBad { // once per demotion, not once per chunk it keeps failing
-			s.logHealth("mirror %s served a corrupt chunk %s: %v (demoted hard; next probe in %s)",
-				m.name, ref.ID, err, m.backoff)
+			s.logHealth("%s %s served a corrupt chunk %s: %v (demoted hard; next probe in %s)",
+				m.kind(), m.name, ref.ID, err, m.backoff)
 		}
 		m.backoff = min(2*m.backoff, badBackoffMax)
 		return
@@ -148,7 +152,7 @@ func (s *MirrorSet) demote(m *mirror, ref chunk.Ref, err error, corrupt bool) {
 		m.backoff = probeBackoffMin
 		m.nextProbe = time.Now().Add(m.backoff)
 		m.backoff *= 2
-		s.logHealth("mirror %s failed: %v (demoted, re-probing)", m.name, err)
+		s.logHealth("%s %s failed: %v (demoted, re-probing)", m.kind(), m.name, err)
 	}
 }
 

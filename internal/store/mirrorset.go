@@ -34,6 +34,10 @@ type MirrorOptions struct {
 	// Log receives demotions, fail-backs and hash failures (nil: Wait.Log, else silent).
 	Log     func(format string, args ...any)
 	Metrics *Metrics
+	// MaxPeers bounds how many LAN peers the set takes (default 256; see AddPeer).
+	MaxPeers int
+	// PeerTimeout ends one request to a peer that stalls (default 10 s).
+	PeerTimeout time.Duration
 }
 
 // MirrorSet is a Fetcher (and a Store) over many stores holding the same chunks: HTTP
@@ -76,6 +80,8 @@ func (s mirrorState) String() string {
 type mirror struct {
 	store Store
 	name  string
+	peer  bool    // a LAN peer's cache: may lack chunks, never serves files (peers.go)
+	hit   float64 // peers: moving average of how often it had the chunk asked for
 
 	mu        sync.Mutex
 	state     mirrorState
@@ -128,6 +134,12 @@ func NewMirrorSet(stores []Store, opt MirrorOptions) (*MirrorSet, error) {
 	}
 	if opt.Log == nil {
 		opt.Log = func(string, ...any) {}
+	}
+	if opt.MaxPeers <= 0 {
+		opt.MaxPeers = defaultMaxPeers
+	}
+	if opt.PeerTimeout <= 0 {
+		opt.PeerTimeout = defaultPeerTimeout
 	}
 	s := &MirrorSet{opt: opt, stop: make(chan struct{}), tokens: hedgeBurst}
 	s.Add(stores...)
@@ -182,8 +194,8 @@ func (s *MirrorSet) snapshot() []*mirror {
 	return slices.Clone(s.mirrors)
 }
 
-// choose returns the mirror a request for size bytes should go to next, skipping those
-// already tried: the one among the best Spread healthy mirrors expected to answer first
+// choose returns the mirror (never a peer) a request for size bytes should go to next,
+// skipping those already tried: the one among the best Spread healthy mirrors expected to answer first
 // given the requests it already has in flight. When every healthy mirror was tried it
 // falls back to demoted ones (a mirror may be back before its probe says so); nil when
 // none is left.
@@ -197,8 +209,8 @@ func (s *MirrorSet) choose(size int, tried []*mirror) *mirror {
 	}
 	var up, demoted []cand
 	for _, m := range s.snapshot() {
-		if slices.Contains(tried, m) {
-			continue
+		if m.peer || slices.Contains(tried, m) {
+			continue // peers are asked by choosePeer, never for files
 		}
 		m.mu.Lock()
 		c := cand{m: m, state: m.state, base: m.est.expected(size), nextProb: m.nextProbe}
@@ -252,6 +264,9 @@ func (s *MirrorSet) hedgeDelay(m *mirror, size int) time.Duration {
 	d, ok := m.est.quantile(0.95, 16)
 	if !ok {
 		d = 4 * m.est.expected(size)
+	}
+	if m.peer {
+		return max(3*d, peerHedgeMin)
 	}
 	return max(d, s.opt.HedgeMin)
 }
@@ -323,21 +338,24 @@ func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 		tried = append(tried, m)
 		running++
 		go func() {
-			f, err := s.attempt(ctx, m, ref)
+			f, err := s.attempt(ctx, m, ref, false)
 			select {
 			case results <- attemptResult{m, f, err, hedge}:
 			case <-ctx.Done(): // the round is over (another answered): nobody reads
 			}
 		}()
 	}
-	first := s.choose(size, nil)
+	first := s.choosePeer(size, nil)
+	if first == nil {
+		first = s.choose(size, nil)
+	}
 	if first == nil {
 		return Fetched{}, errors.New("no mirrors")
 	}
-	if s.Len() == 1 {
+	if s.Len() == 1 && !first.peer {
 		// Nothing to fail over or hedge to: ask in this goroutine, without the hedge
 		// timer (a cold read makes thousands of these requests a second).
-		f, err := s.attempt(ctx, first, ref)
+		f, err := s.attempt(ctx, first, ref, false)
 		switch {
 		case err == nil:
 			s.remember(ref)
@@ -371,7 +389,9 @@ func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 			}
 			errs = append(errs, r.err.Error())
 			if next := s.choose(size, tried); next != nil {
-				s.opt.Metrics.failover()
+				if !r.m.peer { // a peer without the chunk is normal, not a failover
+					s.opt.Metrics.failover()
+				}
 				launch(next, false)
 			}
 		case <-hedge:
@@ -403,9 +423,14 @@ func (s *MirrorSet) remember(ref chunk.Ref) {
 	}
 }
 
-// attempt fetches ref from m, verifies it, and books the outcome on m.
-func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref) (Fetched, error) {
-	actx, cancel := context.WithTimeout(ctx, s.opt.AttemptTimeout)
+// attempt fetches ref from m, verifies it, and books the outcome on m. through asks a
+// peer to fetch a chunk it lacks (peers.go).
+func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref, through bool) (Fetched, error) {
+	timeout := s.opt.AttemptTimeout
+	if m.peer {
+		timeout = min(timeout, s.opt.PeerTimeout)
+	}
+	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	m.mu.Lock()
 	m.inflight++
@@ -413,7 +438,7 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref) (Fetc
 	busyAtStart := m.inflight
 	m.mu.Unlock()
 	start := time.Now()
-	raw, err := m.store.Chunk(actx, ref)
+	raw, err := s.get(actx, m, ref, through)
 	var plain []byte
 	corrupt := false
 	if err == nil {
@@ -435,10 +460,11 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref) (Fetc
 	case err == nil:
 		m.bytes += int64(len(raw))
 		m.est.observe(len(raw), d, shared)
+		m.sawChunk(true)
 		if m.state == stateDown { // tried as a last resort, and it answered: it is back
 			m.state = stateUp
 			m.lastErr = ""
-			s.logHealth("mirror %s is back (served a chunk)", m.name)
+			s.logHealth("%s %s is back (served a chunk)", m.kind(), m.name)
 		}
 	case ctx.Err() != nil:
 		// Cancelled because another mirror answered first (or the reader left): not
@@ -457,11 +483,15 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref) (Fetc
 		return Fetched{}, ctx.Err()
 	case corrupt:
 		s.opt.Metrics.request(m.name, "corrupt", 0, d)
+	case m.peer && isPeerMiss(err):
+		s.missed(m, d)
+		s.opt.Metrics.request(m.name, "miss", 0, d)
+		return Fetched{}, err // normal for a peer: not a failure
 	default:
 		s.opt.Metrics.request(m.name, "error", 0, d)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("%s: no answer within %s", m.name, s.opt.AttemptTimeout)
+		err = fmt.Errorf("%s: no answer within %s", m.name, timeout)
 	}
 	s.demote(m, ref, err, corrupt)
 	return Fetched{}, err

@@ -23,6 +23,8 @@ type MirrorStatus struct {
 	Hedges     int64 // requests to this mirror that were hedged
 	Bytes      int64
 	LastError  string
+	Peer       bool    // a LAN peer (peers.go), not a mirror
+	HitRatio   float64 // peers: how often it had the chunk asked for (moving average)
 }
 
 // Status returns every mirror, best first (up before down before bad, then by expected
@@ -39,6 +41,7 @@ func (s *MirrorSet) Status() []MirrorStatus {
 			Throughput: m.est.throughput,
 			InFlight:   m.inflight, Requests: m.requests, Failures: m.failures, Corrupt: m.corrupt,
 			Hedges: m.hedges, Bytes: m.bytes, LastError: m.lastErr,
+			Peer: m.peer, HitRatio: m.hit,
 		}
 		st.P50, _ = m.est.quantile(0.5, 4)
 		st.P95, _ = m.est.quantile(0.95, 4)
@@ -74,7 +77,7 @@ func (s *MirrorSet) Measure(ctx context.Context, refs []chunk.Ref) {
 		go func() {
 			defer wg.Done()
 			for _, ref := range refs {
-				if _, err := s.attempt(ctx, m, ref); err != nil {
+				if _, err := s.attempt(ctx, m, ref, false); err != nil {
 					return
 				}
 				s.remember(ref)

@@ -59,6 +59,11 @@ type Config struct {
 	// Proxy is an HTTP proxy for every request to the mirrors ("" = none, or HTTP_PROXY
 	// and friends from init's environment).
 	Proxy string
+	// Share serves the chunk cache to LAN peers and announces it (internal/peer).
+	Share bool
+	// Peers are LAN peers sharing their caches (http://HOST:PORT), asked before the
+	// mirrors; announced peers are found without them.
+	Peers []string
 	// Init is the program to run in the image ("" = the kernel's list: /sbin/init,
 	// /etc/init, /bin/init, /bin/sh).
 	Init string
@@ -103,6 +108,7 @@ const (
 	maxValue   = 2048
 	maxMirrors = 32
 	maxKeys    = 16
+	maxPeers   = 32
 )
 
 // Prefix starts every parameter nowhere reads itself.
@@ -264,6 +270,27 @@ var keys = map[string]key{
 		c.Proxy = v
 		return nil
 	}},
+	"nowhere.share": {flag: true, set: func(c *Config, v string, hasValue bool) error {
+		if !hasValue {
+			c.Share = true
+			return nil
+		}
+		b, err := parseBool(v)
+		c.Share = b
+		return err
+	}},
+	"nowhere.peer": {repeat: true, reset: func(c *Config) { c.Peers = nil }, set: func(c *Config, v string, _ bool) error {
+		if err := checkPeerURL(v); err != nil {
+			return err
+		}
+		if len(c.Peers) >= maxPeers {
+			return fmt.Errorf("more than %d peers", maxPeers)
+		}
+		if !slices.Contains(c.Peers, v) {
+			c.Peers = append(c.Peers, v)
+		}
+		return nil
+	}},
 	"init": {set: func(c *Config, v string, _ bool) error {
 		if !strings.HasPrefix(v, "/") || len(v) > 255 || strings.ContainsFunc(v, badRune) {
 			return errors.New("want an absolute path")
@@ -399,6 +426,12 @@ func (c Config) Encode() string {
 	if c.Proxy != "" {
 		add("nowhere.proxy", c.Proxy)
 	}
+	if c.Share {
+		w = append(w, "nowhere.share")
+	}
+	for _, p := range c.Peers {
+		add("nowhere.peer", p)
+	}
 	if c.Init != "" {
 		add("init", c.Init)
 	}
@@ -522,6 +555,22 @@ func checkProxyURL(v string) error {
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return errors.New("a proxy URL has no path, query or fragment")
+	}
+	if _, err := strconv.Atoi(u.Port()); u.Port() != "" && err != nil {
+		return fmt.Errorf("port %q is not a number", u.Port())
+	}
+	return nil
+}
+
+// checkPeerURL accepts a LAN peer: http://HOST:PORT with nothing after it.
+func checkPeerURL(v string) error {
+	if strings.ContainsFunc(v, badRune) {
+		return errors.New("contains spaces or control characters")
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "http" || u.Host == "" || u.Opaque != "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("want a peer such as http://192.168.1.20:7780")
 	}
 	if _, err := strconv.Atoi(u.Port()); u.Port() != "" && err != nil {
 		return fmt.Errorf("port %q is not a number", u.Port())

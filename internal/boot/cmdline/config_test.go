@@ -1,6 +1,7 @@
 package cmdline
 
 import (
+	"fmt"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -62,6 +63,23 @@ func TestParseReadsTrustAndProxy(t *testing.T) {
 	c, err = Parse(Layer{"k", "nowhere.insecure=0 nowhere.proxy=none"})
 	if err != nil || c.Insecure || c.Proxy != "" || c.Keys != nil {
 		t.Errorf("defaults: %+v, %v", c, err)
+	}
+}
+
+func TestParseReadsPeers(t *testing.T) {
+	c, err := Parse(Layer{"k", "nowhere.share nowhere.peer=http://10.0.0.7:7780 nowhere.peer=http://[fd00::7]:7780 nowhere.peer=http://10.0.0.7:7780"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Share || !reflect.DeepEqual(c.Peers, []string{"http://10.0.0.7:7780", "http://[fd00::7]:7780"}) {
+		t.Errorf("share %v, peers %q", c.Share, c.Peers)
+	}
+	var many []string
+	for i := range 40 {
+		many = append(many, fmt.Sprintf("nowhere.peer=http://10.0.0.%d:7780", i+1))
+	}
+	if _, err := Parse(Layer{"k", strings.Join(many, " ")}); err == nil || !strings.Contains(err.Error(), "more than 32 peers") {
+		t.Errorf("40 peers: %v, want the bound named", err)
 	}
 }
 
@@ -154,6 +172,12 @@ func TestParseRejectsBadValuesNamingThem(t *testing.T) {
 		{"nowhere.fetch=ftp://x/a.img", "URL of an image file"},
 		{"nowhere.fetch=http://x/", "URL of an image file"},
 		{"nowhere.fetch=http://u:p@x/a", "no user"},
+		{"nowhere.share=sometimes", "want 1 or 0"},
+		{"nowhere.peer=https://p:7780", "want a peer"},
+		{"nowhere.peer=http://p:7780/chunks", "want a peer"},
+		{"nowhere.peer=p:7780", "want a peer"},
+		{"nowhere.peer=http://p:x", "want a peer"},
+		{"nowhere.peer", "needs a value"},
 	} {
 		_, err := Parse(Layer{"kernel command line", tc.line})
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "kernel command line") {
@@ -173,7 +197,7 @@ func TestUnknownNowhereKeysWarn(t *testing.T) {
 }
 
 func TestEncodeRoundTrips(t *testing.T) {
-	c, err := Parse(Layer{"k", `nowhere.image=http://s/images/a nowhere.mirror=http://m nowhere.ip=fd00::5/64,fd00::1 nowhere.cache=/dev/vdb nowhere.debug=1 nowhere.key=` + testKey + ` nowhere.insecure nowhere.proxy=http://u:p@proxy:3128 init=/bin/sh -- "a b" c`})
+	c, err := Parse(Layer{"k", `nowhere.image=http://s/images/a nowhere.mirror=http://m nowhere.ip=fd00::5/64,fd00::1 nowhere.cache=/dev/vdb nowhere.debug=1 nowhere.key=` + testKey + ` nowhere.insecure nowhere.proxy=http://u:p@proxy:3128 nowhere.share nowhere.peer=http://10.0.0.7:7780 init=/bin/sh -- "a b" c`})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,10 +108,19 @@ func open(spec Spec, log *bootlog.Log) (*served, Ready, error) {
 	if err != nil {
 		return nil, Ready{}, err
 	}
-	ix := loadIndex(src.store, loc, v, log)
+	lan := joinLAN(spec, src, loc, log)
+	indexFrom, fetch := src.store, src.fetch
+	if lan != nil {
+		indexFrom = lan.IndexStore(src.store)
+	}
+	ix := loadIndex(indexFrom, loc, v, log)
 	from := src.servedBy()
 	src.learn(log)
-	fetch := store.Limit(src.fetch, spec.Parallel)
+	if lan != nil {
+		lan.SetIndex(ix)
+		fetch = lan
+	}
+	fetch = store.Limit(fetch, spec.Parallel)
 	img := &served{ix: ix, rec: profile.NewRecorder(ix)}
 	if q := profile.Queue(ix); len(q) > 0 && spec.Prefetch > 0 {
 		img.prefetch = profile.NewPrefetcher(fetch, q, profile.Options{Parallel: spec.Prefetch, Budget: spec.MemCache})

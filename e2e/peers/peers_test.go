@@ -1,0 +1,164 @@
+package peers
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/testnet"
+)
+
+const sharePort = 7780
+
+// client is a `nowhere mount --share` on a host of the LAN.
+type client struct {
+	*proc
+	host  *testnet.Host
+	mnt   string
+	cache string
+}
+
+func mountOn(t *testing.T, h *testnet.Host, source, cache string, extra ...string) *client {
+	t.Helper()
+	mnt := t.TempDir()
+	args := append([]string{"mount", source, mnt, "--key", publicKey, "--cache", cache,
+		"--share", h.IP + ":" + strconv.Itoa(sharePort), "--timeout", "60s"}, extra...)
+	p := start(t, "mount on "+h.Name, h.Command(nowhereBin, args...), "XDG_CACHE_HOME="+t.TempDir())
+	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	p.waitOutput(`mounted test version`, 60*time.Second)
+	return &client{proc: p, host: h, mnt: mnt, cache: cache}
+}
+
+// TestLANPeers: an origin behind a 40 Mbit/s link and clients on a bridge, each a real
+// `nowhere mount --share` in its own network namespace, finding the others by multicast.
+// The first client reads the whole image from the origin; the second and third read it
+// from their peers (the origin's access log shows each chunk fetched about once). Then a
+// peer whose cache holds only corrupt chunks joins, announcing itself like the others:
+// a fourth client reads the right content, and demotes that peer, naming it.
+func TestLANPeers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no namespaces, no FUSE")
+	}
+	if why := testnet.Available(); why != "" {
+		t.Skip(why)
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse: the kernel lacks FUSE")
+	}
+	st, want := makeStore(t, 12<<20, 1)
+	chunkFiles := 0
+	filepath.WalkDir(filepath.Join(st, "chunks"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".cacnk") {
+			chunkFiles++
+		}
+		return err
+	})
+
+	lan, err := testnet.New(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := lan.Close(); err != nil {
+			t.Errorf("removing the test network: %v", err)
+		}
+	})
+	host := func(label string, num int) *testnet.Host {
+		h, err := lan.AddHost(label, num)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	originHost := host("origin", 1)
+	// The origin's uplink is the bottleneck, as it is for a site's link to a distant
+	// mirror: peers on the LAN answer far sooner.
+	if err := originHost.Limit("40mbit", 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	origin := start(t, "origin", originHost.Command(nowhereBin, "serve", st, "--listen", originHost.IP+":8080"))
+	origin.waitOutput(`serving .* on http://`, 30*time.Second)
+	source := originHost.URL(8080) + "/images/test"
+
+	c1 := mountOn(t, host("c1", 11), source, t.TempDir())
+	if hashFile(t, filepath.Join(c1.mnt, "test.img")) != want {
+		t.Fatal("client 1 read wrong content")
+	}
+	afterFirst := chunkGets(origin.output())
+	c2 := mountOn(t, host("c2", 12), source, t.TempDir())
+	// The third also names the first explicitly (the alternative to announcements).
+	c3 := mountOn(t, host("c3", 13), source, t.TempDir(), "--peer", c1.host.URL(sharePort))
+	for i, c := range []*client{c2, c3} {
+		if hashFile(t, filepath.Join(c.mnt, "test.img")) != want {
+			t.Fatalf("client %d read wrong content", i+2)
+		}
+		if !strings.Contains(c.output(), "peer "+c1.host.URL(sharePort)+" joined") {
+			t.Errorf("client %d never heard of client 1:\n%s", i+2, c.output())
+		}
+	}
+	gets := chunkGets(origin.output())
+	total, distinct := 0, len(gets)
+	for _, n := range gets {
+		total += n
+	}
+	t.Logf("%d chunks in the store; origin chunk requests: %d after client 1, %d after clients 2 and 3 (%d distinct)",
+		chunkFiles, sum(afterFirst), total, distinct)
+	if distinct != chunkFiles {
+		t.Errorf("the origin served %d distinct chunks, the store has %d", distinct, chunkFiles)
+	}
+	if extra := total - sum(afterFirst); float64(extra) > 0.1*float64(chunkFiles) {
+		t.Errorf("clients 2 and 3 cost the origin %d chunk requests (of %d chunks): they did not read from their peers", extra, chunkFiles)
+	}
+	if status, err := os.ReadFile(filepath.Join(c3.mnt, ".status")); err == nil {
+		t.Logf("client 3's sources:\n%s", status)
+	}
+
+	// A peer that lies: its cache holds every chunk, each corrupted; it announces itself.
+	badCache := t.TempDir()
+	corruptChunks(t, st, badCache)
+	bad := mountOn(t, host("bad", 20), source, badCache)
+	c4 := mountOn(t, host("c4", 14), source, t.TempDir())
+	if hashFile(t, filepath.Join(c4.mnt, "test.img")) != want {
+		t.Fatal("client 4 read wrong content with a lying peer on the LAN")
+	}
+	badURL := bad.host.URL(sharePort)
+	if !strings.Contains(c4.output(), "peer "+badURL+" joined") {
+		t.Fatalf("client 4 never heard of the lying peer:\n%s", c4.output())
+	}
+	line := regexp.MustCompile(`peer ` + regexp.QuoteMeta(badURL) + ` served a corrupt chunk [0-9a-f]+: .*demoted hard`).FindString(c4.output())
+	if line == "" {
+		t.Errorf("client 4 did not demote the lying peer %s:\n%s", badURL, c4.output())
+	} else {
+		t.Logf("client 4: %s", line)
+	}
+	if status, err := os.ReadFile(filepath.Join(c4.mnt, ".status")); err == nil {
+		t.Logf("client 4's sources:\n%s", status)
+		if !regexp.MustCompile(`bad .*` + regexp.QuoteMeta(badURL)).Match(status) {
+			t.Errorf("the lying peer is not listed as bad:\n%s", status)
+		}
+	}
+}
+
+var chunkGet = regexp.MustCompile(`GET (/chunks/\S+\.cacnk) 200 `)
+
+// chunkGets counts the chunk requests the origin answered, per chunk.
+func chunkGets(log string) map[string]int {
+	m := map[string]int{}
+	for _, g := range chunkGet.FindAllStringSubmatch(log, -1) {
+		m[g[1]]++
+	}
+	return m
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
