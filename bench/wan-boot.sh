@@ -12,7 +12,7 @@
 # SUMMARY=1 WORK=DIR boots nothing and summarizes every boot recorded there (several runs).
 # REPLAY=1 WORK=DIR boots nothing: it replays a recorded boot's reads against nowhere mount
 # behind each link (the network's part alone, without TCG's CPU time; suite boot-replay).
-# PREFETCH=N: the profile's prefetch parallelism (default 8, as nowhere.prefetch).
+# PREFETCH=N: the profile's prefetch parallelism (default 16, as nowhere.prefetch).
 # The medians are appended to bench/results/wanboot-DATE.csv (RESULTS=FILE to change), the
 # shared format date,suite,scenario,method,n,metric,value,unit (suite boot; methods profile,
 # noprofile, 2005, download, limit; metrics login s, bytes B, requests 1). The physical limit
@@ -25,5 +25,5 @@ kdir=$(scripts/fetch-kernel.sh)
 img=$(scripts/mkimage-debian.sh v1)
 exec go run ./bench/wanboot -bin "$top/bin/nowhere" -kernel "$kdir/vmlinux" -modules "$kdir/modules" -image "$img" \
   -runs "${RUNS:-3}" -scenarios "${SCENARIOS:-local,1gbit-2ms,100mbit-40ms}" -modes "${MODES:-profile,noprofile,2005,fetch}" \
-  ${WORK:+-work "$WORK"} -record-boots "${RECORD_BOOTS:-2}" ${SUMMARY:+-summary} ${REPLAY:+-replay} -prefetch "${PREFETCH:-8}" \
+  ${WORK:+-work "$WORK"} -record-boots "${RECORD_BOOTS:-2}" ${SUMMARY:+-summary} ${REPLAY:+-replay} -prefetch "${PREFETCH:-16}" \
   -csv "${RESULTS:-$top/bench/results/wanboot-$(date -u +%F).csv}"

@@ -411,7 +411,7 @@ func prefetch(v int) int {
 
 // defaultPrefetch fills a 100 Mbit/s link 40 ms away with 64 KiB chunks (bandwidth × delay
 // = 500 KB): more only queues behind the link and delays the reads that miss the profile.
-const defaultPrefetch = 8
+const defaultPrefetch = 16
 
 // defaultReadAhead is none: a boot's reads jump around, and read-ahead fetched 1.5 to 1.6
 // times the bytes for no gain in time (docs/benchmarks.md, Boot). Sequential readers
