@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Boot benchmark over emulated WAN links (issue 8): Debian booted in qemu (TCG, 2 vCPUs)
-# from a store behind an emulated link (internal/wan: network namespaces, tbf, a delaying
+# from a store behind an emulated link (internal/testnet: network namespaces, tbf, a delaying
 # proxy), power-on to login prompt, for
 #   profile    nowhere with a recorded boot profile in the index (prefetched at start)
 #   noprofile  nowhere, same image, no profile

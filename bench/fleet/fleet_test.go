@@ -23,8 +23,8 @@ func TestFleetSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: no namespaces")
 	}
-	if why := testnet.Available(); why != "" {
-		t.Skip(why)
+	if err := testnet.Available(); err != nil {
+		t.Skip(err)
 	}
 	if _, err := exec.LookPath("squid"); err != nil {
 		t.Skip("squid is not installed (scripts/install-deps.sh test installs it)")

@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -79,6 +81,10 @@ func runCmd(args []string) error {
 	if c.perProcess < 1 {
 		return fmt.Errorf("--per-process: want at least 1")
 	}
+	rate, err := testnet.ParseRate(c.rate)
+	if err != nil {
+		return fmt.Errorf("--rate: %w", err)
+	}
 	if c.scenario == "" {
 		c.scenario = c.rate + "-" + c.delay.String()
 	}
@@ -95,8 +101,8 @@ func runCmd(args []string) error {
 		}
 		c.modes = append(c.modes, strings.TrimSpace(m))
 	}
-	if why := testnet.Available(); why != "" {
-		return fmt.Errorf("run: %s", why)
+	if err := testnet.Available(); err != nil {
+		return fmt.Errorf("run: %w", err)
 	}
 	if slices.Contains(c.modes, "proxy") {
 		if _, err := exec.LookPath("squid"); err != nil {
@@ -132,7 +138,7 @@ func runCmd(args []string) error {
 		len(tr.Bursts), wsChunks, float64(wsBytes)/1e6)
 	fmt.Printf("# origin link %s (tbf), %s per request; LAN unshaped; %d CPUs; load %s\n", c.rate, c.delay, numCPU(), loadavg())
 
-	lan, err := testnet.New(9)
+	lan, err := testnet.New()
 	if err != nil {
 		return err
 	}
@@ -146,15 +152,14 @@ func runCmd(args []string) error {
 		lan.Close()
 		os.Exit(130)
 	}()
-	o, err := lan.AddHost("o", 1)
+	// The origin's uplink is shaped; packets wait up to 100 ms in its queue (a generous
+	// router buffer) before they are dropped.
+	o, err := lan.AddHost("o", testnet.Link{Up: rate, Burst: int64(c.burst), Queue: 100 * time.Millisecond})
 	if err != nil {
 		return err
 	}
-	l, err := lan.AddHost("l", 2)
+	l, err := lan.AddHost("l", testnet.Link{})
 	if err != nil {
-		return err
-	}
-	if err := o.Limit(c.rate, c.burst); err != nil {
 		return err
 	}
 	self, err := os.Executable()
@@ -195,7 +200,7 @@ func (c *runConfig) one(self string, o, l *testnet.Host, mode string, n int, ix 
 	defer os.RemoveAll(work)
 	os.Chmod(work, 0o755) // squid runs as the proxy user
 	countsPath := filepath.Join(work, "counts.json")
-	origin := o.Command(self, "origin", "--store", c.store, "--listen", o.IP+":80", "--delay", c.delay.String(), "--counts", countsPath)
+	origin := o.Command(context.Background(), self, "origin", "--store", c.store, "--listen", net.JoinHostPort(o.Addr.String(), "80"), "--delay", c.delay.String(), "--counts", countsPath)
 	var originOut bytes.Buffer
 	origin.Stdout, origin.Stderr = &originOut, &originOut
 	origin.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -211,7 +216,7 @@ func (c *runConfig) one(self string, o, l *testnet.Host, mode string, n int, ix 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	args := []string{"clients", "--sync", "--source", "http://" + o.IP + "/images/" + c.image,
+	args := []string{"clients", "--sync", "--source", "http://" + o.Addr.String() + "/images/" + c.image,
 		"--trace", c.trace, "--work", filepath.Join(work, "clients"), "--size", strconv.FormatInt(ix.Size, 10)}
 	if c.key != "" {
 		args = append(args, "--key", c.key)
@@ -225,7 +230,7 @@ func (c *runConfig) one(self string, o, l *testnet.Host, mode string, n int, ix 
 		defer stop()
 		args = append(args, "--proxy", "http://127.0.0.1:3128")
 	case "peers":
-		args = append(args, "--share", l.IP)
+		args = append(args, "--share", l.Addr.String())
 	}
 	res, err := c.clients(self, l, n, args)
 	if err != nil {
@@ -276,7 +281,7 @@ func (c *runConfig) clients(self string, l *testnet.Host, n int, args []string) 
 	for first := 0; first < n; first += c.perProcess {
 		k := min(c.perProcess, n-first)
 		p := &proc{}
-		p.cmd = l.Command(self, append(args, "--n", strconv.Itoa(k), "--first", strconv.Itoa(first))...)
+		p.cmd = l.Command(context.Background(), self, append(args, "--n", strconv.Itoa(k), "--first", strconv.Itoa(first))...)
 		p.cmd.Stderr = &p.stderr
 		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		in, err := p.cmd.StdinPipe()

@@ -1,5 +1,5 @@
 // Command wanboot is the boot benchmark over emulated WAN links (issue 8): Debian booted
-// in qemu from a store behind a link emulated with internal/wan (network namespaces, tbf,
+// in qemu from a store behind a link emulated with internal/testnet (network namespaces, tbf,
 // a delaying proxy), from power-on to the login prompt, with
 //
 //	profile    nowhere, the index carrying a boot profile the root daemon prefetches
@@ -39,7 +39,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/profile"
 	"github.com/nowhere-boot/nowhere/internal/server"
-	"github.com/nowhere-boot/nowhere/internal/wan"
+	"github.com/nowhere-boot/nowhere/internal/testnet"
 )
 
 type config struct {
@@ -101,15 +101,15 @@ func run(c config) error {
 			return fmt.Errorf("unknown mode %q", m)
 		}
 	}
-	var scenarios []wan.Scenario
+	var scenarios []testnet.Scenario
 	for _, s := range c.scenarios {
-		sc, err := wan.ParseScenario(s)
+		sc, err := testnet.ParseScenario(s)
 		if err != nil {
 			return err
 		}
 		scenarios = append(scenarios, sc)
 	}
-	if err := wan.Available(); err != nil {
+	if err := testnet.Available(); err != nil {
 		return err
 	}
 	if c.work == "" {
@@ -234,7 +234,7 @@ func (s *setup) recordProfile() error {
 	if _, err := os.Stat(s.path("store/images/debian/2.index")); err != nil {
 		var files []string
 		for i := 1; i <= s.recordBoots; i++ {
-			res, err := s.boot(wan.Local, "record", i)
+			res, err := s.boot(testnet.Local, "record", i)
 			if err != nil {
 				return fmt.Errorf("recording boot %d: %w", i, err)
 			}
@@ -326,9 +326,9 @@ func loadavg() string {
 }
 
 // boot boots one VM in a fresh emulated path and measures it.
-func (s *setup) boot(sc wan.Scenario, mode string, runNo int) (result, error) {
+func (s *setup) boot(sc testnet.Scenario, mode string, runNo int) (result, error) {
 	res := result{Scenario: sc.Name, Mode: mode, Run: runNo, Coverage: -1, Load: loadavg(), Rate: sc.Rate, RTTms: float64(sc.RTT) / 1e6}
-	p, err := wan.NewPath(sc)
+	p, err := testnet.NewPath(sc)
 	if err != nil {
 		return res, err
 	}
@@ -348,7 +348,7 @@ func (s *setup) boot(sc wan.Scenario, mode string, runNo int) (result, error) {
 	}
 	defer srv.close()
 	addr := net.JoinHostPort(p.Server.Addr.String(), strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
-	proxy, err := wan.ProxyTo(p.Client, addr, sc.RTT)
+	proxy, err := testnet.ProxyTo(p.Client, addr, sc.RTT)
 	if err != nil {
 		return res, err
 	}
@@ -548,7 +548,7 @@ func rounds(reqs []request, rtt time.Duration) int {
 
 // summarizeFile summarizes the boots recorded in results.jsonl (of one or several runs of
 // this command on the same work directory) and writes the CSV rows.
-func (s *setup) summarizeFile(scenarios []wan.Scenario) error {
+func (s *setup) summarizeFile(scenarios []testnet.Scenario) error {
 	b, err := os.ReadFile(filepath.Join(s.work, "results.jsonl"))
 	if err != nil {
 		return err
@@ -572,7 +572,7 @@ func (s *setup) summarizeFile(scenarios []wan.Scenario) error {
 }
 
 // summarize prints medians per scenario and mode, the physical limit and the ratios.
-func summarize(all []result, scenarios []wan.Scenario, s *setup) []csvRow {
+func summarize(all []result, scenarios []testnet.Scenario, s *setup) []csvRow {
 	var rows []csvRow
 	type key struct{ sc, mode string }
 	groups := map[key][]result{}
@@ -600,11 +600,11 @@ func summarize(all []result, scenarios []wan.Scenario, s *setup) []csvRow {
 	// method on the local scenario, the most favourable estimate under a drifting load.
 	localFloor := 0.0
 	for _, r := range all {
-		if r.Scenario == wan.Local.Name && (localFloor == 0 || r.Login < localFloor) {
+		if r.Scenario == testnet.Local.Name && (localFloor == 0 || r.Login < localFloor) {
 			localFloor = r.Login
 		}
 	}
-	ws := med(groups[key{wan.Local.Name, "noprofile"}], func(r result) float64 { return float64(r.Bytes) })
+	ws := med(groups[key{testnet.Local.Name, "noprofile"}], func(r result) float64 { return float64(r.Bytes) })
 	for _, sc := range scenarios {
 		fmt.Printf("## %s\n", sc.Name)
 		for _, m := range s.modes {
@@ -635,7 +635,7 @@ func summarize(all []result, scenarios []wan.Scenario, s *setup) []csvRow {
 				if d > 0 {
 					fmt.Printf(", download-first takes %.2fx as long", d/t)
 				}
-				if lt, ld := med(groups[key{wan.Local.Name, m}], login), med(groups[key{wan.Local.Name, "fetch"}], login); lt > 0 && ld > 0 && d > 0 {
+				if lt, ld := med(groups[key{testnet.Local.Name, m}], login), med(groups[key{testnet.Local.Name, "fetch"}], login); lt > 0 && ld > 0 && d > 0 {
 					fmt.Printf("; the link adds %.1f s (download-first: %.1f s)", t-lt, d-ld)
 				}
 				fmt.Println()

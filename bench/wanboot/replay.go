@@ -20,7 +20,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -34,7 +33,7 @@ import (
 
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/profile"
-	"github.com/nowhere-boot/nowhere/internal/wan"
+	"github.com/nowhere-boot/nowhere/internal/testnet"
 )
 
 // span is one read of the replay: a byte range of the image.
@@ -86,10 +85,10 @@ var replayArgs = map[string]struct {
 
 // replay runs one method once on a fresh path and returns its result (Login is the time
 // from the mount's start, or the GET's, to the last read).
-func (s *setup) replay(sc wan.Scenario, mode string, runNo int, spans []span) (result, error) {
+func (s *setup) replay(sc testnet.Scenario, mode string, runNo int, spans []span) (result, error) {
 	res := result{Scenario: sc.Name, Mode: mode, Run: runNo, Coverage: -1, Load: loadavg(), Rate: sc.Rate, RTTms: float64(sc.RTT) / 1e6}
 	ra := replayArgs[mode]
-	p, err := wan.NewPath(sc)
+	p, err := testnet.NewPath(sc)
 	if err != nil {
 		return res, err
 	}
@@ -108,7 +107,7 @@ func (s *setup) replay(sc wan.Scenario, mode string, runNo int, spans []span) (r
 	}
 	defer srv.close()
 	addr := net.JoinHostPort(p.Server.Addr.String(), strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
-	proxy, err := wan.ProxyTo(p.Client, addr, sc.RTT)
+	proxy, err := testnet.ProxyTo(p.Client, addr, sc.RTT)
 	if err != nil {
 		return res, err
 	}
@@ -134,7 +133,7 @@ func (s *setup) replay(sc wan.Scenario, mode string, runNo int, spans []span) (r
 
 // download fetches url from inside the client's namespace to nowhere, as curl would, and
 // returns how long it took.
-func download(client *wan.Host, url string) (time.Duration, error) {
+func download(client *testnet.Host, url string) (time.Duration, error) {
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return client.Dial(ctx, network, addr)
 	}}
@@ -154,10 +153,10 @@ func download(client *wan.Host, url string) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-// replayMount mounts src in the client's network namespace (nsenter: only the network
-// namespace, so the FUSE mount is visible here), reads spans one by one with O_DIRECT, and
+// replayMount mounts src in the client's network namespace (only the network namespace,
+// so the FUSE mount is visible here), reads spans one by one with O_DIRECT, and
 // returns the time from the mount's start to the last read's end.
-func (s *setup) replayMount(client *wan.Host, src string, flags []string, spans []span) (time.Duration, error) {
+func (s *setup) replayMount(client *testnet.Host, src string, flags []string, spans []span) (time.Duration, error) {
 	mnt, err := os.MkdirTemp(s.work, "replay-mnt-")
 	if err != nil {
 		return 0, err
@@ -168,12 +167,12 @@ func (s *setup) replayMount(client *wan.Host, src string, flags []string, spans 
 		return 0, err
 	}
 	defer os.RemoveAll(state)
-	args := append([]string{"--net=/run/netns/" + client.Name, s.bin, "mount", src, mnt, "--key", s.pub,
+	args := append([]string{"mount", src, mnt, "--key", s.pub,
 		"--state", filepath.Join(state, "trust-state"), "--mem-cache", "256M"}, flags...)
 	if i := slices.Index(flags, "--prefetch"); i >= 0 && flags[i+1] != "0" {
 		args = append(args, "--prefetch", strconv.Itoa(s.prefetch)) // the last one counts
 	}
-	cmd := exec.Command("nsenter", args...)
+	cmd := client.Command(context.Background(), s.bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
@@ -240,7 +239,7 @@ func (s *setup) replayMount(client *wan.Host, src string, flags []string, spans 
 // runReplays replays the boot for every scenario, method and run, then prints the medians,
 // the limit (working set / bandwidth + round trips) and the ratios, and returns CSV rows
 // (suite boot-replay).
-func (s *setup) runReplays(scenarios []wan.Scenario) ([]csvRow, error) {
+func (s *setup) runReplays(scenarios []testnet.Scenario) ([]csvRow, error) {
 	spans, err := s.replayTrace()
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package peers
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -27,8 +28,8 @@ func mountOn(t *testing.T, h *testnet.Host, source, cache string, extra ...strin
 	t.Helper()
 	mnt := t.TempDir()
 	args := append([]string{"mount", source, mnt, "--key", publicKey, "--cache", cache,
-		"--share", h.IP + ":" + strconv.Itoa(sharePort), "--timeout", "60s"}, extra...)
-	p := start(t, "mount on "+h.Name, h.Command(nowhereBin, args...), "XDG_CACHE_HOME="+t.TempDir())
+		"--share", net.JoinHostPort(h.Addr.String(), strconv.Itoa(sharePort)), "--timeout", "60s"}, extra...)
+	p := start(t, "mount on "+h.Name, h.Command(t.Context(), nowhereBin, args...), "XDG_CACHE_HOME="+t.TempDir())
 	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
 	p.waitOutput(`mounted test version`, 60*time.Second)
 	return &client{proc: p, host: h, mnt: mnt, cache: cache}
@@ -44,8 +45,8 @@ func TestLANPeers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: no namespaces, no FUSE")
 	}
-	if why := testnet.Available(); why != "" {
-		t.Skip(why)
+	if err := testnet.Available(); err != nil {
+		t.Skip(err)
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skip("no /dev/fuse: the kernel lacks FUSE")
@@ -59,7 +60,7 @@ func TestLANPeers(t *testing.T) {
 		return err
 	})
 
-	lan, err := testnet.New(2)
+	lan, err := testnet.New()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,31 +69,28 @@ func TestLANPeers(t *testing.T) {
 			t.Errorf("removing the test network: %v", err)
 		}
 	})
-	host := func(label string, num int) *testnet.Host {
-		h, err := lan.AddHost(label, num)
+	host := func(label string, link testnet.Link) *testnet.Host {
+		h, err := lan.AddHost(label, link)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return h
 	}
-	originHost := host("origin", 1)
 	// The origin's uplink is the bottleneck, as it is for a site's link to a distant
 	// mirror: peers on the LAN answer far sooner.
-	if err := originHost.Limit("40mbit", 64<<10); err != nil {
-		t.Fatal(err)
-	}
-	origin := start(t, "origin", originHost.Command(nowhereBin, "serve", st, "--listen", originHost.IP+":8080"))
+	originHost := host("origin", testnet.Link{Up: 40_000_000})
+	origin := start(t, "origin", originHost.Command(t.Context(), nowhereBin, "serve", st, "--listen", net.JoinHostPort(originHost.Addr.String(), "8080")))
 	origin.waitOutput(`serving .* on http://`, 30*time.Second)
 	source := originHost.URL(8080) + "/images/test"
 
-	c1 := mountOn(t, host("c1", 11), source, t.TempDir())
+	c1 := mountOn(t, host("c1", testnet.Link{}), source, t.TempDir())
 	if hashFile(t, filepath.Join(c1.mnt, "test.img")) != want {
 		t.Fatal("client 1 read wrong content")
 	}
 	afterFirst := chunkGets(origin.output())
-	c2 := mountOn(t, host("c2", 12), source, t.TempDir())
+	c2 := mountOn(t, host("c2", testnet.Link{}), source, t.TempDir())
 	// The third also names the first explicitly (the alternative to announcements).
-	c3 := mountOn(t, host("c3", 13), source, t.TempDir(), "--peer", c1.host.URL(sharePort))
+	c3 := mountOn(t, host("c3", testnet.Link{}), source, t.TempDir(), "--peer", c1.host.URL(sharePort))
 	for i, c := range []*client{c2, c3} {
 		if hashFile(t, filepath.Join(c.mnt, "test.img")) != want {
 			t.Fatalf("client %d read wrong content", i+2)
@@ -121,8 +119,8 @@ func TestLANPeers(t *testing.T) {
 	// A peer that lies: its cache holds every chunk, each corrupted; it announces itself.
 	badCache := t.TempDir()
 	corruptChunks(t, st, badCache)
-	bad := mountOn(t, host("bad", 20), source, badCache)
-	c4 := mountOn(t, host("c4", 14), source, t.TempDir())
+	bad := mountOn(t, host("bad", testnet.Link{}), source, badCache)
+	c4 := mountOn(t, host("c4", testnet.Link{}), source, t.TempDir())
 	if hashFile(t, filepath.Join(c4.mnt, "test.img")) != want {
 		t.Fatal("client 4 read wrong content with a lying peer on the LAN")
 	}

@@ -1,16 +1,20 @@
-// Package wan emulates wide-area links on this machine, for tests and benchmarks: hosts
-// in their own network namespaces, joined by a switch (a Linux bridge in a namespace of
-// its own) over veth pairs, each host's link limited in bandwidth by tc's token bucket
-// filter (tbf) in both directions, and round-trip time added by a delaying TCP proxy in
-// the client's namespace (this kernel has no netem). docs/benchmarks.md, "WAN
-// emulation", describes the method and its limits.
+// Package testnet builds emulated networks on this machine, for tests and benchmarks. The
+// method: every host is a Linux network namespace of its own with one interface (eth0),
+// the far end of a veth pair plugged into a switch, a Linux bridge in a namespace of its
+// own (multicast snooping off, so multicast reaches every port as on a plain switch).
+// A host's link can be limited in bandwidth in each direction by tc's token bucket filter
+// (tbf): on the host's eth0 for what it sends, on its switch port for what it receives.
+// Round-trip time is added by a delaying TCP proxy (Proxy) in the client's namespace, as
+// this kernel has no netem. Scenario and Path are the WAN links of the boot benchmark;
+// docs/benchmarks.md, "WAN emulation", describes the method and its limits.
 //
 //	client ns                          switch ns              server ns
 //	app ─▶ 127.0.0.1:P (Proxy: +RTT) ─▶ eth0 ═tbf═ veth ─ br0 ─ veth ═tbf═ eth0 ─▶ server
 //
-// Everything it creates carries the run's prefix (nww<pid>x<random>-) and goes away with
-// Close; New also removes what runs that died without closing left behind.
-package wan
+// Nothing touches the machine's own network: every address and link lives in a namespace
+// the network created. Everything carries the run's prefix (nww<pid>x<random>-) and goes
+// away with Close; New also removes what runs that died without closing left behind.
+package testnet
 
 import (
 	"bytes"
@@ -26,16 +30,20 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Link is a host's connection to the switch: bits per second into the host (Down) and out
-// of it (Up); 0 is unlimited.
+// of it (Up); 0 is unlimited. Burst and Queue shape the token buckets; zero picks
+// defaults (see tbf).
 type Link struct {
 	Down, Up int64
+	Burst    int64         // bucket size in bytes
+	Queue    time.Duration // longest a packet waits in the bucket's queue before it is dropped
 }
 
 // Symmetric is a link of the same rate both ways.
-func Symmetric(bitsPerSecond int64) Link { return Link{bitsPerSecond, bitsPerSecond} }
+func Symmetric(bitsPerSecond int64) Link { return Link{Down: bitsPerSecond, Up: bitsPerSecond} }
 
 // Net is a switch and the hosts on it.
 type Net struct {
@@ -49,7 +57,7 @@ type Net struct {
 
 // Host is one namespace on the switch.
 type Host struct {
-	Name string     // the namespace (ip netns exec Name ...)
+	Name string     // the namespace, /run/netns/Name
 	Addr netip.Addr // its address on the switch's /16
 	Link Link
 	port string // its veth end on the switch
@@ -59,19 +67,18 @@ type Host struct {
 const (
 	namePrefix = "nww"
 	netnsDir   = "/run/netns"
-	subnet     = "10.77.0.0/16"
 	maxHosts   = 60000
 )
 
 // Available says why this machine cannot emulate links, or nil: it needs root, ip and tc,
-// network namespaces and the tbf qdisc.
+// nsenter and network namespaces.
 func Available() error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces, veth, tc)")
 	}
-	for _, tool := range []string{"ip", "tc"} {
+	for _, tool := range []string{"ip", "tc", "nsenter"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("needs %s (iproute2)", tool)
+			return fmt.Errorf("needs %s (iproute2, util-linux)", tool)
 		}
 	}
 	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
@@ -95,7 +102,7 @@ func New() (*Net, error) {
 	}
 	for _, c := range [][]string{
 		{"ip", "-n", n.sw, "link", "set", "lo", "up"},
-		{"ip", "-n", n.sw, "link", "add", "br0", "type", "bridge"},
+		{"ip", "-n", n.sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"},
 		{"ip", "-n", n.sw, "link", "set", "br0", "up"},
 	} {
 		if err := run(c...); err != nil {
@@ -106,17 +113,18 @@ func New() (*Net, error) {
 	return n, nil
 }
 
-// AddHost creates a host namespace named Prefix+name, on the switch through link.
+// AddHost creates a host namespace named Prefix+name, on the switch through link. Hosts get
+// the addresses 10.77.0.1, 10.77.0.2, ... in the order they are added.
 func (n *Net) AddHost(name string, link Link) (*Host, error) {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
-		return nil, errors.New("wan: network closed")
+		return nil, errors.New("testnet: network closed")
 	}
 	i := len(n.hosts) + 1
 	if i > maxHosts {
 		n.mu.Unlock()
-		return nil, fmt.Errorf("wan: more than %d hosts", maxHosts)
+		return nil, fmt.Errorf("testnet: more than %d hosts", maxHosts)
 	}
 	h := &Host{Name: n.Prefix + name, Link: link, port: "p" + strconv.Itoa(i), net: n}
 	h.Addr = netip.AddrFrom4([4]byte{10, 77, byte(i >> 8), byte(i)})
@@ -131,10 +139,10 @@ func (n *Net) AddHost(name string, link Link) (*Host, error) {
 		{"ip", "-n", h.Name, "link", "set", "lo", "up"},
 	}
 	if link.Up > 0 {
-		cmds = append(cmds, append([]string{"tc", "-n", h.Name, "qdisc", "replace", "dev", "eth0", "root"}, tbf(link.Up)...))
+		cmds = append(cmds, append([]string{"tc", "-n", h.Name, "qdisc", "replace", "dev", "eth0", "root"}, link.tbf(link.Up)...))
 	}
 	if link.Down > 0 {
-		cmds = append(cmds, append([]string{"tc", "-n", n.sw, "qdisc", "replace", "dev", h.port, "root"}, tbf(link.Down)...))
+		cmds = append(cmds, append([]string{"tc", "-n", n.sw, "qdisc", "replace", "dev", h.port, "root"}, link.tbf(link.Down)...))
 	}
 	for _, c := range cmds {
 		if err := run(c...); err != nil {
@@ -144,14 +152,20 @@ func (n *Net) AddHost(name string, link Link) (*Host, error) {
 	return h, nil
 }
 
-// tbf is the token bucket for a rate: a bucket of 4 ms at that rate (at least 64 KiB, so a
-// full-size GSO packet fits) and at most 20 ms of queue before packets are dropped (a
-// router with a modest buffer; TCP then backs off).
-func tbf(bitsPerSecond int64) []string {
-	bytesPerSec := bitsPerSecond / 8
-	burst := max(bytesPerSec/250, 64<<10)
+// tbf is the token bucket for a rate. By default the bucket holds 4 ms at that rate (at
+// least 64 KiB, so a full-size GSO packet fits) and packets wait at most 20 ms in the queue
+// before they are dropped (a router with a modest buffer; TCP then backs off).
+func (l Link) tbf(bitsPerSecond int64) []string {
+	burst := l.Burst
+	if burst <= 0 {
+		burst = max(bitsPerSecond/8/250, 64<<10)
+	}
+	queue := l.Queue
+	if queue <= 0 {
+		queue = 20 * time.Millisecond
+	}
 	return []string{"tbf", "rate", strconv.FormatInt(bitsPerSecond, 10) + "bit",
-		"burst", strconv.FormatInt(burst, 10), "latency", "20ms"}
+		"burst", strconv.FormatInt(burst, 10), "latency", strconv.FormatInt(queue.Microseconds(), 10) + "us"}
 }
 
 // Hosts returns the hosts so far.
@@ -209,6 +223,11 @@ func removeStale() {
 			_ = deleteNetns(name)
 		}
 	}
+}
+
+// URL returns http://ADDR:port, the host's HTTP server at port as the other hosts reach it.
+func (h *Host) URL(port int) string {
+	return "http://" + netip.AddrPortFrom(h.Addr, uint16(port)).String()
 }
 
 // QdiscBytes returns the bytes each direction's token bucket has passed: towards the host

@@ -1,4 +1,4 @@
-package wan
+package testnet
 
 import (
 	"fmt"
@@ -30,31 +30,43 @@ func ParseScenario(s string) (Scenario, error) {
 	if s == "local" {
 		return Local, nil
 	}
-	rate, rtt, ok := strings.Cut(s, "-")
 	bad := fmt.Errorf("scenario %q: want local or RATE-RTT such as 100mbit-40ms", s)
+	rate, rtt, ok := strings.Cut(s, "-")
 	if !ok {
 		return Scenario{}, bad
 	}
-	var mult int64
-	switch {
-	case strings.HasSuffix(rate, "gbit"):
-		mult, rate = 1_000_000_000, strings.TrimSuffix(rate, "gbit")
-	case strings.HasSuffix(rate, "mbit"):
-		mult, rate = 1_000_000, strings.TrimSuffix(rate, "mbit")
-	case strings.HasSuffix(rate, "kbit"):
-		mult, rate = 1_000, strings.TrimSuffix(rate, "kbit")
-	default:
-		return Scenario{}, bad
-	}
-	n, err := strconv.ParseInt(rate, 10, 64)
-	if err != nil || n <= 0 || n > 100_000 {
+	bits, err := ParseRate(rate)
+	if err != nil {
 		return Scenario{}, bad
 	}
 	d, err := time.ParseDuration(rtt)
 	if err != nil || d < 0 || d > 10*time.Second {
 		return Scenario{}, bad
 	}
-	return Scenario{Name: s, Rate: n * mult, RTT: d}, nil
+	return Scenario{Name: s, Rate: bits, RTT: d}, nil
+}
+
+// ParseRate reads a rate in tc's notation, a whole number of kbit, mbit or gbit such as
+// "40mbit", and returns bits per second.
+func ParseRate(s string) (int64, error) {
+	bad := fmt.Errorf("rate %q: want a number of kbit, mbit or gbit such as 100mbit", s)
+	var mult int64
+	num := s
+	switch {
+	case strings.HasSuffix(s, "gbit"):
+		mult, num = 1_000_000_000, strings.TrimSuffix(s, "gbit")
+	case strings.HasSuffix(s, "mbit"):
+		mult, num = 1_000_000, strings.TrimSuffix(s, "mbit")
+	case strings.HasSuffix(s, "kbit"):
+		mult, num = 1_000, strings.TrimSuffix(s, "kbit")
+	default:
+		return 0, bad
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > 100_000 {
+		return 0, bad
+	}
+	return n * mult, nil
 }
 
 // Path is a client and a server on a switch, the client's link limited by the scenario

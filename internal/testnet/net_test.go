@@ -1,4 +1,4 @@
-package wan
+package testnet
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -144,6 +145,88 @@ func TestParseScenario(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
+	if r, err := ParseRate("40mbit"); err != nil || r != 40_000_000 {
+		t.Errorf("40mbit: %d, %v", r, err)
+	}
+	for _, bad := range []string{"", "40", "40MB", "-1mbit", "1.5gbit"} {
+		if _, err := ParseRate(bad); err == nil {
+			t.Errorf("rate %q accepted", bad)
+		}
+	}
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestTwoHostsOnASwitch: two hosts talk TCP across the switch, one of them behind a
+// token bucket of the given burst and queue; a command run with Command sees the host's
+// own interface and address; Close removes every namespace, and no link ever appears in
+// the machine's own namespace.
+func TestTwoHostsOnASwitch(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skip("cannot build networks here: ", err)
+	}
+	n, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	a, err := n.AddHost("a", Link{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := n.AddHost("b", Link{Up: 10_000_000, Burst: 32 << 10, Queue: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := a.Listen("tcp", net.JoinHostPort(a.Addr.String(), "7000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			io.Copy(c, c) // echo until b half-closes
+			c.Close()
+		}
+	}()
+	conn, err := b.Dial(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	msg := []byte("hello from " + b.Addr.String())
+	conn.Write(msg)
+	conn.(*net.TCPConn).CloseWrite()
+	got, _ := io.ReadAll(conn)
+	conn.Close()
+	if !bytes.Equal(got, msg) {
+		t.Errorf("echo: got %q, want %q", got, msg)
+	}
+	if _, up, err := b.QdiscBytes(); err != nil || up < int64(len(msg)) {
+		t.Errorf("b's token bucket passed %d bytes (%v): the traffic did not cross it", up, err)
+	}
+	qdisc, err := exec.Command("tc", "-n", b.Name, "qdisc", "show", "dev", "eth0").CombinedOutput()
+	if err != nil || !bytes.Contains(qdisc, []byte("rate 10Mbit burst 32Kb lat 100ms")) {
+		t.Errorf("b's qdisc (%v): %s, want rate 10Mbit burst 32Kb lat 100ms", err, qdisc)
+	}
+	out, err := b.Command(context.Background(), "ip", "-o", "-4", "addr", "show", "dev", "eth0").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte(" "+b.Addr.String()+"/16 ")) {
+		t.Errorf("ip addr inside b (%v): %s, want %s", err, out, b.Addr)
+	}
+	if want := "http://" + a.Addr.String() + ":8080"; a.URL(8080) != want {
+		t.Errorf("URL: %s, want %s", a.URL(8080), want)
+	}
+	names := []string{a.Name, b.Name, n.Prefix + "switch"}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if _, err := os.Stat(netnsDir + "/" + name); err == nil {
+			t.Errorf("namespace %s left behind", name)
+		}
+	}
+	if links, _ := exec.Command("ip", "-o", "link").CombinedOutput(); bytes.Contains(links, []byte(n.Prefix)) {
+		t.Errorf("links left behind:\n%s", links)
+	}
+}

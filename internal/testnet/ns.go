@@ -1,4 +1,4 @@
-package wan
+package testnet
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"os/exec"
 	"runtime"
 
-	"golang.org/x/sys/unix"
+	"github.com/vishvananda/netns"
 )
 
 // Do runs fn on an OS thread inside the host's network namespace: sockets fn creates
@@ -17,13 +17,13 @@ func (h *Host) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // deliberately never unlocked
-		fd, err := unix.Open(netnsDir+"/"+h.Name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		ns, err := netns.GetFromPath(h.nsPath())
 		if err != nil {
 			errc <- err
 			return
 		}
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
-		unix.Close(fd)
+		err = netns.Set(ns)
+		ns.Close()
 		if err != nil {
 			errc <- err
 			return
@@ -54,7 +54,12 @@ func (h *Host) Dial(ctx context.Context, network, addr string) (net.Conn, error)
 	return c, err
 }
 
-// Command returns cmd to run name inside the host's namespace (ip netns exec).
+// Command returns cmd to run name inside the host's network namespace, and only that:
+// nsenter rather than ip netns exec, which would also give it a mount namespace of its
+// own, so a FUSE mount the command makes is visible to the caller. nsenter execs name,
+// so cmd.Process is the command itself (signals and ctx reach it).
 func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.Name, name}, args...)...)
+	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + h.nsPath(), "--", name}, args...)...)
 }
+
+func (h *Host) nsPath() string { return netnsDir + "/" + h.Name }
