@@ -62,4 +62,18 @@ func TestVerifyReportsDamagedStores(t *testing.T) {
 			t.Errorf("a problem line names neither damaged chunk: %s", l)
 		}
 	}
+	if !strings.Contains(r.stdout, ": 2 problems\n") {
+		t.Errorf("the summary does not count 2 problems:\n%s", r.stdout)
+	}
+
+	// One problem is counted in the singular, in the summary and in the error.
+	one := copyStore(t, f.store)
+	if err := os.Remove(filepath.Join(one, deleted)); err != nil {
+		t.Fatal(err)
+	}
+	r = runNowhere(t, "verify", one)
+	assertOneLineError(t, "verify with one problem", r, ": 1 problem found")
+	if !strings.Contains(r.stdout, "3 indexes: 1 problem\n") {
+		t.Errorf("verify with one problem: the summary is not in the singular:\n%s", r.stdout)
+	}
 }

@@ -63,7 +63,7 @@ until interrupted (then unmounts) unless --daemon is given.`,
 	}
 	f := cmd.Flags()
 	o.sources.addFlags(f, true)
-	f.DurationVar(&o.sources.timeout, "timeout", time.Minute, "a read no mirror can serve fails with EIO after this long (0: wait forever, logging)")
+	durationVar(f, &o.sources.timeout, "timeout", time.Minute, "a read no mirror can serve fails with EIO after this long (0: wait forever, logging)")
 	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100)")
 	f.StringVar(&o.memCache, "mem-cache", "128M", "memory for verified chunks")
 	f.StringVar(&o.readAhead, "readahead", "8M", "most bytes fetched ahead of a sequential reader (0 disables)")

@@ -14,6 +14,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/chunk"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
 func newVerifyCommand() *cobra.Command {
@@ -93,9 +94,9 @@ func runVerify(ctx context.Context, dir string) error {
 	for _, p := range problems {
 		fmt.Println(p)
 	}
-	fmt.Printf("verified %s: %d chunks (%d bytes), %d indexes: %d problems\n", dir, chunks, bytes, indexes, len(problems))
+	fmt.Printf("verified %s: %s (%d bytes), %s: %s\n", dir, units.Count(chunks, "chunk"), bytes, units.Count(indexes, "index"), units.Count(len(problems), "problem"))
 	if len(problems) > 0 {
-		return exitError{1, fmt.Errorf("verify %s: %d problems found", dir, len(problems))}
+		return exitError{1, fmt.Errorf("verify %s: %s found", dir, units.Count(len(problems), "problem"))}
 	}
 	return nil
 }
