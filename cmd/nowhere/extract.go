@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -53,6 +55,10 @@ func runExtract(ctx context.Context, src, out string, o extractOptions) error {
 	if o.parallel < 1 {
 		return fmt.Errorf("--parallel must be at least 1")
 	}
+	// SIGINT and SIGTERM cancel the fetches instead of killing the process, so the
+	// deferred cleanup below removes the partial file.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if st, err := os.Stat(out); err == nil && !st.Mode().IsRegular() {
 		return fmt.Errorf("extract: %s exists and is not a regular file", out)
 	}
@@ -120,6 +126,9 @@ func runExtract(ctx context.Context, src, out string, o extractOptions) error {
 	}
 	err = g.Wait()
 	bar.Finish()
+	if err != nil && ctx.Err() != nil {
+		return exitError{130, fmt.Errorf("extract %s: interrupted; %s not written", src, out)}
+	}
 	if err != nil {
 		return fmt.Errorf("extract %s: %w", src, err)
 	}
