@@ -35,7 +35,9 @@ index files, then every chunk that no kept version references.
 A pack or sync into the same directory may run at the same time: they hold the store's
 lock shared, gc holds it exclusive, so gc never removes a chunk that an index about to be
 published needs. Chunks modified within --grace are kept anyway (for writers gc cannot
-see: another host, object storage). Signed versions files are re-signed with --key.`,
+see: another host, object storage). Temporary files that an interrupted pack or sync
+left in a directory store are removed once older than --grace too. Signed versions
+files are re-signed with --key.`,
 		Example: `  nowhere gc ./store --keep 3 --dry-run
   nowhere gc /srv/nowhere --keep 2 --key publisher.key --password-file pw`,
 		Args: cobra.ExactArgs(1),
@@ -99,5 +101,9 @@ func runGC(ctx context.Context, loc string, o gcOptions) error {
 	fmt.Printf("  versions: %s %d (%s)\n", verb, len(res.RemovedVersions), strings.Join(res.RemovedVersions, " "))
 	fmt.Printf("  chunks:   %d referenced; %s %d (%s); %d unreferenced kept for the %s grace period (%s)\n",
 		res.Referenced, verb, res.Removed, units.Bytes(res.RemovedBytes), res.Young, o.grace, units.Bytes(res.YoungBytes))
+	if res.Temps > 0 || res.YoungTemps > 0 {
+		fmt.Printf("  temporary files of interrupted writers: %s %d (%s); %d kept for the grace period\n",
+			verb, res.Temps, units.Bytes(res.TempBytes), res.YoungTemps)
+	}
 	return nil
 }
