@@ -127,9 +127,9 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	status := &mountStatus{img: img, reader: r, sources: &o.sources, started: time.Now(), prefetch: pf, rec: rec}
 	name := img.index.Name + ".img"
 	files := []fusefs.File{
-		{Name: name, Content: profile.Record(r, rec)},
-		{Name: statusName, Content: statusFile{status.report}, Live: true},
-		{Name: profileName, Content: statusFile{func() []byte { return rec.Trace().Encode() }}, Live: true},
+		{Name: name, Content: profile.Record(r, rec), ModTime: img.index.Created},
+		{Name: statusName, Content: statusFile{status.report}, Live: true, ModTime: status.started},
+		{Name: profileName, Content: statusFile{func() []byte { return rec.Trace().Encode() }}, Live: true, ModTime: status.started},
 	}
 	// Catch signals before mounting: a SIGTERM that arrived after the mount came up but
 	// before this would kill the process and leave a dead mount behind.
