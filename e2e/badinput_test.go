@@ -91,6 +91,17 @@ func TestBadInputGivesOneClearLine(t *testing.T) {
 		{"mount --daemon: garbage index", []string{"mount", url + "squashfs/1", mnt, "--daemon", "--key", publicKey}, []string{"squashfs/1.index"}},
 		{"info: truncated index, pinned", []string{"info", url + "ext4/1", "--key", publicKey}, []string{"ext4/1.index"}},
 		{"extract: garbage index", []string{"extract", url + "squashfs/1", filepath.Join(tmp, "out.img"), "--key", publicKey}, []string{"squashfs/1.index"}},
+		// A negative duration would mean "no limit" below the CLI: refused by name, before
+		// anything is fetched (the image itself is sound).
+		{"extract: negative --timeout", []string{"extract", url + "erofs/1", filepath.Join(tmp, "out.img"), "--key", publicKey, "--timeout", "-1s"},
+			[]string{`"--timeout"`, "negative"}},
+		{"extract: negative --http-timeout", []string{"extract", url + "erofs/1", filepath.Join(tmp, "out.img"), "--key", publicKey, "--http-timeout", "-1s"},
+			[]string{`"--http-timeout"`, "negative"}},
+		{"mount: negative --timeout", []string{"mount", url + "erofs/1", mnt, "--key", publicKey, "--timeout", "-1m"},
+			[]string{`"--timeout"`, "negative"}},
+		{"mount: negative --http-timeout", []string{"mount", url + "erofs/1", mnt, "--key", publicKey, "--http-timeout", "-1m"},
+			[]string{`"--http-timeout"`, "negative"}},
+		{"gc: negative --grace", []string{"gc", damaged, "--keep", "1", "--grace", "-1h"}, []string{`"--grace"`, "negative"}},
 	}
 	for _, c := range cases {
 		start := time.Now()

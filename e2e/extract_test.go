@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestExtractRebuildsTheImage extracts each image over HTTP from both servers and from the
@@ -100,6 +102,61 @@ func TestExtractFailsCleanlyOnAMissingChunk(t *testing.T) {
 			}
 			if left, _ := os.ReadDir(outDir); len(left) != 1 {
 				t.Errorf("a failed extract left %d files in %s, want only the old one", len(left), outDir)
+			}
+		})
+	}
+}
+
+// TestExtractRemovesThePartialFileOnSignal interrupts extracts with SIGINT and SIGTERM
+// while one chunk is held back by the server (so the extract is surely in the middle):
+// the extract ends promptly with one line saying it was interrupted, a non-zero exit,
+// and nothing left in the output directory, partial file included.
+func TestExtractRemovesThePartialFileOnSignal(t *testing.T) {
+	f := getFixture(t)
+	ix := loadIndex(t, f.store, "ext4", 1)
+	stored := entriesOverlapping(ix, 0, ix.Size)
+	held := chunkURLPath(stored[len(stored)/2])
+	srv := startGatedServer(t, f.store, map[string]bool{held: true})
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			outDir := t.TempDir()
+			out := filepath.Join(outDir, "ext4.img")
+			cmd := exec.Command(nowhereBin, "extract", srv.url+"/images/ext4", out, "--key", publicKey, "--progress", "never")
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			t.Cleanup(func() {
+				if cmd.ProcessState == nil {
+					cmd.Process.Kill()
+					<-done
+				}
+			})
+			partial := func() bool {
+				m, _ := filepath.Glob(filepath.Join(outDir, ".ext4.img.partial-*"))
+				return len(m) == 1
+			}
+			before, _ := srv.count(held)
+			if !waitFor(60*time.Second, func() bool { n, _ := srv.count(held); return n > before && partial() }) {
+				t.Fatalf("after 60 s, the extract has not asked for the held chunk %s with its partial file in place (partial file: %v)\nstderr: %s",
+					held, partial(), stderr.String())
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-done:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("extract still runs 60 s after %s", sig)
+			}
+			r := result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+			assertOneLineError(t, "extract interrupted by "+sig.String(), r, "interrupted", out)
+			left, _ := os.ReadDir(outDir)
+			for _, e := range left {
+				t.Errorf("the interrupted extract left %s behind", e.Name())
 			}
 		})
 	}

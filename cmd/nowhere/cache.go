@@ -97,7 +97,7 @@ func runCachePrune(ctx context.Context, dir, to string, verify, haveTo bool) err
 	if haveTo {
 		n, freed := c.Prune(target)
 		st := c.Stats()
-		fmt.Printf("pruned: %d chunks (%s) removed; %d chunks (%s) left\n", n, units.Bytes(freed), st.Chunks, units.Bytes(st.Bytes))
+		fmt.Printf("pruned: %s (%s) removed; %s (%s) left\n", units.Count(n, "chunk"), units.Bytes(freed), units.Count(st.Chunks, "chunk"), units.Bytes(st.Bytes))
 	}
 	return nil
 }

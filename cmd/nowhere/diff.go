@@ -272,8 +272,8 @@ func printDiff(r *diffResult) {
 	}
 	line("old:", r.Old)
 	line("new:", r.New)
-	fmt.Printf("in both:  %d chunks, %s\n", r.SharedChunks, units.Bytes(r.SharedBytes))
-	fmt.Printf("to fetch: %d chunks, %s compressed (%s of data; %.1f%% of the new version's %s)\n", r.FetchChunks,
+	fmt.Printf("in both:  %s, %s\n", units.Count(r.SharedChunks, "chunk"), units.Bytes(r.SharedBytes))
+	fmt.Printf("to fetch: %s, %s compressed (%s of data; %.1f%% of the new version's %s)\n", units.Count(r.FetchChunks, "chunk"),
 		units.Bytes(r.FetchBytes), units.Bytes(r.FetchPlain), percent(r.FetchBytes, r.New.Stored), units.Bytes(r.New.Stored))
 	if c := r.Cache; c != nil {
 		fmt.Printf("with the cache %s (holds %d of the new version's chunks): %d chunks, %s to fetch\n",

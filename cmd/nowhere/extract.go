@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -42,7 +44,7 @@ only when it is complete.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.parallel, "parallel", 16, "chunks fetched at once")
-	f.DurationVar(&o.sources.timeout, "timeout", time.Minute, "give up on a chunk after retrying every mirror this long")
+	durationVar(f, &o.sources.timeout, "timeout", time.Minute, "give up on a chunk after retrying every mirror this long")
 	o.sources.addFlags(f, true)
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto, always or never")
 	o.trust.addFlags(f)
@@ -53,6 +55,10 @@ func runExtract(ctx context.Context, src, out string, o extractOptions) error {
 	if o.parallel < 1 {
 		return fmt.Errorf("--parallel must be at least 1")
 	}
+	// SIGINT and SIGTERM cancel the fetches instead of killing the process, so the
+	// deferred cleanup below removes the partial file.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if st, err := os.Stat(out); err == nil && !st.Mode().IsRegular() {
 		return fmt.Errorf("extract: %s exists and is not a regular file", out)
 	}
@@ -120,6 +126,9 @@ func runExtract(ctx context.Context, src, out string, o extractOptions) error {
 	}
 	err = g.Wait()
 	bar.Finish()
+	if err != nil && ctx.Err() != nil {
+		return exitError{130, fmt.Errorf("extract %s: interrupted; %s not written", src, out)}
+	}
 	if err != nil {
 		return fmt.Errorf("extract %s: %w", src, err)
 	}
@@ -134,11 +143,11 @@ func runExtract(ctx context.Context, src, out string, o extractOptions) error {
 	}
 	ok = true
 	el := time.Since(start)
-	fmt.Printf("extracted %s version %d to %s: %s in %s (%s), %d chunks\n", ix.Name, ix.Version, out,
-		units.Bytes(ix.Size), el.Round(time.Millisecond), units.Rate(ix.Size, el), len(order))
+	fmt.Printf("extracted %s version %d to %s: %s in %s (%s), %s\n", ix.Name, ix.Version, out,
+		units.Bytes(ix.Size), el.Round(time.Millisecond), units.Rate(ix.Size, el), units.Count(len(order), "chunk"))
 	if o.sources.seeds != nil {
 		st := o.sources.seeds.Stats()
-		fmt.Printf("  from seeds: %d chunks (%s); from the store: %d chunks\n", st.Hits, units.Bytes(st.HitBytes), st.Misses)
+		fmt.Printf("  from seeds: %s (%s); from the store: %s\n", units.Count(st.Hits, "chunk"), units.Bytes(st.HitBytes), units.Count(st.Misses, "chunk"))
 	}
 	return nil
 }

@@ -35,7 +35,9 @@ index files, then every chunk that no kept version references.
 A pack or sync into the same directory may run at the same time: they hold the store's
 lock shared, gc holds it exclusive, so gc never removes a chunk that an index about to be
 published needs. Chunks modified within --grace are kept anyway (for writers gc cannot
-see: another host, object storage). Signed versions files are re-signed with --key.`,
+see: another host, object storage). Temporary files that an interrupted pack or sync
+left in a directory store are removed once older than --grace too. Signed versions
+files are re-signed with --key.`,
 		Example: `  nowhere gc ./store --keep 3 --dry-run
   nowhere gc /srv/nowhere --keep 2 --key publisher.key --password-file pw`,
 		Args: cobra.ExactArgs(1),
@@ -45,7 +47,7 @@ see: another host, object storage). Signed versions files are re-signed with --k
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.keep, "keep", 0, "versions to keep per image (at least 1)")
-	f.DurationVar(&o.grace, "grace", time.Hour, "keep unreferenced chunks modified more recently than this")
+	durationVar(f, &o.grace, "grace", time.Hour, "keep unreferenced chunks modified more recently than this")
 	f.BoolVar(&o.dryRun, "dry-run", false, "only show what would be removed")
 	f.StringVar(&o.key, "key", "", "secret key to re-sign the versions files of signed images")
 	f.StringVar(&o.password, "password-file", "", "the secret key's password is the first line of this file")
@@ -56,9 +58,6 @@ see: another host, object storage). Signed versions files are re-signed with --k
 func runGC(ctx context.Context, loc string, o gcOptions) error {
 	if o.keep < 1 {
 		return fmt.Errorf("--keep must be at least 1")
-	}
-	if o.grace < 0 {
-		return fmt.Errorf("--grace must not be negative")
 	}
 	var signer catalog.Signer
 	if o.key != "" {
@@ -98,9 +97,13 @@ func runGC(ctx context.Context, loc string, o gcOptions) error {
 	if o.dryRun {
 		verb = "would remove"
 	}
-	fmt.Printf("gc %s: %d images; keeping %d versions (%s)\n", loc, res.Images, len(res.KeptVersions), strings.Join(res.KeptVersions, " "))
+	fmt.Printf("gc %s: %s; keeping %s (%s)\n", loc, units.Count(res.Images, "image"), units.Count(len(res.KeptVersions), "version"), strings.Join(res.KeptVersions, " "))
 	fmt.Printf("  versions: %s %d (%s)\n", verb, len(res.RemovedVersions), strings.Join(res.RemovedVersions, " "))
 	fmt.Printf("  chunks:   %d referenced; %s %d (%s); %d unreferenced kept for the %s grace period (%s)\n",
 		res.Referenced, verb, res.Removed, units.Bytes(res.RemovedBytes), res.Young, o.grace, units.Bytes(res.YoungBytes))
+	if res.Temps > 0 || res.YoungTemps > 0 {
+		fmt.Printf("  temporary files of interrupted writers: %s %d (%s); %d kept for the grace period\n",
+			verb, res.Temps, units.Bytes(res.TempBytes), res.YoungTemps)
+	}
 	return nil
 }

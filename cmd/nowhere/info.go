@@ -58,7 +58,7 @@ func runInfo(ctx context.Context, src string, so *sourceOptions, t *trustOptions
 		for _, i := range ix.Profile.Entries {
 			b += int64(ix.Entries[i].Stored)
 		}
-		fmt.Printf("profile:   %d chunks (%s to fetch) from %d recorded boots\n", n, units.Bytes(b), ix.Profile.Boots)
+		fmt.Printf("profile:   %s (%s to fetch) from %s\n", units.Count(n, "chunk"), units.Bytes(b), units.Count(ix.Profile.Boots, "recorded boot"))
 	} else {
 		fmt.Printf("profile:   none\n")
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/image"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
 type mirrorsOptions struct {
@@ -77,8 +78,13 @@ func runMirrors(ctx context.Context, args []string, o mirrorsOptions) error {
 	}
 	if !o.noList {
 		if n := set.Learn(pctx, store.HTTPOptions{}); n > 0 {
-			fmt.Fprintf(os.Stderr, "nowhere: added %d mirrors from the store's mirror list\n", n)
+			fmt.Fprintf(os.Stderr, "nowhere: added %s from the store's mirror list\n", units.Count(n, "mirror"))
 		}
+	}
+	if up := upMirrors(set.Status()); up == 0 {
+		// The table still shows each mirror's error; the exit status says it is all bad.
+		writeMirrorTable(os.Stdout, set.Status())
+		return fmt.Errorf("no mirror answered (%s probed)", units.Count(len(stores), "mirror"))
 	}
 	if name != "" && o.samples > 0 {
 		if err := index.ValidName(name); err != nil {
@@ -96,6 +102,17 @@ func runMirrors(ctx context.Context, args []string, o mirrorsOptions) error {
 	}
 	writeMirrorTable(os.Stdout, set.Status())
 	return nil
+}
+
+// upMirrors counts the mirrors that answered their probes.
+func upMirrors(ms []store.MirrorStatus) int {
+	n := 0
+	for _, m := range ms {
+		if m.State == "up" {
+			n++
+		}
+	}
+	return n
 }
 
 // sampleChunks picks up to n distinct chunks spread over the image.

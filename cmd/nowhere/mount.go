@@ -63,7 +63,7 @@ until interrupted (then unmounts) unless --daemon is given.`,
 	}
 	f := cmd.Flags()
 	o.sources.addFlags(f, true)
-	f.DurationVar(&o.sources.timeout, "timeout", time.Minute, "a read no mirror can serve fails with EIO after this long (0: wait forever, logging)")
+	durationVar(f, &o.sources.timeout, "timeout", time.Minute, "a read no mirror can serve fails with EIO after this long (0: wait forever, logging)")
 	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100)")
 	f.StringVar(&o.memCache, "mem-cache", "128M", "memory for verified chunks")
 	f.StringVar(&o.readAhead, "readahead", "8M", "most bytes fetched ahead of a sequential reader (0 disables)")
@@ -127,9 +127,9 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	status := &mountStatus{img: img, reader: r, sources: &o.sources, started: time.Now(), prefetch: pf, rec: rec}
 	name := img.index.Name + ".img"
 	files := []fusefs.File{
-		{Name: name, Content: profile.Record(r, rec)},
-		{Name: statusName, Content: statusFile{status.report}, Live: true},
-		{Name: profileName, Content: statusFile{func() []byte { return rec.Trace().Encode() }}, Live: true},
+		{Name: name, Content: profile.Record(r, rec), ModTime: img.index.Created},
+		{Name: statusName, Content: statusFile{status.report}, Live: true, ModTime: status.started},
+		{Name: profileName, Content: statusFile{func() []byte { return rec.Trace().Encode() }}, Live: true, ModTime: status.started},
 	}
 	// Catch signals before mounting: a SIGTERM that arrived after the mount came up but
 	// before this would kill the process and leave a dead mount behind.

@@ -210,9 +210,9 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 	fmt.Printf("  time:   %s (%s)\n", res.Elapsed.Round(time.Millisecond), units.Rate(res.Read, res.Elapsed))
 	fmt.Printf("  index:  %s/%s\n", o.store, store.IndexPath(ix.Name, ix.Version))
 	if boots != nil {
-		fmt.Printf("  profile: %d chunks from %d boots", len(ix.Profile.Entries), ix.Profile.Boots)
+		fmt.Printf("  profile: %s from %s", units.Count(len(ix.Profile.Entries), "chunk"), units.Count(ix.Profile.Boots, "boot"))
 		if applied.Missing > 0 {
-			fmt.Printf(" (%d chunks of the profile are not in this image: left out)", applied.Missing)
+			fmt.Printf(" (%s of the profile not in this image: left out)", units.Count(applied.Missing, "chunk"))
 		}
 		fmt.Println()
 	}

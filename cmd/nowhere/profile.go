@@ -82,8 +82,8 @@ print the chunks it serves on the console as they are first read ("profile NAME 
 	f.StringVar(&o.console, "console", "", "read a boot's profile lines from this console log")
 	f.StringVar(&o.image, "image", "", "with --console: the image the boot ran (STORE/images/NAME; the version comes from the log)")
 	f.StringVar(&o.until, "until", "login: ", "with --console: stop at the first line matching this regular expression")
-	f.DurationVar(&o.wait, "wait", 0, "from a mount: wait this long first")
-	f.DurationVar(&o.idle, "idle", 0, "from a mount: then wait until no new chunk was read for this long")
+	durationVar(f, &o.wait, "wait", 0, "from a mount: wait this long first")
+	durationVar(f, &o.idle, "idle", 0, "from a mount: then wait until no new chunk was read for this long")
 	o.trust.addFlags(f)
 	_ = cmd.MarkFlagRequired("output")
 	return cmd
@@ -171,7 +171,7 @@ func saveTrace(path string, tr *profile.Trace) error {
 	if err := writeFileAtomic(path, tr.Encode(), 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("recorded %d chunks (%s) of %s version %d in %s\n", len(tr.Items), units.Bytes(tr.Bytes()), tr.Image, tr.Version, path)
+	fmt.Printf("recorded %s (%s) of %s version %d in %s\n", units.Count(len(tr.Items), "chunk"), units.Bytes(tr.Bytes()), tr.Image, tr.Version, path)
 	return nil
 }
 
@@ -207,7 +207,7 @@ func newProfileMergeCommand() *cobra.Command {
 			if err := writeFileAtomic(out, m.Encode(), 0o644); err != nil {
 				return err
 			}
-			fmt.Printf("merged %d boots: %d chunks (%s) in %s\n", m.Boots, len(m.Items), units.Bytes(m.Bytes()), out)
+			fmt.Printf("merged %s: %s (%s) in %s\n", units.Count(m.Boots, "boot"), units.Count(len(m.Items), "chunk"), units.Bytes(m.Bytes()), out)
 			return nil
 		},
 	}
@@ -308,8 +308,8 @@ func runProfileApply(ctx context.Context, src string, files []string, o profileA
 		return err
 	}
 	prof := profile.FromIndex(&ix)
-	fmt.Printf("published %s version %d: version %d with a profile of %d chunks (%s) from %d boots\n",
-		ix.Name, ix.Version, old.Version, len(prof.Items), units.Bytes(prof.Bytes()), prof.Boots)
+	fmt.Printf("published %s version %d: version %d with a profile of %s (%s) from %s\n",
+		ix.Name, ix.Version, old.Version, units.Count(len(prof.Items), "chunk"), units.Bytes(prof.Bytes()), units.Count(prof.Boots, "boot"))
 	if res.Missing > 0 {
 		logf("warning: %d chunks of the profile are not in %s version %d (recorded on another version): left out", res.Missing, old.Name, old.Version)
 	}
@@ -342,8 +342,8 @@ func newProfileShowCommand() *cobra.Command {
 			for _, i := range ix.Profile.Entries {
 				stored += int64(ix.Entries[i].Stored)
 			}
-			fmt.Printf("%s version %d: profile of %d chunks from %d boots, %s (%s to fetch), %.1f%% of the image\n",
-				ix.Name, ix.Version, len(tr.Items), tr.Boots, units.Bytes(tr.Bytes()), units.Bytes(stored),
+			fmt.Printf("%s version %d: profile of %s from %s, %s (%s to fetch), %.1f%% of the image\n",
+				ix.Name, ix.Version, units.Count(len(tr.Items), "chunk"), units.Count(tr.Boots, "boot"), units.Bytes(tr.Bytes()), units.Bytes(stored),
 				100*float64(tr.Bytes())/float64(max(ix.Size, 1)))
 			if out != "" {
 				return writeFileAtomic(out, tr.Encode(), 0o644)

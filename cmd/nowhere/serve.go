@@ -50,7 +50,7 @@ the menu carries no keys (docs/boot.md, "Diskless boot menu").`,
 	f.StringVar(&o.menu.Kernel, "kernel", "", "boot menu: serve this kernel (a bzImage) as /boot/vmlinuz (default: the store's boot/vmlinuz)")
 	f.StringVar(&o.menu.Initrd, "initrd", "", "boot menu: serve this nowhere initramfs as /boot/initrd.img (default: the store's boot/initrd.img)")
 	f.StringVar(&o.menu.Default, "boot-default", "", "boot menu: the default image (default: the first by name)")
-	f.DurationVar(&o.menu.Timeout, "boot-timeout", bootmenu.DefaultTimeout, "boot menu: boot the default after this long without a choice")
+	durationVar(f, &o.menu.Timeout, "boot-timeout", bootmenu.DefaultTimeout, "boot menu: boot the default after this long without a choice")
 	f.StringVar(&o.menu.URL, "boot-url", "", "boot menu: this server's base URL as the machines reach it (default: from each request's Host header)")
 	f.StringArrayVar(&o.menu.Mirrors, "boot-mirror", nil, "boot menu: another base URL of this store (nowhere.mirror=, repeatable)")
 	f.StringVar(&o.menu.Append, "boot-append", "", "boot menu: more kernel command line on every entry (console=ttyS0, nowhere.cache=/dev/sda, ...)")

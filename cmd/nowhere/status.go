@@ -82,7 +82,7 @@ func (s *mountStatus) report() []byte {
 			ps.Queued, state, ps.Done, units.Bytes(ps.Bytes), ps.Elapsed.Round(time.Millisecond), ps.Started-ps.Done-ps.Failed, units.Bytes(ps.Held),
 			ps.Hits, ps.Joined, ps.Early, ps.Outside)
 	} else if n := len(ix.Profile.Entries); n > 0 {
-		fmt.Fprintf(&b, "profile: %d chunks, not prefetched (--prefetch 0)\n", n)
+		fmt.Fprintf(&b, "profile: %s, not prefetched (--prefetch 0)\n", units.Count(n, "chunk"))
 	}
 	if s.rec != nil {
 		read := s.rec.Trace()

@@ -98,8 +98,8 @@ func runSync(ctx context.Context, srcLoc, dstLoc string, o syncOptions) error {
 		}
 		return fmt.Errorf("sync: %w", err)
 	}
-	fmt.Printf("synced %d images (%d versions) from %s to %s: %d chunks, %d already there, %d copied (%s), %d files written, in %s\n",
-		res.Images, res.Versions, src, dst, res.Chunks, res.Present, res.Copied, units.Bytes(res.CopiedBytes), res.Files,
+	fmt.Printf("synced %s (%s) from %s to %s: %s, %d already there, %d copied (%s), %s written, in %s\n",
+		units.Count(res.Images, "image"), units.Count(res.Versions, "version"), src, dst, units.Count(res.Chunks, "chunk"), res.Present, res.Copied, units.Bytes(res.CopiedBytes), units.Count(res.Files, "file"),
 		time.Since(start).Round(time.Millisecond))
 	return nil
 }

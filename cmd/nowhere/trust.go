@@ -32,7 +32,7 @@ func (o *trustOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.insecure, "insecure", false, "accept unsigned or unverifiable images (DANGEROUS: whoever controls the store or the network picks what you run)")
 	f.StringVar(&o.state, "state", "", "file remembering the highest version accepted per image (rollback protection; default: in --cache, else ~/.cache/nowhere)")
 	f.StringVar(&o.ca, "ca", "", "also trust the CA certificate(s) in this PEM file for https stores")
-	f.DurationVar(&o.httpTimeout, "http-timeout", store.DefaultRequestTimeout, "abandon one HTTP request after this long (0: no limit)")
+	durationVar(f, &o.httpTimeout, "http-timeout", store.DefaultRequestTimeout, "abandon one HTTP request after this long (0: no limit)")
 	f.StringVar(&o.minRate, "min-rate", "1K", "abandon an HTTP response arriving slower than this many bytes per second, averaged over 10s (0: no minimum)")
 }
 

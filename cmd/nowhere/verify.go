@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -14,6 +15,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/chunk"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
 func newVerifyCommand() *cobra.Command {
@@ -22,7 +24,9 @@ func newVerifyCommand() *cobra.Command {
 		Short: "Check every chunk of a store against its name and every index's references",
 		Long: `Verify decompresses every chunk file and checks its content against its name, then
 decodes every index (and latest pointer) and checks that each chunk it references is
-present and sound. Each problem is printed on one line; the exit status is 1 if any.`,
+present and sound. Each problem is printed on one line; the exit status is 1 if any.
+Temporary files left by an interrupted pack or sync are warnings (nowhere gc removes
+them), not problems.`,
 		Example: `  nowhere verify ./store`,
 		Args:    cobra.ExactArgs(1),
 		RunE:    func(cmd *cobra.Command, args []string) error { return runVerify(cmd.Context(), args[0]) },
@@ -90,12 +94,31 @@ func runVerify(ctx context.Context, dir string) error {
 			verifyPointer(ctx, d, name, report)
 		}
 	}
+	// Temporary files are not damage (no index refers to them, readers never see them),
+	// but they take space until gc removes them: a warning, not a problem.
+	var warnings []string
+	err = d.TempFiles(ctx, func(f store.TempFile) error {
+		warnings = append(warnings, fmt.Sprintf("warning: temporary file %s (%s, modified %s) left by an interrupted pack or sync; nowhere gc removes it",
+			f.Name, units.Bytes(f.Size), f.Mod.UTC().Format(time.RFC3339)))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", dir, err)
+	}
+	sort.Strings(warnings)
 	for _, p := range problems {
 		fmt.Println(p)
 	}
-	fmt.Printf("verified %s: %d chunks (%d bytes), %d indexes: %d problems\n", dir, chunks, bytes, indexes, len(problems))
+	for _, w := range warnings {
+		fmt.Println(w)
+	}
+	summary := fmt.Sprintf("verified %s: %s (%d bytes), %s: %s", dir, units.Count(chunks, "chunk"), bytes, units.Count(indexes, "index"), units.Count(len(problems), "problem"))
+	if len(warnings) > 0 {
+		summary += ", " + units.Count(len(warnings), "warning")
+	}
+	fmt.Println(summary)
 	if len(problems) > 0 {
-		return exitError{1, fmt.Errorf("verify %s: %d problems found", dir, len(problems))}
+		return exitError{1, fmt.Errorf("verify %s: %s found", dir, units.Count(len(problems), "problem"))}
 	}
 	return nil
 }

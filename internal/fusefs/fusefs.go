@@ -44,6 +44,9 @@ type File struct {
 	// Live content changes while mounted (a status report): the kernel must not cache
 	// it, and reads go to Content even past Size.
 	Live bool
+	// ModTime is the file's modification (and change) time: for an image, when its
+	// index was made. Zero shows as the mount's time, not as 1970.
+	ModTime time.Time
 }
 
 // Options for Mount.
@@ -72,7 +75,15 @@ func Mount(mountpoint string, files []File, opt Options) (*fuse.Server, error) {
 	if logf == nil {
 		logf = log.Printf
 	}
-	root := &dir{files: files, logf: logf}
+	// Files without a time of their own, and the directory, show when they were mounted.
+	now := time.Now()
+	files = append([]File(nil), files...)
+	for i := range files {
+		if files[i].ModTime.IsZero() {
+			files[i].ModTime = now
+		}
+	}
+	root := &dir{files: files, logf: logf, mtime: now}
 	long := 24 * time.Hour // images are immutable: the kernel may cache names and sizes
 	fsName := opt.FsName
 	if fsName == "" {
@@ -161,13 +172,28 @@ type dir struct {
 	fs.Inode
 	files []File
 	logf  func(string, ...any)
+	mtime time.Time
 }
 
-var _ = (fs.NodeOnAdder)((*dir)(nil))
+var (
+	_ = (fs.NodeOnAdder)((*dir)(nil))
+	_ = (fs.NodeGetattrer)((*dir)(nil))
+)
+
+func (d *dir) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | 0o555
+	setTimes(&out.Attr, d.mtime)
+	return 0
+}
+
+// setTimes gives a node one time for its access, modification and change times.
+func setTimes(a *fuse.Attr, t time.Time) {
+	a.SetTimes(&t, &t, &t)
+}
 
 func (d *dir) OnAdd(ctx context.Context) {
 	for i, f := range d.files {
-		ch := d.NewPersistentInode(ctx, &file{c: f.Content, name: f.Name, live: f.Live, logf: d.logf},
+		ch := d.NewPersistentInode(ctx, &file{c: f.Content, name: f.Name, live: f.Live, mtime: f.ModTime, logf: d.logf},
 			fs.StableAttr{Mode: syscall.S_IFREG, Ino: uint64(i + 2)})
 		d.AddChild(f.Name, ch, false)
 	}
@@ -175,10 +201,11 @@ func (d *dir) OnAdd(ctx context.Context) {
 
 type file struct {
 	fs.Inode
-	c    Content
-	name string
-	live bool
-	logf func(string, ...any)
+	c     Content
+	name  string
+	live  bool
+	mtime time.Time
+	logf  func(string, ...any)
 }
 
 var (
@@ -192,6 +219,7 @@ func (f *file) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 	out.Size = uint64(f.c.Size())
 	out.Blocks = (out.Size + 511) / 512
 	out.Blksize = 4096
+	setTimes(&out.Attr, f.mtime)
 	return 0
 }
 

@@ -33,6 +33,13 @@ type Store interface {
 	RemoveFile(ctx context.Context, name string) error
 }
 
+// TempStore is implemented by stores whose writers leave temporary files behind when
+// interrupted (store.Dir): gc removes those older than the grace period.
+type TempStore interface {
+	TempFiles(ctx context.Context, fn func(store.TempFile) error) error
+	RemoveTemp(ctx context.Context, name string) error
+}
+
 // Options control a collection.
 type Options struct {
 	Keep   int           // versions kept per image (at least 1); latest's is always kept
@@ -53,6 +60,9 @@ type Result struct {
 	RemovedBytes    int64 // their stored bytes
 	Young           int   // unreferenced chunks kept for the grace period
 	YoungBytes      int64
+	Temps           int   // temporary files of interrupted writers removed
+	TempBytes       int64 // their bytes
+	YoungTemps      int   // temporary files kept for the grace period (a writer may still run)
 }
 
 // Run collects garbage in s.
@@ -103,6 +113,10 @@ func Run(ctx context.Context, s Store, opt Options) (*Result, error) {
 		return res, fmt.Errorf("listing the chunks of %s: %w", s, err)
 	}
 	res.Removed = len(doomed)
+	temps, err := staleTemps(ctx, s, cutoff, res)
+	if err != nil {
+		return res, err
+	}
 	if opt.DryRun {
 		return res, nil
 	}
@@ -111,10 +125,40 @@ func Run(ctx context.Context, s Store, opt Options) (*Result, error) {
 			return res, fmt.Errorf("removing chunk %s: %w", id, err)
 		}
 	}
+	for _, name := range temps {
+		if err := s.(TempStore).RemoveTemp(ctx, name); err != nil && !isNotExist(err) {
+			return res, fmt.Errorf("removing %s/%s: %w", s, name, err)
+		}
+	}
 	if err := catalog.WriteNames(ctx, s); err != nil {
 		return res, err
 	}
 	return res, nil
+}
+
+// staleTemps lists the temporary files of interrupted writers (an interrupted pack leaves
+// chunks/*/.tmp-*) modified before cutoff, and counts them in res. Younger ones may belong
+// to a writer still running on another host: they wait for the grace period, like chunks.
+func staleTemps(ctx context.Context, s Store, cutoff time.Time, res *Result) ([]string, error) {
+	ts, ok := s.(TempStore)
+	if !ok {
+		return nil, nil
+	}
+	var stale []string
+	err := ts.TempFiles(ctx, func(f store.TempFile) error {
+		if f.Mod.After(cutoff) {
+			res.YoungTemps++
+			return nil
+		}
+		stale = append(stale, f.Name)
+		res.Temps++
+		res.TempBytes += f.Size
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the temporary files of %s: %w", s, err)
+	}
+	return stale, nil
 }
 
 // collectImage decides which versions of one image stay, removes the others (unless

@@ -132,7 +132,7 @@ func (d *Dir) writeAtomic(name string, data []byte, durable bool) error {
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	tmp := path.Join(dir, ".tmp-"+path.Base(name)+"-"+hex.EncodeToString(rnd[:]))
+	tmp := path.Join(dir, TempPrefix+path.Base(name)+"-"+hex.EncodeToString(rnd[:]))
 	f, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("%s/%s: %w", d.path, tmp, unwrapPath(err))
@@ -184,7 +184,7 @@ func (d *Dir) Files(ctx context.Context, prefix string) ([]string, error) {
 		if p == "chunks" {
 			return fs.SkipDir
 		}
-		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".tmp-") {
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), TempPrefix) {
 			out = append(out, p)
 		}
 		return ctx.Err()

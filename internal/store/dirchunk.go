@@ -133,7 +133,7 @@ func (d *Dir) putChunk(id chunk.ID, data []byte) (bool, error) {
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	tmp := ".tmp-" + name + "-" + hex.EncodeToString(rnd[:])
+	tmp := TempPrefix + name + "-" + hex.EncodeToString(rnd[:])
 	if err := writeNew(dir, tmp, data); err != nil {
 		_ = unix.Unlinkat(dir, tmp, 0)
 		return false, err

@@ -2,8 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -54,4 +58,48 @@ func (d *Dir) Lock(exclusive bool, wait func()) (unlock func(), err error) {
 		}
 	}
 	return func() { f.Close() }, nil
+}
+
+// TempPrefix starts the names of the temporary files a Dir writes before renaming them
+// into place (chunks and metadata files alike). A writer interrupted between the two
+// (a killed pack or sync, a crash) leaves one behind; nothing else ever removes it.
+const TempPrefix = ".tmp-"
+
+// TempFile is a temporary file left in a directory store.
+type TempFile struct {
+	Name string // relative to the store, e.g. chunks/1a2b/.tmp-1a2b....cacnk-0123456789ab
+	Size int64
+	Mod  time.Time
+}
+
+// TempFiles calls fn for every temporary file in the store, wherever a writer puts them
+// (chunks/ fan-out directories, images/NAME/, the top).
+func (d *Dir) TempFiles(ctx context.Context, fn func(TempFile) error) error {
+	return fs.WalkDir(d.root.FS(), ".", func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p != "." {
+				return nil // removed meanwhile
+			}
+			return err
+		}
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), TempPrefix) {
+			return ctx.Err()
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		if err := fn(TempFile{Name: p, Size: info.Size(), Mod: info.ModTime()}); err != nil {
+			return err
+		}
+		return ctx.Err()
+	})
+}
+
+// RemoveTemp removes a temporary file TempFiles reported.
+func (d *Dir) RemoveTemp(ctx context.Context, name string) error {
+	if !strings.HasPrefix(path.Base(name), TempPrefix) {
+		return fmt.Errorf("%s/%s: not a temporary file", d.path, name)
+	}
+	return d.root.Remove(name)
 }

@@ -59,3 +59,22 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestCount(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		noun string
+		want string
+	}{
+		{0, "problem", "0 problems"}, {1, "problem", "1 problem"}, {2, "problem", "2 problems"},
+		{1, "index", "1 index"}, {3, "index", "3 indexes"}, {2, "entry", "2 entries"},
+		{2, "day", "2 days"}, {1, "chunk", "1 chunk"}, {5, "version", "5 versions"},
+	} {
+		if got := Count(c.n, c.noun); got != c.want {
+			t.Errorf("Count(%d, %q) = %q, want %q", c.n, c.noun, got, c.want)
+		}
+	}
+	if got := Count(int64(1), "boot"); got != "1 boot" {
+		t.Errorf("Count(int64(1), boot) = %q", got)
+	}
+}

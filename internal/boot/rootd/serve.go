@@ -45,7 +45,7 @@ func Main() {
 		fail(err)
 	}
 	img.start(spec, log)
-	srv, err := fusefs.Mount(spec.Mountpoint, []fusefs.File{{Name: filepath.Base(rd.File), Content: img.content}}, fusefs.Options{
+	srv, err := fusefs.Mount(spec.Mountpoint, []fusefs.File{{Name: filepath.Base(rd.File), Content: img.content, ModTime: img.ix.Created}}, fusefs.Options{
 		FsName: spec.Image, Strict: true, Log: log.Printf,
 	})
 	if err != nil {
