@@ -48,10 +48,10 @@ type Spec struct {
 	CacheQuota int64  `json:"cache_quota,omitempty"`
 	// Share is the address the chunk cache is served to LAN peers on ("" = not shared);
 	// Peers are LAN peers named on the command line (internal/peer).
-	Share      string   `json:"share,omitempty"`
-	Peers      []string `json:"peers,omitempty"`
-	MemCache   int64    `json:"mem_cache"`  // bytes of verified chunks kept in memory
-	ReadAhead  int64    `json:"read_ahead"` // most bytes fetched ahead of a sequential reader
+	Share     string   `json:"share,omitempty"`
+	Peers     []string `json:"peers,omitempty"`
+	MemCache  int64    `json:"mem_cache"`  // bytes of verified chunks kept in memory
+	ReadAhead int64    `json:"read_ahead"` // most bytes fetched ahead of a sequential reader
 	// Prefetch is how many chunks of the index's boot profile are fetched at once in the
 	// background (0: none).
 	Prefetch int `json:"prefetch,omitempty"`
