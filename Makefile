@@ -5,6 +5,8 @@ GO       ?= go
 BIN      := bin/nowhere
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD := -trimpath -ldflags '-s -w -X main.version=$(VERSION)'
+FUZZTIME ?= 10s
+TEST_FUZZTIME ?= 4s
 
 .PHONY: all build deps test test-short test-e2e demo bench fuzz clean
 
@@ -17,10 +19,12 @@ deps:
 	scripts/install-deps.sh test
 
 # The whole test suite: unit tests, real FUSE mounts, loop-mounted ext4/squashfs/erofs,
-# nowhere serve and nginx on loopback. Needs root (CI runs as root).
+# nowhere serve and nginx on loopback, qemu boots; then every fuzz target briefly
+# (TEST_FUZZTIME each). Needs root (CI runs as root).
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+	GO=$(GO) FUZZTIME=$(TEST_FUZZTIME) scripts/fuzz.sh
 
 # Only the end-to-end tests (e2e/): the real binary, nowhere serve and nginx, FUSE and
 # loop-mounted ext4/squashfs/erofs images. Needs root.
@@ -30,6 +34,10 @@ test-e2e: deps
 # Unit tests only (no root, no FUSE).
 test-short:
 	$(GO) test -short -count=1 ./...
+
+# Every fuzz target of the module, FUZZTIME each (default 10s): make fuzz FUZZTIME=10m
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 demo: build
 	scripts/install-deps.sh demo

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
 
 // httpServer is a web server serving a store on 127.0.0.1, started by a test and stopped
@@ -180,17 +182,7 @@ func nginxServerBlock(t *testing.T) string {
 // startNginx runs nginx with the documented server block on a free loopback port.
 func startNginx(t *testing.T, dir string) *httpServer {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/nginx", "/sbin/nginx"} {
-			if _, err := os.Stat(p); err == nil {
-				bin = p
-			}
-		}
-	}
-	if bin == "" {
-		t.Fatal("nginx is not installed (scripts/install-deps.sh test installs it)")
-	}
+	bin := testutil.Tool(t, "nginx")
 	var lastErr string
 	for attempt := 0; attempt < 3; attempt++ { // a free port may be taken before nginx binds it
 		tmp := t.TempDir()

@@ -229,7 +229,13 @@ func TestSeedFetchesOnlyWhatTheOldVersionLacks(t *testing.T) {
 			if d.FetchChunks == 0 || d.SharedChunks == 0 {
 				t.Fatalf("diff: %+v: the update should share chunks and add some", d)
 			}
-			gets := func() int { n := 0; for _, c := range chunkGets(srv.Requests(t)) { n += c }; return n }
+			gets := func() int {
+				n := 0
+				for _, c := range chunkGets(srv.Requests(t)) {
+					n += c
+				}
+				return n
+			}
 
 			before := gets()
 			out := filepath.Join(t.TempDir(), "v2.img")

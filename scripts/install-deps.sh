@@ -9,6 +9,11 @@ pkgs=()
 need() { # need COMMAND PACKAGE
   command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] || pkgs+=("$2")
 }
+need_static() { # need_static COMMAND PACKAGE: COMMAND on PATH must be statically linked
+  # (the boot tests copy it into VM roots that have no libc). ldd exits non-zero on a static binary.
+  local p
+  p=$(command -v "$1" 2>/dev/null) && [ -x "$p" ] && ! ldd "$p" >/dev/null 2>&1 || pkgs+=("$2")
+}
 for w in "${want[@]}"; do
   case "$w" in
     test|demo|bench)
@@ -22,7 +27,7 @@ for w in "${want[@]}"; do
       need cpio cpio
       need depmod kmod
       need qemu-system-x86_64 qemu-system-x86
-      need busybox busybox-static
+      need_static busybox busybox-static   # Debian's busybox package is dynamically linked
       # The NICs' iPXE ROMs (efi-virtio.rom) for network boots (nowhere vm --netboot, TestNetBootMenu).
       [ -e /usr/lib/ipxe/qemu/efi-virtio.rom ] || [ -e /usr/share/qemu/efi-virtio.rom ] || pkgs+=(ipxe-qemu)
       need debootstrap debootstrap
@@ -44,4 +49,14 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q >&2
 $sudo apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2
 # Packages that start a system service on install (nginx, squid) must not hold ports the tests use:
-# tests start their own instances with their own configs on loopback.
+# tests start their own instances with their own configs on loopback. Stop and disable the
+# services of the packages installed just now (a service that was there before is left alone).
+for p in "${pkgs[@]}"; do
+  case "$p" in nginx*) svc=nginx ;; squid) svc=squid ;; *) continue ;; esac
+  if [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now "$svc" >&2 || true
+  elif [ -x "/etc/init.d/$svc" ]; then
+    $sudo "/etc/init.d/$svc" stop >&2 || true
+    $sudo update-rc.d "$svc" disable >&2 || true
+  fi
+done

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nowhere-boot/nowhere/internal/fleet"
 	"github.com/nowhere-boot/nowhere/internal/testnet"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
 
 // TestFleetSmoke runs the whole benchmark machinery small: 5 clients replaying a trace
@@ -23,12 +24,11 @@ func TestFleetSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: no namespaces")
 	}
+	testutil.NetNamespaces(t)
 	if err := testnet.Available(); err != nil {
-		t.Skip(err)
+		t.Fatal(err) // as root, only a missing tool is left: make test installs them
 	}
-	if _, err := exec.LookPath("squid"); err != nil {
-		t.Skip("squid is not installed (scripts/install-deps.sh test installs it)")
-	}
+	testutil.Tool(t, "squid")
 	dir := t.TempDir()
 	fleetBin, nowhereBin := filepath.Join(dir, "nowhere-fleet"), filepath.Join(dir, "nowhere")
 	for bin, pkg := range map[string]string{fleetBin: ".", nowhereBin: "../../cmd/nowhere"} {

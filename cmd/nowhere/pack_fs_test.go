@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
 
 // fsPackBinary builds the nowhere binary once per test into a temporary directory.
@@ -34,18 +36,6 @@ func fsPackRun(t *testing.T, bin string, args ...string) (stdout, stderr string,
 	return o.String(), e.String(), code
 }
 
-func fsPackTool(t *testing.T, name string) {
-	t.Helper()
-	for _, p := range []string{"/usr/sbin/" + name, "/sbin/" + name} {
-		if _, err := os.Stat(p); err == nil {
-			return
-		}
-	}
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s not installed (scripts/install-deps.sh installs it)", name)
-	}
-}
-
 func fsPackTree(t *testing.T) string {
 	t.Helper()
 	tree := t.TempDir()
@@ -65,7 +55,7 @@ func TestPackFromDir(t *testing.T) {
 	bin := fsPackBinary(t)
 	for _, fs := range []string{"ext4", "squashfs", "erofs"} {
 		t.Run(fs, func(t *testing.T) {
-			fsPackTool(t, map[string]string{"ext4": "mkfs.ext4", "squashfs": "mksquashfs", "erofs": "mkfs.erofs"}[fs])
+			testutil.Tool(t, map[string]string{"ext4": "mkfs.ext4", "squashfs": "mksquashfs", "erofs": "mkfs.erofs"}[fs])
 			tree, dir := fsPackTree(t), t.TempDir()
 			img := filepath.Join(dir, "root."+fs)
 			out, errs, code := fsPackRun(t, bin, "pack", "--from-dir", tree, "--fs", fs, "--save-image", img,
@@ -85,7 +75,7 @@ func TestPackFromDir(t *testing.T) {
 
 // A recognised but corrupt image packs with content-defined chunking after one warning.
 func TestPackCorruptImageWarnsOnce(t *testing.T) {
-	fsPackTool(t, "mkfs.ext4")
+	testutil.Tool(t, "mkfs.ext4")
 	bin := fsPackBinary(t)
 	dir := t.TempDir()
 	img := filepath.Join(dir, "root.ext4")

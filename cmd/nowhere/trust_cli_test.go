@@ -29,6 +29,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/server"
 	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 	"github.com/nowhere-boot/nowhere/internal/trust"
 )
 
@@ -202,9 +203,7 @@ func TestTrustCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: builds nowhere, serves stores, runs minisign and FUSE")
 	}
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("needs the go tool to build the binary under test")
-	}
+	testutil.Tool(t, "go") // builds the binary under test
 	c := newTrustCLI(t)
 	pubKey, pubPub := c.path("publisher.key"), c.path("publisher.pub")
 	c.ok("keygen", "--secret", pubKey, "--public", pubPub, "--no-password")
@@ -541,9 +540,7 @@ func pubKeyString(t *testing.T, pubFile string) string {
 
 func needMinisign(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("minisign"); err != nil {
-		t.Fatal("minisign is not installed: scripts/install-deps.sh test installs it")
-	}
+	testutil.Tool(t, "minisign")
 }
 
 func runMinisign(t *testing.T, args ...string) string {

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
 
 // nowhereBin is the binary under test, built once by TestMain.
@@ -185,9 +187,7 @@ func waitHTTP(t testing.TB, url string, limit time.Duration) {
 // minute, like nowhere serve. It returns the process, the base URL and the access log.
 func startNginx(t testing.TB, storeDir string) (*proc, string, string) {
 	t.Helper()
-	if _, err := exec.LookPath("nginx"); err != nil {
-		t.Skip("nginx is not installed (scripts/install-deps.sh test installs it)")
-	}
+	nginx := testutil.Tool(t, "nginx")
 	dir := t.TempDir()
 	addr := freePort(t)
 	access := filepath.Join(dir, "access.log")
@@ -218,7 +218,7 @@ http {
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := start(t, "nginx", nil, "nginx", "-c", cf, "-p", dir)
+	p := start(t, "nginx", nil, nginx, "-c", cf, "-p", dir)
 	waitHTTP(t, "http://"+addr+"/", 30*time.Second)
 	return p, "http://" + addr, access
 }
@@ -391,7 +391,7 @@ func proxyUser(t testing.TB) (uid, gid int) {
 	t.Helper()
 	u, err := user.Lookup("proxy")
 	if err != nil {
-		t.Skipf("no proxy user for squid: %v", err)
+		t.Fatalf("no user proxy for squid to run as (Debian's base-passwd makes it): %v", err)
 	}
 	uid, _ = strconv.Atoi(u.Uid)
 	gid, _ = strconv.Atoi(u.Gid)

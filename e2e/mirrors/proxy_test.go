@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
 
 // originName is the host name clients use for the origin behind squid. Go never sends
@@ -23,12 +25,7 @@ const originName = "origin.nowhere.test"
 // the test. It returns the proxy address and the access log path.
 func startSquid(t *testing.T) (string, string) {
 	t.Helper()
-	bin, err := exec.LookPath("squid")
-	if err != nil {
-		if bin, err = exec.LookPath("/usr/sbin/squid"); err != nil {
-			t.Skip("squid is not installed (scripts/install-deps.sh test installs it)")
-		}
-	}
+	bin := testutil.Tool(t, "squid")
 	// Not t.TempDir(): squid drops root for the proxy user, which must reach the directory.
 	dir, err := os.MkdirTemp("", "nowhere-squid-")
 	if err != nil {

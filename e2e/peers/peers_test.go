@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/testnet"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
 
 const sharePort = 7780
@@ -45,8 +46,9 @@ func TestLANPeers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: no namespaces, no FUSE")
 	}
+	testutil.NetNamespaces(t)
 	if err := testnet.Available(); err != nil {
-		t.Skip(err)
+		t.Fatal(err) // as root, only a missing tool is left: make test installs them
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skip("no /dev/fuse: the kernel lacks FUSE")

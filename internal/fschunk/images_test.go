@@ -15,6 +15,7 @@ import (
 
 	"github.com/nowhere-boot/nowhere/internal/fstype"
 	"github.com/nowhere-boot/nowhere/internal/mkfs"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
 
 // treeFile is a regular file written by makeTree, for checking layouts against.
@@ -97,24 +98,10 @@ func randomBytes(rng *rand.Rand, n int) []byte {
 	return b[:n]
 }
 
-// needTool skips the test when an mkfs tool is missing (the CI set-up installs them).
-func needTool(t testing.TB, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err == nil {
-		return
-	}
-	for _, d := range []string{"/usr/sbin", "/sbin"} {
-		if _, err := os.Stat(filepath.Join(d, name)); err == nil {
-			return
-		}
-	}
-	t.Skipf("%s not installed (scripts/install-deps.sh installs it)", name)
-}
-
 // buildImage makes the nowhere-standard image of tree with mkfs.Build.
 func buildImage(t testing.TB, typ fstype.Type, tree string) string {
 	t.Helper()
-	needTool(t, map[fstype.Type]string{fstype.Ext4: "mkfs.ext4", fstype.Erofs: "mkfs.erofs", fstype.Squashfs: "mksquashfs"}[typ])
+	testutil.Tool(t, map[fstype.Type]string{fstype.Ext4: "mkfs.ext4", fstype.Erofs: "mkfs.erofs", fstype.Squashfs: "mksquashfs"}[typ])
 	out := filepath.Join(t.TempDir(), "img."+string(typ))
 	if err := mkfs.Build(context.Background(), mkfs.Options{FS: typ, Tree: tree, Out: out, Seed: "test"}); err != nil {
 		t.Fatal(err)
@@ -125,14 +112,7 @@ func buildImage(t testing.TB, typ fstype.Type, tree string) string {
 // runTool runs a command, failing the test with its output on error.
 func runTool(t testing.TB, name string, args ...string) {
 	t.Helper()
-	needTool(t, name)
-	path, err := exec.LookPath(name)
-	if err != nil {
-		path = filepath.Join("/usr/sbin", name)
-		if _, err := os.Stat(path); err != nil {
-			path = filepath.Join("/sbin", name)
-		}
-	}
+	path := testutil.Tool(t, name)
 	out, err := exec.Command(path, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/nowhere-boot/nowhere/internal/fstype"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
 
 func TestExt4Layout(t *testing.T) {
@@ -73,7 +74,7 @@ func TestSquashfsFragmentsLayout(t *testing.T) {
 // An ext4 file written into a fragmented filesystem has more extents than fit in the
 // inode: its extent tree has depth 1, and every extent must still be found.
 func TestExt4ExtentTreeDepth(t *testing.T) {
-	needTool(t, "debugfs")
+	testutil.Tool(t, "debugfs")
 	dir := t.TempDir()
 	tree := filepath.Join(dir, "tree")
 	if err := os.MkdirAll(filepath.Join(tree, "d"), 0o755); err != nil {
@@ -185,7 +186,7 @@ func TestErofsCompressedLayout(t *testing.T) {
 // extents (-1 if it lists none).
 func erofsFirstBlock(t *testing.T, img, rel string) int64 {
 	t.Helper()
-	needTool(t, "dump.erofs")
+	testutil.Tool(t, "dump.erofs")
 	out, err := exec.Command("dump.erofs", "--path=/"+rel, "-e", img).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dump.erofs: %v\n%s", err, out)

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
 
 // mkfs makes a small real filesystem image with the system's tools.
@@ -29,10 +31,7 @@ func mkfs(t *testing.T, typ string) []byte {
 	case "erofs":
 		cmd = []string{"mkfs.erofs", "--quiet", img, src}
 	}
-	if _, err := exec.LookPath(cmd[0]); err != nil {
-		t.Skipf("%s not installed (scripts/install-deps.sh installs it): %v", cmd[0], err)
-	}
-	if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+	if out, err := exec.Command(testutil.Tool(t, cmd[0]), cmd[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", cmd, err, out)
 	}
 	b, err := os.ReadFile(img)

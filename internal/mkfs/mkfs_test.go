@@ -13,21 +13,8 @@ import (
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/fstype"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
-
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	for _, p := range []string{"/usr/sbin/" + name, "/sbin/" + name} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not installed (scripts/install-deps.sh installs it)", name)
-	}
-	return p
-}
 
 var mkfsTool = map[fstype.Type]string{fstype.Ext4: "mkfs.ext4", fstype.Erofs: "mkfs.erofs", fstype.Squashfs: "mksquashfs"}
 
@@ -61,7 +48,7 @@ func sampleTree(t *testing.T) string {
 
 func buildOrFail(t *testing.T, typ fstype.Type, tree string) []byte {
 	t.Helper()
-	tool(t, mkfsTool[typ])
+	testutil.Tool(t, mkfsTool[typ])
 	out := filepath.Join(t.TempDir(), "img")
 	if err := Build(context.Background(), Options{FS: typ, Tree: tree, Out: out, Seed: "t"}); err != nil {
 		t.Fatal(err)
@@ -118,14 +105,14 @@ func TestBuildContent(t *testing.T) {
 			var cmd *exec.Cmd
 			switch typ {
 			case fstype.Squashfs:
-				cmd = exec.Command(tool(t, "unsquashfs"), "-no-progress", "-d", out, img)
+				cmd = exec.Command(testutil.Tool(t, "unsquashfs"), "-no-progress", "-d", out, img)
 			case fstype.Erofs:
-				cmd = exec.Command(tool(t, "fsck.erofs"), "--extract="+out, img)
+				cmd = exec.Command(testutil.Tool(t, "fsck.erofs"), "--extract="+out, img)
 			case fstype.Ext4:
 				if err := os.Mkdir(out, 0o755); err != nil {
 					t.Fatal(err)
 				}
-				cmd = exec.Command(tool(t, "debugfs"), "-R", "rdump / "+out, img)
+				cmd = exec.Command(testutil.Tool(t, "debugfs"), "-R", "rdump / "+out, img)
 			}
 			if b, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("%s: %v\n%s", cmd.Path, err, b)

@@ -19,6 +19,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/mkfs"
 	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
 
 // writeTree fills dir with n files of varied sizes and content (random and text), a hard
@@ -63,23 +64,11 @@ func writeTree(t *testing.T, dir, prefix string, n int, seed uint64) {
 	}
 }
 
-func haveTool(t *testing.T, name string) {
-	t.Helper()
-	for _, p := range []string{"/usr/sbin/" + name, "/sbin/" + name} {
-		if _, err := os.Stat(p); err == nil {
-			return
-		}
-	}
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s not installed (scripts/install-deps.sh installs it)", name)
-	}
-}
-
 var tools = map[fstype.Type]string{fstype.Ext4: "mkfs.ext4", fstype.Erofs: "mkfs.erofs", fstype.Squashfs: "mksquashfs"}
 
 func build(t *testing.T, typ fstype.Type, tree string) string {
 	t.Helper()
-	haveTool(t, tools[typ])
+	testutil.Tool(t, tools[typ])
 	out := filepath.Join(t.TempDir(), "img")
 	if err := mkfs.Build(context.Background(), mkfs.Options{FS: typ, Tree: tree, Out: out, Seed: "packtest"}); err != nil {
 		t.Fatal(err)
@@ -156,7 +145,7 @@ func TestFSAwarePackReassembles(t *testing.T) {
 	for _, typ := range []fstype.Type{fstype.Ext4, fstype.Erofs, fstype.Squashfs} {
 		images[string(typ)] = build(t, typ, tree)
 	}
-	haveTool(t, "mksquashfs")
+	testutil.Tool(t, "mksquashfs")
 	sqFrag := filepath.Join(t.TempDir(), "frag.squashfs")
 	runCmd(t, "mksquashfs", tree, sqFrag, "-quiet", "-no-progress", "-comp", "zstd") // with fragments
 	images["squashfs-fragments"] = sqFrag
@@ -217,7 +206,7 @@ func TestFSAwarePackReassembles(t *testing.T) {
 
 func runCmd(t *testing.T, name string, args ...string) {
 	t.Helper()
-	haveTool(t, name)
+	testutil.Tool(t, name)
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", name, err, out)
 	}
@@ -359,7 +348,7 @@ func TestFSAwareBlockDevice(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("attaching a loop device needs root (CI runs as root)")
 	}
-	haveTool(t, "losetup")
+	testutil.Tool(t, "losetup")
 	tree := t.TempDir()
 	writeTree(t, tree, "b", 30, 6)
 	path := build(t, fstype.Erofs, tree)
