@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"cmp"
 	"crypto/rand"
 	"debug/elf"
 	"io/fs"
@@ -17,16 +18,21 @@ import (
 )
 
 // guestInit runs in the booted image as PID 1. It reports, one line each, what the guest
-// sees: its root (overlay), the overlay's lower layer (a loop device), the loop device's
-// backing file (the FUSE file), the root daemon and its FUSE mount (visible only from
-// the daemon's own root), a write through the overlay, and the daemon's counters. Then it
-// powers off.
+// sees: which init the boot ran ($0: the image holds this script as /sbin/init, the
+// default, and as /bin/e2e-init, for init=), its root (overlay), the overlay's lower
+// layer (a loop device) and writable layer (a tmpfs, or a disk with nowhere.overlay=),
+// the loop device's backing file (the FUSE file), the root daemon and its FUSE mount
+// (visible only from the daemon's own root), a write through the overlay, how many boots
+// have written to the root (1 unless the writable layer kept an earlier boot's writes),
+// and the daemon's counters. Then it flushes the writes and powers off.
 const guestInit = `#!/bin/sh
 export PATH=/bin
 mi=/proc/self/mountinfo
 echo "E2E-PID: $$"
+echo "E2E-INIT: $0"
 echo "E2E-ROOT: $(awk '$5 == "/"' $mi)"
 echo "E2E-LOWER: $(awk '$5 == "/run/nowhere/lower"' $mi)"
+echo "E2E-RW: $(awk '$5 == "/run/nowhere/rw"' $mi)"
 dev=$(awk '$5 == "/run/nowhere/lower" { print $(NF-1) }' $mi)
 dev=${dev#/dev/}
 echo "E2E-BACKING: $(cat /sys/block/$dev/loop/backing_file)"
@@ -40,8 +46,13 @@ echo "E2E-DAEMON-FUSE: $(awk '$5 == "/.nowhere"' /proc/$pid/mountinfo)"
 echo "E2E-FUSE-IN-OUR-VIEW: $(grep -c fuse $mi)"
 echo written-through-the-overlay > /e2e-write
 echo "E2E-WRITE: $(cat /e2e-write) upper=$(cat /run/nowhere/rw/upper/e2e-write)"
+n=$(cat /e2e-boots 2>/dev/null)
+n=$((${n:-0} + 1))
+echo $n > /e2e-boots
+echo "E2E-BOOTS: $n"
 kill -USR1 $pid
 sleep 1
+sync
 echo "E2E-MARK-OK"
 poweroff -f
 `
@@ -75,6 +86,7 @@ func busyboxRoot(t *testing.T) string {
 		}
 	}
 	os.WriteFile(filepath.Join(root, "sbin/init"), []byte(guestInit), 0o755)
+	os.WriteFile(filepath.Join(root, "bin/e2e-init"), []byte(guestInit), 0o755) // for init=
 	payload := make([]byte, 12<<20)
 	rand.Read(payload)
 	os.WriteFile(filepath.Join(root, "payload/unread.bin"), payload, 0o644)
@@ -98,15 +110,18 @@ func makeFS(t *testing.T, root, format string) string {
 // TestBootBusybox boots a small root in each image format, over the whole data path:
 // HTTP -> root daemon -> FUSE file -> loop device -> squashfs/erofs/ext4 -> overlay.
 // Each format also exercises one more part of the boot:
-//   - squashfs: the server is down when the guest first asks; it starts only once the
-//     root daemon has said it cannot fetch the index, and the boot goes on by itself;
+//   - squashfs: through an HTTP proxy (nowhere.proxy=): the guest reaches nothing but the
+//     proxy, and the image's URL names a host only the proxy knows. The server behind it
+//     is down when the guest first asks; it starts only once the root daemon has said it
+//     cannot fetch the index, and the boot goes on by itself;
 //   - erofs: the image URL, two mirrors and the publisher's key are baked into a zstd
 //     initramfs and the kernel command line says nothing about them; the image's own
 //     store answers 404, the first mirror serves corrupted chunks (and no index), so the
 //     index and the chunks come from the other mirror, and the root daemon says it
 //     demoted the corrupt one;
-//   - ext4: a static address, and a cache disk: a second boot from the same disk fetches
-//     (almost) nothing.
+//   - ext4: a static address, another init (init=), a cache disk and an overlay disk
+//     (nowhere.overlay=): a second boot from the same disks fetches (almost) nothing
+//     and finds the first boot's writes in its root.
 //
 // Every image is signed; squashfs and ext4 get the publisher's key on the kernel command
 // line (nowhere.key=), erofs from the initramfs.
@@ -116,9 +131,10 @@ func TestBootBusybox(t *testing.T) {
 	key := " nowhere.key=" + env.publicKey
 	t.Run("squashfs", func(t *testing.T) {
 		s := pack(t, makeFS(t, root, "squashfs"), "bb-squashfs")
+		proxy := startProxy(t, originHost, s.addr)
 		var started atomic.Bool
-		r := boot(t, s, bootOpts{initrd: env.initrd, args: "nowhere.image=http://10.0.2.100/images/bb-squashfs" + key,
-			mem: 384, timeout: 6 * time.Minute, expect: []string{"cannot fetch the index", "E2E-MARK-OK"},
+		r := boot(t, s, bootOpts{initrd: env.initrd, args: "nowhere.image=http://" + originHost + "/images/bb-squashfs nowhere.proxy=http://10.0.2.100" + key,
+			relay: proxy.addr, mem: 384, timeout: 6 * time.Minute, expect: []string{"cannot fetch the index", "E2E-MARK-OK"},
 			onMatch: func(re *regexp.Regexp, _ time.Duration) {
 				if re.String() == "cannot fetch the index" && !started.Swap(true) {
 					s.start(t)
@@ -127,7 +143,8 @@ func TestBootBusybox(t *testing.T) {
 		if !started.Load() {
 			t.Fatalf("the root daemon never said it could not fetch the index:\n%s", tail(r.Console, 60))
 		}
-		checkGuest(t, r, s, "squashfs", "dhcp")
+		checkGuest(t, r, s, guest{format: "squashfs", ip: "dhcp"})
+		checkProxied(t, r, s, proxy)
 	})
 	t.Run("erofs", func(t *testing.T) {
 		s := packAndServe(t, makeFS(t, root, "erofs"), "bb-erofs")
@@ -137,7 +154,7 @@ func TestBootBusybox(t *testing.T) {
 			"--image", "http://10.0.2.100/missing/images/bb-erofs",
 			"--mirror", "http://10.0.2.100/corrupt", "--mirror", "http://10.0.2.100", "--key", env.public)
 		r := boot(t, s, bootOpts{initrd: initrd, mem: 384, timeout: 6 * time.Minute, expect: []string{"E2E-MARK-OK"}})
-		checkGuest(t, r, s, "erofs", "dhcp")
+		checkGuest(t, r, s, guest{format: "erofs", ip: "dhcp"})
 		if got := line(r.Console, "nowhere: root daemon pid"); !strings.HasSuffix(got, "from http://10.0.2.100") {
 			t.Errorf("daemon line %q: want the mirror http://10.0.2.100 to serve", got)
 		}
@@ -151,13 +168,17 @@ func TestBootBusybox(t *testing.T) {
 	})
 	t.Run("ext4", func(t *testing.T) {
 		s := packAndServe(t, makeFS(t, root, "ext4"), "bb-ext4")
-		disk := filepath.Join(t.TempDir(), "cache.img")
-		run(t, "truncate", "-s", "64M", disk)
-		run(t, "mkfs.ext4", "-q", "-F", disk)
-		o := bootOpts{initrd: env.initrd, args: "nowhere.image=http://10.0.2.100/images/bb-ext4 nowhere.ip=10.0.2.15/24,10.0.2.2 nowhere.cache=/dev/vda" + key,
-			mem: 384, timeout: 6 * time.Minute, expect: []string{"E2E-MARK-OK"}, disks: []string{disk}}
+		dir := t.TempDir()
+		cache, upper := filepath.Join(dir, "cache.img"), filepath.Join(dir, "overlay.img")
+		for _, disk := range []string{cache, upper} {
+			run(t, "truncate", "-s", "64M", disk)
+			run(t, "mkfs.ext4", "-q", "-F", disk)
+		}
+		o := bootOpts{initrd: env.initrd, args: "nowhere.image=http://10.0.2.100/images/bb-ext4 nowhere.ip=10.0.2.15/24,10.0.2.2" +
+			" nowhere.cache=/dev/vda nowhere.overlay=/dev/vdb init=/bin/e2e-init" + key,
+			mem: 384, timeout: 6 * time.Minute, expect: []string{"E2E-MARK-OK"}, disks: []string{cache, upper}}
 		r := boot(t, s, o)
-		checkGuest(t, r, s, "ext4", "static")
+		checkGuest(t, r, s, guest{format: "ext4", ip: "static", init: "/bin/e2e-init", rw: "/dev/vdb"})
 		if got := line(r.Console, "nowhere: cache:"); got != "/dev/vda mounted for chunks" {
 			t.Errorf("cache line %q", got)
 		}
@@ -168,7 +189,52 @@ func TestBootBusybox(t *testing.T) {
 		if _, ok := r.Matches["E2E-MARK-OK"]; !ok || warm*4 > cold {
 			t.Errorf("second boot with a warm cache fetched %d chunk bytes (first boot %d): want under a quarter", warm, cold)
 		}
+		// The overlay disk kept the first boot's writes: the second boot counts two.
+		if got := line(r.Console, "E2E-BOOTS:"); got != "2" {
+			t.Errorf("second boot from the overlay disk says it is boot %q, want 2 (the first boot's writes lost?):\n%s", got, tail(r.Console, 60))
+		}
+		if got := line(r.Console, "E2E-INIT:"); got != "/bin/e2e-init" {
+			t.Errorf("second boot ran init %q, want /bin/e2e-init", got)
+		}
+		// And the writes are on that disk, in the overlay's upper directory, seen from the host.
+		if out, err := exec.Command("e2fsck", "-fy", upper).CombinedOutput(); err != nil {
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 { // 1: fixed (the journal replayed)
+				t.Fatalf("e2fsck %s: %v\n%s", upper, err, out)
+			}
+		}
+		out, err := exec.Command("debugfs", "-R", "cat /upper/e2e-boots", upper).Output() // the file on stdout
+		if got := strings.TrimSpace(string(out)); err != nil || got != "2" {
+			t.Errorf("the overlay disk holds /upper/e2e-boots = %q (debugfs: %v), want 2", got, err)
+		}
 	})
+}
+
+// originHost is the host name of the store in the image URL of the boot through the
+// proxy: only the proxy knows it (.invalid never resolves), so a guest that reaches the
+// image at all reached it through the proxy.
+const originHost = "origin.invalid"
+
+// checkProxied checks that a boot's requests went through the proxy: /init took
+// nowhere.proxy=, the proxy forwarded the index and every chunk the store served, and
+// it was asked for nothing else.
+func checkProxied(t *testing.T, r vm.Result, s *served, p *forwardProxy) {
+	t.Helper()
+	if got := line(r.Console, "nowhere: image "); !strings.HasSuffix(got, ", proxy http://10.0.2.100") {
+		t.Errorf("/init's configuration line %q does not name the proxy", got)
+	}
+	index, refused := p.requests("/images/" + s.name + "/")
+	chunks, _ := p.requests("/chunks/")
+	stored := s.counts().ChunkRequests
+	t.Logf("the proxy forwarded %d index requests and %d chunk requests; the store served %d chunk requests", len(index), len(chunks), stored)
+	if len(index) == 0 {
+		t.Errorf("the proxy forwarded no request for the index")
+	}
+	if len(chunks) == 0 || int64(len(chunks)) < stored {
+		t.Errorf("the proxy forwarded %d chunk requests, the store served %d: want every one through the proxy", len(chunks), stored)
+	}
+	if len(refused) > 0 {
+		t.Errorf("the proxy was sent requests that were not proxy requests for %s: %v", originHost, refused)
+	}
 }
 
 // corruptMirror makes the store's directory also serve, under /NAME/, a mirror that
@@ -197,9 +263,17 @@ func corruptMirror(t *testing.T, storeDir, name string) {
 	}
 }
 
-// checkGuest checks what the guest init reported about its root.
-func checkGuest(t *testing.T, r vm.Result, s *served, format, ip string) {
+// guest is what a boot's guest init should report besides the common facts.
+type guest struct {
+	format, ip string // the image's filesystem; the address: "dhcp" or "static"
+	init       string // the init that ran ("": /sbin/init, the default)
+	rw         string // the disk of the overlay's writable layer ("": a tmpfs)
+}
+
+// checkGuest checks what the guest init reported about its root on a first boot.
+func checkGuest(t *testing.T, r vm.Result, s *served, g guest) {
 	t.Helper()
+	format := g.format
 	c := r.Console
 	if _, ok := r.Matches["E2E-MARK-OK"]; !ok {
 		t.Fatalf("no marker; console:\n%s", tail(c, 80))
@@ -222,7 +296,18 @@ func checkGuest(t *testing.T, r vm.Result, s *served, format, ip string) {
 	check("FUSE hidden from the system", line(c, "E2E-FUSE-IN-OUR-VIEW:"), "0")
 	check("overlay write", line(c, "E2E-WRITE:"), "written-through-the-overlay upper=written-through-the-overlay")
 	check("init", line(c, "E2E-PID:"), "1")
-	check("network", line(c, "nowhere: network:"), "eth0 10.0.2.15/24 by "+ip)
+	check("network", line(c, "nowhere: network:"), "eth0 10.0.2.15/24 by "+g.ip)
+	init := cmp.Or(g.init, "/sbin/init")
+	check("init /init ran", line(c, "nowhere: switch_root: exec "), init+" (")
+	check("init that runs", line(c, "E2E-INIT:"), init)
+	if g.rw == "" {
+		check("overlay's writable layer", line(c, "E2E-RW:"), " /run/nowhere/rw ", " - tmpfs tmpfs ")
+		check("/init's overlay line", line(c, "nowhere: root: overlay of "), "a tmpfs for writes")
+	} else {
+		check("overlay's writable layer", line(c, "E2E-RW:"), " /run/nowhere/rw ", " - ext4 "+g.rw+" rw")
+		check("/init's overlay line", line(c, "nowhere: root: overlay of "), g.rw+" for writes")
+	}
+	check("boots that wrote to the root", line(c, "E2E-BOOTS:"), "1")
 
 	// Fetched on demand: less than the image (the payload is never read).
 	st := s.index.Stats()

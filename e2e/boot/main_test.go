@@ -182,6 +182,7 @@ type bootOpts struct {
 	timeout time.Duration
 	expect  []string
 	disks   []string
+	relay   string // where the guest's connections to 10.0.2.100 go ("": the store, s.addr)
 	onMatch func(re *regexp.Regexp, at time.Duration)
 }
 
@@ -206,11 +207,15 @@ func boot(t *testing.T, s *served, o bootOpts) vm.Result {
 	defer log.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
+	to := s.addr
+	if o.relay != "" {
+		to = o.relay
+	}
 	start := time.Now()
 	r, err := vm.Run(ctx, vm.Config{
 		Kernel: env.kernel, Initrd: o.initrd, Memory: o.mem, CPUs: 2, Accel: "auto",
 		Append:  "panic=-1 loglevel=4 " + o.args,
-		Relay:   []string{env.bin, "vm", "relay", s.addr},
+		Relay:   []string{env.bin, "vm", "relay", to},
 		Disks:   o.disks,
 		Console: log,
 		Expect:  res,

@@ -91,7 +91,7 @@ func TestNetBootMenu(t *testing.T) {
 	}
 	sv := &served{store: dir, name: "bb", addr: srv.Addr, srv: srv, index: ix}
 	r := netboot(t, sv, 384, 8*time.Minute)
-	checkGuest(t, r, sv, "squashfs", "dhcp")
+	checkGuest(t, r, sv, guest{format: "squashfs", ip: "dhcp"})
 	c := r.Console
 	for _, want := range []string{
 		"Filename: http://10.0.2.100/boot.ipxe", // DHCP named the menu
