@@ -18,7 +18,7 @@ import (
 // Handler returns the composed handler for a store directory: method filter, then caching
 // headers, then the files; wrap it with AccessLog for logging.
 func Handler(root *os.Root) http.Handler {
-	return methods(cacheHeaders(files{newOpener(root)}))
+	return methods(cacheHeaders(files{root}))
 }
 
 // methods allows only GET and HEAD: a store is read-only over HTTP.
@@ -54,7 +54,7 @@ func cacheHeaders(next http.Handler) http.Handler {
 	})
 }
 
-type files struct{ open *opener }
+type files struct{ root *os.Root }
 
 func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name, ok := cleanPath(r.URL.Path)
@@ -69,7 +69,7 @@ func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// O_NONBLOCK: a FIFO in the store would otherwise block this request forever; it does
 	// not change reads of regular files, and anything else is refused below.
-	file, err := f.open.open(name, os.O_RDONLY|syscall.O_NONBLOCK)
+	file, err := f.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		notFoundOr(w, err)
 		return
