@@ -10,8 +10,9 @@ import (
 // smallPiece is the default size below which a piece (the bytes between two cut points: a
 // small file, a directory block, a bit of metadata) is grouped with its small neighbours
 // rather than made a chunk of its own: thousands of chunks of a few hundred bytes would
-// each cost a request and a file in the store. 8 KiB (two blocks) measured best on Debian
-// updates of ext4 (docs/chunking.md); readers of compressed formats set Layout.Small higher.
+// each cost a request and a file in the store. 8 KiB (two blocks) gives the smallest Debian
+// updates of ext4 (docs/chunking.md); the ext4 and squashfs readers set Layout.Small higher
+// (fewer chunks for a cold read; squashfs pieces are compressed).
 const smallPiece = 8 << 10
 
 // groupOdds is the chance (1 in groupOdds) that a boundary between two small pieces ends a

@@ -40,6 +40,14 @@ type ext4fs struct {
 	gdtCsum   bool
 }
 
+// ext4SmallPiece: pieces below it are grouped with their small neighbours. With 8 KiB (the
+// package default) the Debian image had 5,189 chunks of 37 KiB on average, and a cold
+// read paid per chunk (an HTTP request, a file on the server's disk, ~300 µs of the mount's
+// CPU); 32 KiB cuts it to 3,874 chunks and the CPU of a cold tar by a quarter (mount) to
+// two fifths (server), for an update of 20.7 instead of 17.9 MiB in 1,570 instead of 2,041
+// requests (bench/update-cost.sh images; 16 KiB: 4,440 chunks, 19.4 MiB, 1,834 requests).
+const ext4SmallPiece = 32 << 10
+
 // readExt4 lists, for every inode in use, the physical ranges of its extents (and of the
 // extent tree blocks that index them). Block-mapped (ext2/3-style) files and inline data
 // give no ranges; their bytes are chunked by content like all other metadata.
@@ -100,7 +108,9 @@ func readExt4(r io.ReaderAt, size int64) (*Layout, error) {
 			return nil, fmt.Errorf("group %d: %w", g, err)
 		}
 	}
-	return fs.cuts.layout(), nil
+	l := fs.cuts.layout()
+	l.Small = ext4SmallPiece
+	return l, nil
 }
 
 // group reads the inode table of one block group.
