@@ -128,7 +128,10 @@ func Sync(ctx context.Context, src store.Store, dst store.Writer, opt Options) (
 	var copied, copiedBytes atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opt.Parallel)
-	verify := store.Verify(src)
+	var verify store.Fetcher = store.Verify(src)
+	if f, ok := src.(store.Fetcher); ok {
+		verify = f // a mirror set verifies each chunk itself, and fails over to the next source
+	}
 	for _, ref := range todo {
 		g.Go(func() error {
 			got, err := verify.Fetch(gctx, ref) // a chunk that does not match its name is refused
