@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -28,6 +30,12 @@ type sourceOptions struct {
 	metrics   *store.Metrics
 
 	seedPaths []string
+
+	// quietProbe, set by the verbs that read a few files and end (ls, diff, sync), holds
+	// the startup probe's lines back and drops them when no source answered it: the reads
+	// that follow then fail at once with an error naming every source and what it said,
+	// which is the whole story in one line.
+	quietProbe bool
 
 	set   *store.MirrorSet
 	cache *store.DiskCache
@@ -55,6 +63,12 @@ func (o *sourceOptions) addFlags(f *pflag.FlagSet, withCache bool) {
 // cache when no mirror answers) and is what fetcher() fetches chunks through.
 func (o *sourceOptions) openStore(ctx context.Context, first string, httpOpt store.HTTPOptions) (store.Store, error) {
 	var stores []store.Store
+	log := logf
+	var held *heldLines
+	if o.quietProbe {
+		held = &heldLines{}
+		log = held.logf
+	}
 	for i, base := range append([]string{first}, o.mirrors...) {
 		s, err := openReadStore(ctx, base, httpOpt)
 		if err != nil {
@@ -66,8 +80,8 @@ func (o *sourceOptions) openStore(ctx context.Context, first string, httpOpt sto
 		stores = append(stores, s)
 	}
 	set, err := store.NewMirrorSet(stores, store.MirrorOptions{
-		Wait:    store.Policy{Timeout: o.timeout, Log: logf},
-		Log:     logf,
+		Wait:    store.Policy{Timeout: o.timeout, Log: log},
+		Log:     log,
 		Metrics: o.metrics,
 	})
 	if err != nil {
@@ -80,6 +94,9 @@ func (o *sourceOptions) openStore(ctx context.Context, first string, httpOpt sto
 		set.Learn(pctx, httpOpt)
 	}
 	cancel()
+	if held != nil {
+		held.release(anyUp(set))
+	}
 	if o.cacheDir == "" {
 		return set, nil
 	}
@@ -92,6 +109,60 @@ func (o *sourceOptions) openStore(ctx context.Context, first string, httpOpt sto
 		return nil, fmt.Errorf("--cache: %w", err)
 	}
 	return o.cache.Store(set), nil
+}
+
+// openListed opens the store at first for the verbs that list a store's images (ls,
+// sync): the store itself when it is the only source and can be listed (a directory or a
+// bucket, whose index files are the truth), else the mirror set over it and the --mirror
+// sources (openStore), read like a store over HTTP: through the catalogue pack publishes.
+func (o *sourceOptions) openListed(ctx context.Context, first string, httpOpt store.HTTPOptions) (store.Store, error) {
+	if len(o.mirrors) == 0 && !isHTTP(first) {
+		return openReadStore(ctx, first, httpOpt)
+	}
+	return o.openStore(ctx, first, httpOpt)
+}
+
+func isHTTP(loc string) bool {
+	return strings.HasPrefix(loc, "http://") || strings.HasPrefix(loc, "https://")
+}
+
+// anyUp says whether a mirror of the set answered its last probe or request.
+func anyUp(set *store.MirrorSet) bool {
+	for _, st := range set.Status() {
+		if st.State == "up" {
+			return true
+		}
+	}
+	return false
+}
+
+// heldLines keeps log lines until release says whether they are worth printing; from then
+// on lines go straight to stderr.
+type heldLines struct {
+	mu       sync.Mutex
+	released bool
+	lines    []string
+}
+
+func (h *heldLines) logf(format string, args ...any) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.released {
+		logf(format, args...)
+		return
+	}
+	h.lines = append(h.lines, fmt.Sprintf(format, args...))
+}
+
+func (h *heldLines) release(print bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if print {
+		for _, l := range h.lines {
+			logf("%s", l)
+		}
+	}
+	h.lines, h.released = nil, true
 }
 
 // openSeeds scans the --seed paths for the chunks of ix (seeds.go in internal/seed), once,
