@@ -21,12 +21,13 @@ import (
 )
 
 type lsOptions struct {
-	trust trustOptions
-	json  bool
+	trust   trustOptions
+	sources sourceOptions
+	json    bool
 }
 
 func newLsCommand() *cobra.Command {
-	var o lsOptions
+	o := lsOptions{sources: sourceOptions{quietProbe: true, timeout: time.Minute}}
 	cmd := &cobra.Command{
 		Use:   "ls SOURCE",
 		Short: "List a store's images and versions",
@@ -38,17 +39,24 @@ A directory or bucket is listed by reading its index files. Over HTTP, which has
 directory listings, ls reads the catalogue pack publishes (images/catalog and each
 image's versions file, docs/format.md). With --key (or ` + trust.DefaultKeyFile + `) the
 versions files, latest pointers and indexes must be signed by a trusted key; without any
-key the listing is shown unverified.`,
+key the listing is shown unverified.
+
+With --mirror (and over HTTP, the mirrors the store lists) the files are read through the
+mirror set: a source that does not answer is skipped for the next (docs/mirrors.md). The
+listing then comes from the catalogue, as over HTTP.`,
 		Example: `  nowhere ls ./store
   nowhere ls http://127.0.0.1:8080 --key publisher.pub
-  nowhere ls http://127.0.0.1:8080/images/debian --json`,
+  nowhere ls http://127.0.0.1:8080/images/debian --json
+  nowhere ls http://mirror-a.example/nowhere --mirror http://mirror-b.example/nowhere --key publisher.pub`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.trust.warnInsecure()
-			return runLs(cmd.Context(), args[0], o)
+			defer o.sources.close()
+			return runLs(cmd.Context(), args[0], &o)
 		},
 	}
 	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON (one object per image)")
+	o.sources.addFlags(cmd.Flags(), false)
 	o.trust.addFlags(cmd.Flags())
 	return cmd
 }
@@ -104,7 +112,7 @@ func listVerifier(t *trustOptions) (*trust.Verifier, error) {
 	return trust.NewVerifier(trust.Policy{Keys: keys, Insecure: t.insecure, Warn: logf})
 }
 
-func runLs(ctx context.Context, src string, o lsOptions) error {
+func runLs(ctx context.Context, src string, o *lsOptions) error {
 	storeLoc, name, version, err := splitSource(src)
 	if err != nil {
 		return err
@@ -117,7 +125,7 @@ func runLs(ctx context.Context, src string, o lsOptions) error {
 	if err != nil {
 		return err
 	}
-	s, err := openReadStore(ctx, storeLoc, httpOpt)
+	s, err := o.sources.openListed(ctx, storeLoc, httpOpt)
 	if err != nil {
 		return err
 	}
