@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,10 +26,12 @@ type diffOptions struct {
 	cache string
 	json  bool
 	trust trustOptions
+	// sources are the --mirror flags, for the one store the arguments name.
+	sources sourceOptions
 }
 
 func newDiffCommand() *cobra.Command {
-	var o diffOptions
+	o := diffOptions{sources: sourceOptions{quietProbe: true, timeout: time.Minute}}
 	cmd := &cobra.Command{
 		Use:   "diff OLD NEW",
 		Short: "What moving from one image version to another costs: chunks and bytes to fetch",
@@ -38,10 +42,12 @@ get NEW: the distinct chunks of NEW that OLD lacks and their compressed bytes, a
 OLD and NEW are each an index file, STORE/images/NAME[/VERSION] (STORE a directory, an
 http(s) URL or s3://BUCKET/PREFIX), or NAME or NAME@VERSION in the store given by --store
 (default: the store of the other argument). Indexes are verified like every reader does
-(--key, or --insecure).`,
+(--key, or --insecure), and read through the store's mirror set: --mirror URL adds
+sources of that store, tried when it does not answer (docs/mirrors.md).`,
 		Example: `  nowhere diff http://127.0.0.1:8080/images/debian/1 http://127.0.0.1:8080/images/debian --key publisher.pub
   nowhere diff debian@1 debian@2 --store ./store --key publisher.pub --cache /var/cache/nowhere
-  nowhere diff old.index ./store/images/debian --insecure --json`,
+  nowhere diff old.index ./store/images/debian --insecure --json
+  nowhere diff debian@1 debian@2 --store http://mirror-a.example/nowhere --mirror http://mirror-b.example/nowhere --key publisher.pub`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.trust.warnInsecure()
@@ -52,6 +58,7 @@ http(s) URL or s3://BUCKET/PREFIX), or NAME or NAME@VERSION in the store given b
 	f.StringVar(&o.store, "store", "", "the store NAME and NAME@VERSION arguments refer to")
 	f.StringVar(&o.cache, "cache", "", "also count the chunks this cache directory (or store directory) holds")
 	f.BoolVar(&o.json, "json", false, "print JSON")
+	o.sources.addFlags(f, false)
 	o.trust.addFlags(f)
 	return cmd
 }
@@ -130,8 +137,9 @@ func readerVerifier(t *trustOptions) (*trust.Verifier, error) {
 	return trust.NewVerifier(trust.Policy{Keys: keys, Insecure: t.insecure, Warn: logf})
 }
 
-// loadDiffSide loads and verifies the index an argument names.
-func loadDiffSide(ctx context.Context, a diffArg, v *trust.Verifier, httpOpt store.HTTPOptions) (*index.Index, string, error) {
+// loadDiffSide loads and verifies the index an argument names, from a file or through
+// the store's sources (stores holds them by location).
+func loadDiffSide(ctx context.Context, a diffArg, v *trust.Verifier, stores map[string]store.Store) (*index.Index, string, error) {
 	if a.file != "" {
 		file, err := os.ReadFile(a.file)
 		if err != nil {
@@ -146,11 +154,7 @@ func loadDiffSide(ctx context.Context, a diffArg, v *trust.Verifier, httpOpt sto
 		}
 		return ix, a.file, nil
 	}
-	s, err := openReadStore(ctx, a.loc.Store, httpOpt)
-	if err != nil {
-		return nil, "", err
-	}
-	ix, _, err := image.LoadVerified(ctx, s, a.loc, openPolicy, v)
+	ix, _, err := image.LoadVerified(ctx, stores[a.loc.Store], a.loc, openPolicy, v)
 	if err != nil {
 		return nil, "", err
 	}
@@ -188,11 +192,24 @@ func runDiff(ctx context.Context, oldArg, newArg string, o diffOptions) error {
 	if err != nil {
 		return err
 	}
-	oldIx, oldFrom, err := loadDiffSide(ctx, args[0], v, httpOpt)
+	stores, err := openDiffStores(ctx, args, o.sources, httpOpt)
+	defer func() {
+		for _, so := range stores {
+			so.close()
+		}
+	}()
 	if err != nil {
 		return err
 	}
-	newIx, newFrom, err := loadDiffSide(ctx, args[1], v, httpOpt)
+	opened := map[string]store.Store{}
+	for loc, so := range stores {
+		opened[loc] = so.store
+	}
+	oldIx, oldFrom, err := loadDiffSide(ctx, args[0], v, opened)
+	if err != nil {
+		return err
+	}
+	newIx, newFrom, err := loadDiffSide(ctx, args[1], v, opened)
 	if err != nil {
 		return err
 	}
@@ -213,6 +230,40 @@ func runDiff(ctx context.Context, oldArg, newArg string, o diffOptions) error {
 	}
 	printDiff(res)
 	return nil
+}
+
+// diffStore is one store diff reads indexes from, with its sources.
+type diffStore struct {
+	sourceOptions
+	store store.Store
+}
+
+// openDiffStores opens each store the arguments name (usually one) as a mirror set.
+// --mirror adds sources to a store, so it needs exactly one to add them to.
+func openDiffStores(ctx context.Context, args []diffArg, so sourceOptions, httpOpt store.HTTPOptions) (map[string]*diffStore, error) {
+	var locs []string
+	for _, a := range args {
+		if a.file == "" && !slices.Contains(locs, a.loc.Store) {
+			locs = append(locs, a.loc.Store)
+		}
+	}
+	if len(so.mirrors) > 0 && len(locs) != 1 {
+		if len(locs) == 0 {
+			return nil, fmt.Errorf("--mirror: both arguments are index files, there is no store to add mirrors to")
+		}
+		return nil, fmt.Errorf("--mirror: the arguments name two stores (%s and %s); give --mirror only with one store", locs[0], locs[1])
+	}
+	out := map[string]*diffStore{}
+	for _, loc := range locs {
+		ds := &diffStore{sourceOptions: so}
+		out[loc] = ds
+		s, err := ds.openStore(ctx, loc, httpOpt)
+		if err != nil {
+			return out, err
+		}
+		ds.store = s
+	}
+	return out, nil
 }
 
 // diffIndexes counts what a client holding old (and the chunks in cache, if any) fetches
