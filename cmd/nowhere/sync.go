@@ -16,11 +16,11 @@ type syncOptions struct {
 	parallel int
 	progress string
 	trust    trustOptions
-	verify   bool
+	sources  sourceOptions
 }
 
 func newSyncCommand() *cobra.Command {
-	var o syncOptions
+	o := syncOptions{sources: sourceOptions{quietProbe: true}}
 	cmd := &cobra.Command{
 		Use:   "sync SRC DST",
 		Short: "Copy a store's images to another store: only missing chunks, resumable",
@@ -32,25 +32,34 @@ whose chunks it does not hold. Interrupted, it leaves chunks but no new index; r
 again and it copies only what is still missing.
 
 Over HTTP the images and versions are read from the catalogue pack publishes. With --key
-the pointers, versions files and indexes must be signed by a trusted key.`,
+the pointers, versions files and indexes must be signed by a trusted key.
+
+With --mirror URL (more sources of SRC; over HTTP also the mirrors SRC lists) files and
+chunks are read through the mirror set: a source that fails or serves a corrupt chunk is
+skipped for the next, and a chunk no source serves is retried for --timeout
+(docs/mirrors.md).`,
 		Example: `  nowhere sync http://origin.example/nowhere /srv/mirror
+  nowhere sync http://mirror-a.example/nowhere /srv/mirror --mirror http://mirror-b.example/nowhere
   nowhere sync ./store s3://bucket/nowhere --image debian --s3-endpoint http://127.0.0.1:9000
   nowhere sync s3://bucket/nowhere ./copy --key publisher.pub`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.trust.warnInsecure()
-			return runSync(cmd.Context(), args[0], args[1], o)
+			defer o.sources.close()
+			return runSync(cmd.Context(), args[0], args[1], &o)
 		},
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&o.images, "image", nil, "copy this image (repeatable; default: all)")
 	f.IntVar(&o.parallel, "parallel", 8, "chunks copied at once")
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto, always or never")
+	o.sources.addFlags(f, false)
+	durationVar(f, &o.sources.timeout, "timeout", time.Minute, "give up on a chunk after retrying every source this long (0: keep waiting)")
 	o.trust.addFlags(f)
 	return cmd
 }
 
-func runSync(ctx context.Context, srcLoc, dstLoc string, o syncOptions) error {
+func runSync(ctx context.Context, srcLoc, dstLoc string, o *syncOptions) error {
 	if o.parallel < 1 {
 		return fmt.Errorf("--parallel must be at least 1")
 	}
@@ -62,7 +71,7 @@ func runSync(ctx context.Context, srcLoc, dstLoc string, o syncOptions) error {
 	if err != nil {
 		return err
 	}
-	src, err := openReadStore(ctx, srcLoc, httpOpt)
+	src, err := o.sources.openListed(ctx, srcLoc, httpOpt)
 	if err != nil {
 		return err
 	}
