@@ -183,7 +183,10 @@ type bootOpts struct {
 	expect  []string
 	disks   []string
 	relay   string // where the guest's connections to 10.0.2.100 go ("": the store, s.addr)
-	onMatch func(re *regexp.Regexp, at time.Duration)
+	// relayCmd replaces the relay command qemu runs per guest connection (nil: nowhere vm
+	// relay to relay or s.addr).
+	relayCmd []string
+	onMatch  func(re *regexp.Regexp, at time.Duration)
 }
 
 // boot runs a VM against s until it powers off; failing that, the test fails with the
@@ -211,11 +214,15 @@ func boot(t *testing.T, s *served, o bootOpts) vm.Result {
 	if o.relay != "" {
 		to = o.relay
 	}
+	relay := []string{env.bin, "vm", "relay", to}
+	if o.relayCmd != nil {
+		relay = o.relayCmd
+	}
 	start := time.Now()
 	r, err := vm.Run(ctx, vm.Config{
 		Kernel: env.kernel, Initrd: o.initrd, Memory: o.mem, CPUs: 2, Accel: "auto",
 		Append:  "panic=-1 loglevel=4 " + o.args,
-		Relay:   []string{env.bin, "vm", "relay", to},
+		Relay:   relay,
 		Disks:   o.disks,
 		Console: log,
 		Expect:  res,

@@ -3,6 +3,10 @@ package boot
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -18,13 +22,13 @@ import (
 
 // updateInit runs in the booted image as PID 1: it says which image it is, reads the
 // whole image through the loop device (so the cache disk ends up holding every chunk of
-// it, as a machine that ran it long enough would), prints the root daemon's counters and
-// powers off.
+// it, as a machine that ran it long enough would) and prints its SHA-256, prints the root
+// daemon's counters and powers off.
 const updateInit = `#!/bin/sh
 export PATH=/bin
 echo "E2E-IMAGE: $(cat /etc/e2e-image)"
 dev=$(awk '$5 == "/run/nowhere/lower" { print $(NF-1) }' /proc/self/mountinfo)
-cat $dev > /dev/null && echo "E2E-READ-ALL: $dev"
+sum=$(sha256sum < $dev) && echo "E2E-READ-ALL: $dev ${sum%% *}"
 for p in /proc/[0-9]*; do
 	[ "$(cat $p/comm 2>/dev/null)" = nowhere-root ] && kill -USR1 ${p#/proc/}
 done
@@ -43,7 +47,7 @@ func updateRoot(t *testing.T, label string, payload map[string][]byte) string {
 	}
 	bb := filepath.Join(root, "bin/busybox")
 	run(t, "cp", "-L", "/bin/busybox", bb)
-	for _, a := range []string{"sh", "cat", "awk", "echo", "kill", "sleep", "poweroff"} {
+	for _, a := range []string{"sh", "cat", "awk", "echo", "kill", "sleep", "poweroff", "sha256sum"} {
 		os.Symlink("busybox", filepath.Join(root, "bin", a))
 	}
 	os.WriteFile(filepath.Join(root, "sbin/init"), []byte(updateInit), 0o755)
@@ -86,13 +90,15 @@ func fetchedChunks(lines []string) map[string]bool {
 	return out
 }
 
-// TestUpdateWithCacheDisk boots one VM with one cache disk three times, changing only the
-// kernel command line's image URL:
+// TestUpdateWithCacheDisk boots one VM with one cache disk four times, changing only the
+// kernel command line's image URL (and, last, taking the server away):
 //  1. image upd version 1 (the cache disk is empty);
 //  2. image upd version 2, published in between (v1 + one new file + a changed label):
 //     the server's access log must show that this boot fetched exactly the chunks of v2
 //     that v1 lacks (both boots read their whole image, so the cache held all of v1);
-//  3. another image, other: it boots from the same cache disk, fetching its own chunks.
+//  3. another image, other: it boots from the same cache disk, fetching its own chunks;
+//  4. image upd again with every mirror gone (the server stopped, its port closed): the
+//     cache disk alone boots v2, index and pointer included, and the guest reads all of it.
 func TestUpdateWithCacheDisk(t *testing.T) {
 	needEnv(t)
 	random := func(n int) []byte { b := make([]byte, n); rand.Read(b); return b }
@@ -117,17 +123,25 @@ func TestUpdateWithCacheDisk(t *testing.T) {
 	disk := filepath.Join(t.TempDir(), "cache.img")
 	run(t, "truncate", "-s", "64M", disk)
 	run(t, "mkfs.ext4", "-q", "-F", disk)
-	bootImage := func(name, wantLabel string) (console string, lines []string) {
+	// bootImage boots image name from the cache disk and checks that the guest ran the
+	// image labelled wantLabel and read all of it, with the bytes of the file img.
+	// relayCmd, when set, is what qemu runs for each guest connection instead of the relay
+	// to the server.
+	bootImage := func(name, wantLabel, img string, relayCmd []string) (console string, lines []string) {
 		t.Helper()
 		_, from := log.since(0)
-		r := boot(t, s, bootOpts{initrd: env.initrd, mem: 384, timeout: 6 * time.Minute, disks: []string{disk},
+		r := boot(t, s, bootOpts{initrd: env.initrd, mem: 384, timeout: 8 * time.Minute, disks: []string{disk}, relayCmd: relayCmd,
 			args:   "nowhere.image=http://10.0.2.100/images/" + name + " nowhere.cache=/dev/vda nowhere.key=" + env.publicKey,
 			expect: []string{"E2E-MARK-OK"}})
 		if got := line(r.Console, "E2E-IMAGE:"); got != wantLabel {
 			t.Fatalf("booted image says %q, want %q:\n%s", got, wantLabel, tail(r.Console, 60))
 		}
-		if line(r.Console, "E2E-READ-ALL:") == "" {
+		read := strings.Fields(line(r.Console, "E2E-READ-ALL:")) // device, SHA-256
+		if len(read) != 2 {
 			t.Fatalf("the guest could not read its whole image:\n%s", tail(r.Console, 60))
+		}
+		if want := fileSHA256(t, img); read[1] != want {
+			t.Errorf("the guest read its image %s with SHA-256 %s, want %s (the packed file's)", read[0], read[1], want)
 		}
 		if got := line(r.Console, "nowhere: cache:"); got != "/dev/vda mounted for chunks" {
 			t.Errorf("cache line %q", got)
@@ -136,7 +150,7 @@ func TestUpdateWithCacheDisk(t *testing.T) {
 		return r.Console, lines
 	}
 
-	_, lines1 := bootImage("upd", "upd v1")
+	_, lines1 := bootImage("upd", "upd v1", v1, nil)
 	fetched1 := fetchedChunks(lines1)
 	set1 := chunkSet(t, dir, "upd", 1)
 	if len(fetched1) != len(set1) {
@@ -151,7 +165,7 @@ func TestUpdateWithCacheDisk(t *testing.T) {
 			lacked[id] = true
 		}
 	}
-	console2, lines2 := bootImage("upd", "upd v2")
+	console2, lines2 := bootImage("upd", "upd v2", v2, nil)
 	if !strings.Contains(console2, "serves upd version 2") {
 		t.Errorf("boot 2 did not serve version 2:\n%s", tail(console2, 60))
 	}
@@ -191,7 +205,7 @@ func TestUpdateWithCacheDisk(t *testing.T) {
 	}
 
 	pack(other, "other")
-	console3, lines3 := bootImage("other", "other v1")
+	console3, lines3 := bootImage("other", "other v1", other, nil)
 	if !regexp.MustCompile(`root daemon pid \d+ serves other version 1`).MatchString(console3) {
 		t.Errorf("boot 3 did not boot image other:\n%s", tail(console3, 60))
 	}
@@ -205,4 +219,89 @@ func TestUpdateWithCacheDisk(t *testing.T) {
 	if len(fetched3) == 0 {
 		t.Errorf("boot 3 fetched no chunk of image other")
 	}
+
+	// Boot 4: every mirror gone. The server stops and its port is closed; the guest's
+	// connections to 10.0.2.100 go through a relay that notes each attempt and how it
+	// ended. The cache disk alone must boot image upd again: its latest pointer and index
+	// (checked against the key and the rollback memory on the same disk) and every chunk.
+	before := srv.Counts()
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(when string) {
+		t.Helper()
+		if c, err := net.DialTimeout("tcp", srv.Addr, 2*time.Second); err == nil {
+			c.Close()
+			t.Fatalf("%s: something answers on the stopped server's address %s", when, srv.Addr)
+		}
+	}
+	refused("before the offline boot")
+	relayCmd, attempts := loggingRelay(t, srv.Addr)
+	console4, lines4 := bootImage("upd", "upd v2", v2, relayCmd)
+	refused("after the offline boot")
+	if len(lines4) > 0 || srv.Counts() != before {
+		t.Errorf("the stopped server answered during the offline boot: %d requests logged", len(lines4))
+	}
+	tries := attempts()
+	t.Logf("offline boot: the guest's connections to 10.0.2.100: %v", tries)
+	if len(tries) == 0 {
+		t.Errorf("the offline boot never tried to reach a mirror (the relay was not used?)")
+	}
+	for _, a := range tries {
+		if a != "exit 1" {
+			t.Errorf("a relay from the guest ended with %q, want every one to fail (exit 1): a mirror was reachable", a)
+		}
+	}
+	for _, want := range []string{
+		"nowhere-root: images/upd/latest: using the cached copy",
+		"nowhere-root: images/upd/2.index: using the cached copy",
+		"serves upd version 2",
+		"from the cache /.nowhere-cache/chunks",
+	} {
+		if !strings.Contains(console4, want) {
+			t.Errorf("the offline boot's console lacks %q:\n%s", want, tail(console4, 80))
+		}
+	}
+	if n := daemonStat(console4, "errors"); n != 0 {
+		t.Errorf("the root daemon counted %d read errors in the offline boot, want 0", n)
+	}
+}
+
+// loggingRelay returns a relay command for qemu's guestfwd that relays to addr as
+// `nowhere vm relay` does and appends how each relay ended ("exit N") to a log, and a
+// function that reads that log.
+func loggingRelay(t *testing.T, addr string) ([]string, func() []string) {
+	t.Helper()
+	dir := t.TempDir()
+	logFile, script := filepath.Join(dir, "relay.log"), filepath.Join(dir, "relay.sh")
+	// Standard output and error are the guest's connection: only the relay writes there.
+	body := "#!/bin/sh\n" + env.bin + " vm relay " + addr + "\necho \"exit $?\" >> " + logFile + "\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return []string{script}, func() []string {
+		b, err := os.ReadFile(logFile)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if len(b) == 0 {
+			return nil
+		}
+		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+}
+
+// fileSHA256 is the hex SHA-256 of the file at path.
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -232,13 +232,34 @@ func (c *DiskCache) Store(inner Store) Store {
 	if !ok {
 		f = Verify(inner)
 	}
-	return cachedStore{c: c, inner: inner, f: c.Fetcher(f)}
+	return cachedStore{c: c, inner: inner, f: c.Fetcher(f), keep: true}
+}
+
+// FallbackStore is Store without the copying: the cache's copies of image files still
+// stand in when inner cannot be reached, but what inner serves is not kept. The caller
+// keeps a file with KeepFile once it has accepted it, so a file it refused (another key,
+// an older version) never displaces the last good copy (the boot keeps only the pointer
+// and index it verified).
+func (c *DiskCache) FallbackStore(inner Store) Store {
+	s := c.Store(inner).(cachedStore)
+	s.keep = false
+	return s
+}
+
+// KeepFile keeps a copy of an image file (images/...) for use when the mirrors cannot be
+// reached, replacing the one kept before.
+func (c *DiskCache) KeepFile(ctx context.Context, name string, b []byte) error {
+	if !strings.HasPrefix(name, "images/") {
+		return fmt.Errorf("cache %s: %s is not an image file", c.dir, name)
+	}
+	return c.dir.PutFile(ctx, name, b)
 }
 
 type cachedStore struct {
 	c     *DiskCache
 	inner Store
 	f     Fetcher
+	keep  bool // keep a copy of each image file inner serves
 }
 
 func (s cachedStore) String() string { return s.inner.String() }
@@ -250,9 +271,9 @@ func (s cachedStore) Chunk(ctx context.Context, ref chunk.Ref) ([]byte, error) {
 
 func (s cachedStore) File(ctx context.Context, name string, max int64) ([]byte, error) {
 	b, err := s.inner.File(ctx, name, max)
-	keep := strings.HasPrefix(name, "images/")
+	image := strings.HasPrefix(name, "images/")
 	if err == nil {
-		if keep {
+		if image && s.keep {
 			if perr := s.c.dir.PutFile(ctx, name, b); perr != nil {
 				s.c.log("cache %s: cannot keep %s: %v", s.c.dir, name, perr)
 			}
@@ -260,7 +281,7 @@ func (s cachedStore) File(ctx context.Context, name string, max int64) ([]byte, 
 		return b, nil
 	}
 	var tl *TooLargeError
-	if !keep || ctx.Err() != nil || errors.Is(err, ErrNotFound) || errors.As(err, &tl) {
+	if !image || ctx.Err() != nil || errors.Is(err, ErrNotFound) || errors.As(err, &tl) {
 		return nil, err // the mirrors answered: their answer stands
 	}
 	cached, cerr := s.c.dir.File(ctx, name, max)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nowhere-boot/nowhere/internal/chunk"
 	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/store"
 )
 
@@ -201,6 +202,52 @@ func TestDiskCacheServesImageOffline(t *testing.T) {
 	}
 	if sum, st := readImage(t, ix2, c.Fetcher(set), nil); sum != sha256.Sum256(data) || st.Errors != 0 {
 		t.Fatal("offline read differs")
+	}
+}
+
+// TestDiskCacheFallbackStoreKeepsOnlyWhatItIsGiven: a FallbackStore keeps no copy of the
+// files the mirrors serve; offline it serves the copies given to KeepFile, and only those.
+func TestDiskCacheFallbackStoreKeepsOnlyWhatItIsGiven(t *testing.T) {
+	dir, _, _ := mirrorImage(t, 1<<20, 25)
+	a := startMirror(t, dir)
+	cdir := t.TempDir()
+	c := openCache(t, cdir, 0, t.Logf, nil)
+	loc := image.Location{Store: a.URL(), Name: "test"}
+	set := newSet(t, store.MirrorOptions{Wait: store.Policy{Timeout: 2 * time.Second}}, a.store(t))
+	s := c.FallbackStore(set)
+	load := func() (*index.Index, error) {
+		ix, _, err := image.Load(context.Background(), s, loc, store.Policy{Timeout: 5 * time.Second})
+		return ix, err
+	}
+	ix, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(cdir, store.LatestPath("test"))); !os.IsNotExist(err) {
+		t.Fatalf("the fallback store kept the pointer it passed on (stat: %v)", err)
+	}
+	a.kill()
+	if _, err := load(); err == nil {
+		t.Fatal("offline with nothing kept, the image loaded")
+	}
+	if err := c.KeepFile(context.Background(), "chunks/x", []byte("x")); err == nil {
+		t.Error("KeepFile kept a file outside images/")
+	}
+	for _, name := range []string{store.LatestPath("test"), store.IndexPath("test", ix.Version)} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.KeepFile(context.Background(), name, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := load()
+	if err != nil {
+		t.Fatalf("offline with the pointer and index kept: %v", err)
+	}
+	if got.Version != ix.Version || len(got.Entries) != len(ix.Entries) {
+		t.Errorf("offline: version %d with %d entries, want %d with %d", got.Version, len(got.Entries), ix.Version, len(ix.Entries))
 	}
 }
 

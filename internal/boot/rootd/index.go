@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/boot/bootlog"
@@ -53,16 +54,17 @@ const (
 // with one line saying why, and asked for again with backoff, since a publisher or a
 // mirror operator may fix it. A failure is printed at once, then whenever the reason
 // changes, and otherwise once a minute.
-func loadIndex(src store.Store, loc image.Location, v image.Verifier, log *bootlog.Log) *index.Index {
+//
+// It also returns the files (latest pointer, index) the accepted index was loaded from,
+// as served, for the cache disk to keep.
+func loadIndex(src store.Store, loc image.Location, v image.Verifier, log *bootlog.Log) (*index.Index, map[string][]byte) {
 	wait := indexRetryMin
 	var said string
 	var saidAt time.Time
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), indexAttempt)
-		ix, _, err := image.LoadVerified(ctx, src, loc, store.Policy{Attempts: 1}, v)
-		cancel()
+		ix, files, err := loadIndexOnce(src, loc, v)
 		if err == nil {
-			return ix
+			return ix, files
 		}
 		msg := oneLine(err)
 		if msg != said || time.Since(saidAt) >= indexRemind {
@@ -78,6 +80,36 @@ func loadIndex(src store.Store, loc image.Location, v image.Verifier, log *bootl
 		time.Sleep(wait)
 		wait = min(2*wait, indexRetryMax)
 	}
+}
+
+// loadIndexOnce is one attempt of loadIndex.
+func loadIndexOnce(src store.Store, loc image.Location, v image.Verifier) (*index.Index, map[string][]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), indexAttempt)
+	defer cancel()
+	rec := &recorder{Store: src, files: map[string][]byte{}}
+	ix, _, err := image.LoadVerified(ctx, rec, loc, store.Policy{Attempts: 1}, v)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ix, rec.files, nil
+}
+
+// recorder remembers the files it passed on, so those an accepted index came from (and
+// only those) can be kept on the cache disk.
+type recorder struct {
+	store.Store
+	mu    sync.Mutex
+	files map[string][]byte
+}
+
+func (r *recorder) File(ctx context.Context, name string, max int64) ([]byte, error) {
+	b, err := r.Store.File(ctx, name, max)
+	if err == nil {
+		r.mu.Lock()
+		r.files[name] = b
+		r.mu.Unlock()
+	}
+	return b, err
 }
 
 // refused tells a refusal by the trust policy (or by the pointer checks image.Load makes)

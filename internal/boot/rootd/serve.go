@@ -113,8 +113,9 @@ func open(spec Spec, log *bootlog.Log) (*served, Ready, error) {
 	if lan != nil {
 		indexFrom = lan.IndexStore(src.store)
 	}
-	ix := loadIndex(indexFrom, loc, v, log)
+	ix, files := loadIndex(indexFrom, loc, v, log)
 	from := src.servedBy()
+	src.keep(files, log)
 	src.learn(log)
 	if lan != nil {
 		lan.SetIndex(ix)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,10 +57,30 @@ func openSources(storeURL string, spec Spec, log *bootlog.Log) (*sources, error)
 			log.Printf("cache %s: %v: going on without it", spec.CacheDir, err)
 		} else {
 			src.cache = c
-			src.store, src.fetch = c.Store(src.set), c.Fetcher(set)
+			// The cache keeps only the pointer and index the boot accepted (keep): a
+			// refused one must not displace the copy an offline boot falls back to.
+			src.store, src.fetch = c.FallbackStore(src.set), c.Fetcher(set)
 		}
 	}
 	return src, nil
+}
+
+// keep puts the files an accepted index was loaded from (its latest pointer and the index)
+// on the cache disk, for a boot that finds no mirror. A failure only costs that.
+func (s *sources) keep(files map[string][]byte, log *bootlog.Log) {
+	if s.cache == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startupProbe)
+	defer cancel()
+	for name, b := range files {
+		if !strings.HasPrefix(name, "images/") {
+			continue
+		}
+		if err := s.cache.KeepFile(ctx, name, b); err != nil {
+			log.Printf("cache: cannot keep %s: %v", name, err)
+		}
+	}
 }
 
 // learn adds the mirrors the store's mirror list names, once: called when the index came
