@@ -14,6 +14,7 @@ import (
 
 	"github.com/nowhere-boot/nowhere/internal/fusefs"
 	"github.com/nowhere-boot/nowhere/internal/image"
+	"github.com/nowhere-boot/nowhere/internal/metrics"
 	"github.com/nowhere-boot/nowhere/internal/profile"
 	"github.com/nowhere-boot/nowhere/internal/store"
 	"github.com/nowhere-boot/nowhere/internal/units"
@@ -116,13 +117,14 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 		defer pf.Close()
 	}
 	rec := profile.NewRecorder(img.index)
-	registerReaderMetrics(reg, r)
+	metrics.RegisterReader(reg, r)
 	if o.metrics != "" {
-		addr, err := serveMetrics(o.metrics, reg)
+		ms, err := metrics.Serve(o.metrics, reg)
 		if err != nil {
-			return notifyFailure(err)
+			return notifyFailure(fmt.Errorf("--metrics: %w", err))
 		}
-		logf("metrics at http://%s/metrics", addr)
+		defer ms.Close()
+		logf("metrics at %s", ms.URL())
 	}
 	status := &mountStatus{img: img, reader: r, sources: &o.sources, started: time.Now(), prefetch: pf, rec: rec}
 	name := img.index.Name + ".img"
