@@ -98,6 +98,20 @@ func (m *Metrics) request(mirror, result string, bytes int, d time.Duration) {
 	}
 }
 
+// mirror starts a mirror's series at zero, so a mirror that never failed shows 0 hash
+// failures instead of no series at all (a dashboard or alert cannot tell absent from
+// healthy). Peers come and go and are left out: their series appear with their traffic.
+func (m *Metrics) mirror(name string) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(name, "ok")
+	m.requests.WithLabelValues(name, "error")
+	m.bytes.WithLabelValues(name)
+	m.latency.WithLabelValues(name)
+	m.hashFails.WithLabelValues(name)
+}
+
 func (m *Metrics) hedge(won bool) {
 	if m == nil {
 		return

@@ -162,6 +162,7 @@ func (s *MirrorSet) Add(stores ...Store) {
 		m := &mirror{store: st, name: name}
 		m.est.assumed = 0.05 + 0.001*float64(len(s.mirrors))
 		s.mirrors = append(s.mirrors, m)
+		s.opt.Metrics.mirror(name)
 	}
 }
 

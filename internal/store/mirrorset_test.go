@@ -362,3 +362,30 @@ func TestMirrorSetFailsOverOnStalledMirror(t *testing.T) {
 		t.Fatalf("stalled mirror: state %s, last error %q; want down after the attempt timeout", st.State, st.LastError)
 	}
 }
+
+// TestMirrorMetricsStartAtZero: each mirror's series exist from the start, at zero, so a
+// scrape tells a mirror that never served a corrupt chunk from a metric that is missing.
+func TestMirrorMetricsStartAtZero(t *testing.T) {
+	dir, _, _ := mirrorImage(t, 1<<20, 9)
+	a, b := startMirror(t, dir), startMirror(t, dir)
+	reg := prometheus.NewRegistry()
+	newSet(t, store.MirrorOptions{Metrics: store.NewMetrics(reg)}, a.store(t), b.store(t))
+	for name, want := range map[string]int{
+		"nowhere_mirror_hash_failures_total": 2,
+		"nowhere_mirror_bytes_total":         2,
+		"nowhere_mirror_request_seconds":     2,
+		"nowhere_mirror_requests_total":      4, // ok and error per mirror
+	} {
+		if n := testutil.CollectAndCount(reg, name); n != want {
+			t.Errorf("%s: %d series before any request, want %d", name, n, want)
+		}
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP nowhere_mirror_hash_failures_total Chunks a mirror served whose content did not match their name.
+# TYPE nowhere_mirror_hash_failures_total counter
+nowhere_mirror_hash_failures_total{mirror="`+a.URL()+`"} 0
+nowhere_mirror_hash_failures_total{mirror="`+b.URL()+`"} 0
+`), "nowhere_mirror_hash_failures_total"); err != nil {
+		t.Error(err)
+	}
+}
