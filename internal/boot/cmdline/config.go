@@ -64,6 +64,9 @@ type Config struct {
 	// Peers are LAN peers sharing their caches (http://HOST:PORT), asked before the
 	// mirrors; announced peers are found without them.
 	Peers []string
+	// Metrics is the address (IP:PORT) the root daemon serves Prometheus metrics on, at
+	// /metrics, as `nowhere mount --metrics` does ("" = none).
+	Metrics string
 	// Init is the program to run in the image ("" = the kernel's list: /sbin/init,
 	// /etc/init, /bin/init, /bin/sh).
 	Init string
@@ -291,6 +294,18 @@ var keys = map[string]key{
 		}
 		return nil
 	}},
+	"nowhere.metrics": {set: func(c *Config, v string, _ bool) error {
+		if v == "" || v == "none" {
+			c.Metrics = ""
+			return nil
+		}
+		a, err := checkListenAddr(v)
+		if err != nil {
+			return err
+		}
+		c.Metrics = a
+		return nil
+	}},
 	"init": {set: func(c *Config, v string, _ bool) error {
 		if !strings.HasPrefix(v, "/") || len(v) > 255 || strings.ContainsFunc(v, badRune) {
 			return errors.New("want an absolute path")
@@ -431,6 +446,9 @@ func (c Config) Encode() string {
 	}
 	for _, p := range c.Peers {
 		add("nowhere.peer", p)
+	}
+	if c.Metrics != "" {
+		add("nowhere.metrics", c.Metrics)
 	}
 	if c.Init != "" {
 		add("init", c.Init)
@@ -576,6 +594,29 @@ func checkPeerURL(v string) error {
 		return fmt.Errorf("port %q is not a number", u.Port())
 	}
 	return nil
+}
+
+// checkListenAddr accepts an address to listen on: an IP literal (no host name: there is
+// nothing to resolve it with at boot) and a port other than 0 (nobody could find it). It
+// returns the address in its canonical form.
+func checkListenAddr(v string) (string, error) {
+	bad := errors.New("want IP:PORT such as 127.0.0.1:9100 or [::1]:9100 (0.0.0.0:9100 for every interface)")
+	if strings.ContainsFunc(v, badRune) {
+		return "", bad
+	}
+	ap, err := netip.ParseAddrPort(v)
+	if err != nil {
+		return "", bad
+	}
+	switch a := ap.Addr(); {
+	case a.Zone() != "":
+		return "", fmt.Errorf("address %s has a zone: give a loopback or global address", a)
+	case a.IsMulticast():
+		return "", fmt.Errorf("address %s is a multicast address: give a loopback or interface address", a)
+	case ap.Port() == 0:
+		return "", errors.New("port 0: give the port to scrape, such as 127.0.0.1:9100")
+	}
+	return ap.String(), nil
 }
 
 // checkDevice accepts a block device path under /dev.

@@ -26,7 +26,8 @@ func TestParseReadsEveryKey(t *testing.T) {
 	c, err := Parse(Layer{"kernel command line", `console=ttyS0 nowhere.image=http://10.0.2.100:8080/s/images/debian/3
 		nowhere.mirror=http://a.example/s nowhere.mirror=https://b.example nowhere.ip=10.0.0.5/24,10.0.0.1,10.0.0.53
 		nowhere.cache=/dev/vdb nowhere.overlay=/dev/vdc nowhere.debug nowhere.toram nowhere.readahead=512K init=/lib/systemd/systemd
-		nowhere.prefetch=16 nowhere.parallel=1 nowhere.profile=record nowhere.fetch=http://10.0.2.100/debian.squashfs -- emergency`})
+		nowhere.prefetch=16 nowhere.parallel=1 nowhere.profile=record nowhere.fetch=http://10.0.2.100/debian.squashfs
+		nowhere.metrics=127.0.0.1:9100 -- emergency`})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +41,7 @@ func TestParseReadsEveryKey(t *testing.T) {
 		ToRAM:     true,
 		ReadAhead: 512 << 10,
 		Prefetch:  16, Parallel: 1, RecordProfile: true, Fetch: "http://10.0.2.100/debian.squashfs",
+		Metrics:  "127.0.0.1:9100",
 		Init:     "/lib/systemd/systemd",
 		InitArgs: []string{"emergency"},
 	}
@@ -80,6 +82,32 @@ func TestParseReadsPeers(t *testing.T) {
 	}
 	if _, err := Parse(Layer{"k", strings.Join(many, " ")}); err == nil || !strings.Contains(err.Error(), "more than 32 peers") {
 		t.Errorf("40 peers: %v, want the bound named", err)
+	}
+}
+
+// TestParseReadsMetrics: nowhere.metrics= takes IP:PORT (IPv4 or IPv6, loopback or not),
+// kept in canonical form; "none" cancels a baked address; the default is off.
+func TestParseReadsMetrics(t *testing.T) {
+	for line, want := range map[string]string{
+		"nowhere.metrics=127.0.0.1:9100":                      "127.0.0.1:9100",
+		"nowhere.metrics=[::1]:9100":                          "[::1]:9100",
+		"nowhere.metrics=[0:0::1]:9100":                       "[::1]:9100",
+		"nowhere.metrics=0.0.0.0:9100":                        "0.0.0.0:9100",
+		"nowhere.metrics=10.0.2.15:65535":                     "10.0.2.15:65535",
+		"console=ttyS0":                                       "",
+		"nowhere.metrics=127.0.0.1:9100 nowhere.metrics=none": "",
+	} {
+		c, err := Parse(Layer{"kernel command line", line})
+		if err != nil || c.Metrics != want {
+			t.Errorf("%s: metrics %q, %v; want %q", line, c.Metrics, err, want)
+		}
+	}
+	baked := Layer{"initramfs defaults", "nowhere.metrics=127.0.0.1:9100"}
+	if c, err := Parse(baked, Layer{"kernel command line", ""}); err != nil || c.Metrics != "127.0.0.1:9100" {
+		t.Errorf("baked metrics: %q, %v", c.Metrics, err)
+	}
+	if c, err := Parse(baked, Layer{"kernel command line", "nowhere.metrics=none"}); err != nil || c.Metrics != "" {
+		t.Errorf("baked metrics cancelled on the kernel command line: %q, %v", c.Metrics, err)
 	}
 }
 
@@ -178,6 +206,19 @@ func TestParseRejectsBadValuesNamingThem(t *testing.T) {
 		{"nowhere.peer=p:7780", "want a peer"},
 		{"nowhere.peer=http://p:x", "want a peer"},
 		{"nowhere.peer", "needs a value"},
+		{"nowhere.metrics", "needs a value"},
+		{"nowhere.metrics=9100", "want IP:PORT"},
+		{"nowhere.metrics=:9100", "want IP:PORT"},
+		{"nowhere.metrics=127.0.0.1", "want IP:PORT"},
+		{"nowhere.metrics=localhost:9100", "want IP:PORT"},
+		{"nowhere.metrics=http://127.0.0.1:9100", "want IP:PORT"},
+		{"nowhere.metrics=127.0.0.1:9100/metrics", "want IP:PORT"},
+		{"nowhere.metrics=127.0.0.1:99999", "want IP:PORT"},
+		{"nowhere.metrics=127.0.0.1:http", "want IP:PORT"},
+		{"nowhere.metrics=::1:9100", "want IP:PORT"},
+		{"nowhere.metrics=127.0.0.1:0", "port 0"},
+		{"nowhere.metrics=[fe80::1%eth0]:9100", "zone"},
+		{"nowhere.metrics=224.0.0.1:9100", "multicast"},
 	} {
 		_, err := Parse(Layer{"kernel command line", tc.line})
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "kernel command line") {
@@ -197,7 +238,7 @@ func TestUnknownNowhereKeysWarn(t *testing.T) {
 }
 
 func TestEncodeRoundTrips(t *testing.T) {
-	c, err := Parse(Layer{"k", `nowhere.image=http://s/images/a nowhere.mirror=http://m nowhere.ip=fd00::5/64,fd00::1 nowhere.cache=/dev/vdb nowhere.debug=1 nowhere.key=` + testKey + ` nowhere.insecure nowhere.proxy=http://u:p@proxy:3128 nowhere.share nowhere.peer=http://10.0.0.7:7780 init=/bin/sh -- "a b" c`})
+	c, err := Parse(Layer{"k", `nowhere.image=http://s/images/a nowhere.mirror=http://m nowhere.ip=fd00::5/64,fd00::1 nowhere.cache=/dev/vdb nowhere.debug=1 nowhere.key=` + testKey + ` nowhere.insecure nowhere.proxy=http://u:p@proxy:3128 nowhere.share nowhere.peer=http://10.0.0.7:7780 nowhere.metrics=[::1]:9100 init=/bin/sh -- "a b" c`})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ func FuzzParse(f *testing.F) {
 		`"nowhere.image=http://a b/images/x"`,
 		"nowhere.key=RWSkFGlbLEyM3S0mochr89AkGTTdLUAvL69uA4V7UzJMYfosEw7I4v2j nowhere.insecure=0 nowhere.proxy=http://p:3128",
 		"nowhere.prefetch=0 nowhere.parallel=1 nowhere.profile=record nowhere.fetch=http://10.0.2.100/d.squashfs nowhere.insecure",
+		"nowhere.metrics=127.0.0.1:9100 nowhere.metrics=[::1]:9100 nowhere.metrics=none",
 	} {
 		f.Add(s)
 	}
