@@ -37,6 +37,7 @@ type initramfsOptions struct {
 	overlay string
 	debug   bool
 	proxy   string
+	metrics string
 	init    string
 }
 
@@ -50,10 +51,10 @@ binary, with the kernel modules a boot needs resolved with their dependencies fr
 --modules (a kernel's /lib/modules/VERSION with modules.dep), loaded at boot in order,
 plus network and disk drivers loaded only when their hardware is present.
 
-The --image, --mirror, --ip, --cache, --overlay, --proxy, --debug and --init values are
-baked in as defaults, so a machine boots with an empty kernel command line; each can
-still be overridden there (nowhere.image=, nowhere.mirror=, nowhere.ip=, nowhere.cache=,
-nowhere.overlay=, nowhere.proxy=, nowhere.debug, init=).
+The --image, --mirror, --ip, --cache, --overlay, --proxy, --metrics, --debug and --init
+values are baked in as defaults, so a machine boots with an empty kernel command line;
+each can still be overridden there (nowhere.image=, nowhere.mirror=, nowhere.ip=,
+nowhere.cache=, nowhere.overlay=, nowhere.proxy=, nowhere.metrics=, nowhere.debug, init=).
 
 The boot verifies the image's signature: --key bakes the publisher's public key(s) into
 the initramfs as ` + trust.DefaultKeyFile + `; nowhere.key=BASE64 on the kernel command
@@ -90,6 +91,7 @@ nowhere.insecure on the kernel command line (unsafe).`,
 	f.StringVar(&o.cache, "cache", "", "default cache disk (a block device with ext4, e.g. /dev/vda)")
 	f.StringVar(&o.overlay, "overlay", "", "default writable layer: tmpfs or a block device with ext4")
 	f.StringVar(&o.proxy, "proxy", "", "default HTTP proxy for the mirrors, http://HOST:PORT")
+	f.StringVar(&o.metrics, "metrics", "", "by default the root daemon serves Prometheus metrics at http://IP:PORT/metrics (e.g. 127.0.0.1:9100)")
 	f.BoolVar(&o.debug, "debug", false, "boot with nowhere.debug by default")
 	f.StringVar(&o.init, "init", "", "default init program in the image (default: /sbin/init)")
 	_ = cmd.MarkFlagRequired("output")
@@ -193,6 +195,7 @@ func bakedDefaults(o initramfsOptions) (string, error) {
 	add("nowhere.cache", o.cache)
 	add("nowhere.overlay", o.overlay)
 	add("nowhere.proxy", o.proxy)
+	add("nowhere.metrics", o.metrics)
 	if o.debug {
 		w = append(w, "nowhere.debug")
 	}
