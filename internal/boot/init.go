@@ -75,7 +75,7 @@ func Init(version string) {
 	spec := rootd.Spec{Image: cfg.Image, Mirrors: cfg.Mirrors, Proxy: cfg.Proxy, Insecure: cfg.Insecure,
 		Mountpoint: fuseDir, Debug: cfg.Debug, MemCache: memCache(), ReadAhead: readAhead(cfg.ReadAhead),
 		Prefetch: prefetch(cfg.Prefetch), Parallel: cfg.Parallel, RecordProfile: cfg.RecordProfile,
-		StateFile: memStateDir + "/" + trust.StateFileName}
+		Metrics: cfg.Metrics, StateFile: memStateDir + "/" + trust.StateFileName}
 	for _, k := range keys {
 		spec.Keys = append(spec.Keys, k.String())
 	}
@@ -100,8 +100,8 @@ func Init(version string) {
 		d := retry("start the root daemon", func() (*rootd.Process, error) {
 			return rootd.Start(mustExecutable(), spec, os.Stderr)
 		})
-		log.Printf("root daemon pid %d serves %s version %d (%s) from %s", d.Pid, d.Ready.Name, d.Ready.Version,
-			units.Bytes(d.Ready.Size), d.Ready.Store)
+		log.Printf("root daemon pid %d serves %s version %d (%s) from %s%s", d.Pid, d.Ready.Name, d.Ready.Version,
+			units.Bytes(d.Ready.Size), d.Ready.Store, metricsNote(d.Ready.Metrics))
 		file = d.Ready.File
 	}
 	if cfg.ToRAM && cfg.Fetch == "" {
@@ -322,6 +322,13 @@ func cacheQuota(dir string) int64 {
 		return 0
 	}
 	return int64(st.Blocks) * st.Bsize / 10 * 9
+}
+
+func metricsNote(url string) string {
+	if url == "" {
+		return ""
+	}
+	return "; metrics at " + url
 }
 
 func proxyNote(proxy string) string {

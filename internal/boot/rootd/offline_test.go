@@ -58,7 +58,7 @@ func TestOfflineBootUsesTheLastAcceptedIndex(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		src, err := openSources(url, spec, log)
+		src, err := openSources(url, spec, nil, log)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"io"
 	stdlog "log"
+	"net"
 	"net/http/httptest"
 	"net/http/httputil"
 	"os"
@@ -20,13 +21,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nowhere-boot/nowhere/internal/boot/vm"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 	"github.com/nowhere-boot/nowhere/internal/trust"
 )
 
 // TestDaemonServesTheImageAsARootDaemon starts the real binary as the root daemon on this
 // machine (no VM): it must serve the signed image byte for byte from a loopback server,
-// through the proxy its spec names (nowhere.proxy=), carry the name and OOM exemption a
-// root daemon needs, and shrug off SIGTERM.
+// through the proxy its spec names (nowhere.proxy=), export the metrics docs/mirrors.md
+// lists where its spec says (nowhere.metrics=), carry the name and OOM exemption a root
+// daemon needs, and shrug off SIGTERM.
 func TestDaemonServesTheImageAsARootDaemon(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and mounts FUSE")
@@ -61,6 +64,7 @@ func TestDaemonServesTheImageAsARootDaemon(t *testing.T) {
 		Image: "http://" + srv.Addr + "/images/disk", Mirrors: []string{"http://127.0.0.1:1"}, Proxy: proxy.URL,
 		Keys: []string{public}, StateFile: filepath.Join(dir, "trust-state"),
 		Mountpoint: mnt, MemCache: 16 << 20, ReadAhead: 1 << 20,
+		Metrics: "127.0.0.1:0", // the daemon reports the port it got in Ready
 	}, logFile)
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +94,7 @@ func TestDaemonServesTheImageAsARootDaemon(t *testing.T) {
 	if _, ok := proxied.Load("http://" + srv.Addr + "/images/disk/latest"); !ok || chunks == 0 {
 		t.Errorf("the proxy carried %d chunk requests and the latest pointer: %v; want everything", chunks, ok)
 	}
+	checkMetrics(t, p.Ready.Metrics, "http://"+srv.Addr, len(img))
 	proc := func(f string) string {
 		b, _ := os.ReadFile("/proc/" + strconv.Itoa(p.Pid) + "/" + f)
 		return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
@@ -136,6 +141,103 @@ func TestDaemonServesTheImageAsARootDaemon(t *testing.T) {
 			t.Fatal("the daemon is still running after its mount went away")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkMetrics scrapes the daemon's metrics over loopback after the whole image was read
+// once: every metric docs/mirrors.md lists is there (the same as mount --metrics), the
+// mirror that served the image counts requests and bytes, and the reader counts the reads.
+func checkMetrics(t *testing.T, url, mirror string, size int) {
+	t.Helper()
+	if !strings.HasPrefix(url, "http://127.0.0.1:") || strings.HasSuffix(url, ":0/metrics") {
+		t.Fatalf("ready reports metrics at %q, want the loopback port the daemon got", url)
+	}
+	m := testutil.Scrape(t, url)
+	for _, name := range testutil.DocumentedMetrics(t, "../../../docs/mirrors.md") {
+		if m[name] == nil {
+			t.Errorf("the daemon's metrics lack %s, which docs/mirrors.md lists", name)
+		}
+	}
+	at := map[string]string{"mirror": mirror}
+	if n := m.Sum("nowhere_mirror_requests_total", map[string]string{"mirror": mirror, "result": "ok"}); n == 0 {
+		t.Errorf("no successful requests counted for %s (mirrors: %q)", mirror, m.Labels("nowhere_mirror_requests_total", "mirror"))
+	}
+	if n := m.Sum("nowhere_mirror_bytes_total", at); n == 0 {
+		t.Errorf("no bytes counted from %s", mirror)
+	}
+	if n := m.Sum("nowhere_mirror_request_seconds", at); n == 0 {
+		t.Errorf("no request latency observed for %s", mirror)
+	}
+	if n := m.Sum("nowhere_read_bytes_total", nil); n < float64(size) {
+		t.Errorf("the reader counts %v bytes read, want at least the image's %d", n, size)
+	}
+	if n := m.Sum("nowhere_read_errors_total", nil); n != 0 {
+		t.Errorf("%v read errors", n)
+	}
+	if m["go_goroutines"] == nil {
+		t.Error("no Go runtime metrics")
+	}
+}
+
+// TestDaemonBootsOnWhenMetricsCannotBeServed: the root must not die for metrics. With its
+// metrics port taken, the daemon says so in one line and serves the image all the same.
+func TestDaemonBootsOnWhenMetricsCannotBeServed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and mounts FUSE")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE without fusermount (make test runs as root)")
+	}
+	dir := t.TempDir()
+	bin := buildNowhere(t, dir)
+	img := make([]byte, 1<<20+777)
+	rand.Read(img)
+	os.WriteFile(filepath.Join(dir, "disk.img"), img, 0o644)
+	storeDir := filepath.Join(dir, "store")
+	packImage(t, bin, filepath.Join(dir, "disk.img"), storeDir)
+	srv, err := vm.Serve(storeDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+
+	mnt := filepath.Join(dir, "mnt")
+	logPath := filepath.Join(dir, "daemon.log")
+	logFile, _ := os.Create(logPath)
+	defer logFile.Close()
+	p, err := Start(bin, Spec{Image: "http://" + srv.Addr + "/images/disk", Insecure: true,
+		Mountpoint: mnt, MemCache: 16 << 20, Metrics: busy.Addr().String()}, logFile)
+	if err != nil {
+		t.Fatalf("the daemon did not start with its metrics port taken: %v", err)
+	}
+	t.Cleanup(func() {
+		unix.Unmount(mnt, unix.MNT_DETACH)
+		syscall.Kill(p.Pid, syscall.SIGKILL)
+	})
+	if p.Ready.Metrics != "" {
+		t.Errorf("ready reports metrics at %q, which it cannot serve", p.Ready.Metrics)
+	}
+	if got, err := os.ReadFile(p.Ready.File); err != nil || !bytes.Equal(got, img) {
+		t.Fatalf("read %d bytes (%v), want the image's %d", len(got), err, len(img))
+	}
+	if err := syscall.Kill(p.Pid, 0); err != nil {
+		t.Fatalf("the daemon is gone: %v", err)
+	}
+	log, _ := os.ReadFile(logPath)
+	var said []string
+	for _, l := range strings.Split(string(log), "\n") {
+		if strings.Contains(l, "metrics") {
+			said = append(said, l)
+		}
+	}
+	if len(said) != 1 || !strings.Contains(said[0], "nowhere.metrics="+busy.Addr().String()+": cannot serve metrics") ||
+		!strings.Contains(said[0], "going on without them") {
+		t.Errorf("want one line about the metrics naming the address, got %q in:\n%s", said, log)
 	}
 }
 

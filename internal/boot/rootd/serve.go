@@ -37,10 +37,13 @@ func Main() {
 		fail(err)
 	}
 	log.SetDebug(spec.Debug)
-	img, rd, err := open(spec, log)
+	m := serveMetrics(spec, log)
+	img, rd, err := open(spec, m.store, log)
 	if err != nil {
 		fail(err)
 	}
+	m.addReader(img.reader)
+	rd.Metrics = m.url()
 	if err := os.MkdirAll(spec.Mountpoint, 0o755); err != nil {
 		fail(err)
 	}
@@ -95,7 +98,7 @@ type served struct {
 
 // open gathers the sources, loads the index (waiting until a mirror serves one the
 // verifier accepts) and returns the image reader.
-func open(spec Spec, log *bootlog.Log) (*served, Ready, error) {
+func open(spec Spec, m *store.Metrics, log *bootlog.Log) (*served, Ready, error) {
 	loc, err := image.ParseLocation(spec.Image)
 	if err != nil {
 		return nil, Ready{}, err
@@ -104,7 +107,7 @@ func open(spec Spec, log *bootlog.Log) (*served, Ready, error) {
 	if err != nil {
 		return nil, Ready{}, err
 	}
-	src, err := openSources(loc.Store, spec, log)
+	src, err := openSources(loc.Store, spec, m, log)
 	if err != nil {
 		return nil, Ready{}, err
 	}

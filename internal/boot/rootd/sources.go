@@ -35,7 +35,8 @@ const startupProbe = 5 * time.Second
 // waits, logging every few seconds, until one comes back (a root filesystem cannot
 // return an error and go on). A mirror that serves a corrupt chunk is demoted and the
 // read carries on from the others; the set logs each demotion with the mirror's URL.
-func openSources(storeURL string, spec Spec, log *bootlog.Log) (*sources, error) {
+// Both record into m (nil: nothing).
+func openSources(storeURL string, spec Spec, m *store.Metrics, log *bootlog.Log) (*sources, error) {
 	client, err := NewHTTPClient(spec.DNS, spec.Proxy)
 	if err != nil {
 		return nil, err
@@ -45,14 +46,14 @@ func openSources(storeURL string, spec Spec, log *bootlog.Log) (*sources, error)
 	defer cancel()
 	set, err := store.NewMirrors(ctx, append([]string{storeURL}, spec.Mirrors...), httpOpt,
 		false, // the mirror list is learnt once a mirror has answered (see learn)
-		store.MirrorOptions{Wait: store.Policy{Timeout: 0, Log: log.Printf, LogEvery: 5 * time.Second}, Log: log.Printf})
+		store.MirrorOptions{Wait: store.Policy{Timeout: 0, Log: log.Printf, LogEvery: 5 * time.Second}, Log: log.Printf, Metrics: m})
 	if err != nil {
 		return nil, err
 	}
 	src := &sources{http: httpOpt, set: &answered{MirrorSet: set}}
 	src.store, src.fetch = src.set, set
 	if spec.CacheDir != "" {
-		c, err := store.OpenDiskCache(spec.CacheDir, spec.CacheQuota, log.Printf, nil)
+		c, err := store.OpenDiskCache(spec.CacheDir, spec.CacheQuota, log.Printf, m)
 		if err != nil {
 			log.Printf("cache %s: %v: going on without it", spec.CacheDir, err)
 		} else {

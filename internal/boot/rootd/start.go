@@ -59,9 +59,12 @@ type Spec struct {
 	Parallel int `json:"parallel,omitempty"`
 	// RecordProfile prints the chunks served, in the order of their first read, on the
 	// console (nowhere.profile=record).
-	RecordProfile bool   `json:"record_profile,omitempty"`
-	Mountpoint    string `json:"mountpoint"`
-	Debug         bool   `json:"debug"`
+	RecordProfile bool `json:"record_profile,omitempty"`
+	// Metrics is the address (IP:PORT) to serve Prometheus metrics on, at /metrics
+	// (nowhere.metrics=; "" = none). When it cannot be served the daemon goes on without.
+	Metrics    string `json:"metrics,omitempty"`
+	Mountpoint string `json:"mountpoint"`
+	Debug      bool   `json:"debug"`
 }
 
 // Ready is what the daemon reports once the image file is served.
@@ -71,6 +74,9 @@ type Ready struct {
 	Size    int64  `json:"size"`
 	Store   string `json:"store"` // the mirror that served the index (or the cache)
 	File    string `json:"file"`  // the image file in the FUSE mount
+	// Metrics is the URL of the Prometheus metrics ("" = not served: none asked for, or
+	// the address could not be served).
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // Process is a started daemon.
