@@ -17,6 +17,8 @@ import (
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
 
 // slowProxy puts a toxiproxy in front of upstream (host:port) that delays every answer
@@ -41,7 +43,8 @@ func slowProxy(t testing.TB, upstream string, latency time.Duration) string {
 // TestMountSurvivesKilledMirror: three mirrors of one store (two nowhere serve, one
 // nginx); while a large read runs through the FUSE mount, one mirror is killed. The read
 // completes with the right bytes and no error; the mount logs the demotion, and its
-// status and metrics show it.
+// status and metrics show it: every metric docs/mirrors.md lists is served, requests
+// failed over, and the surviving mirrors delivered bytes.
 func TestMountSurvivesKilledMirror(t *testing.T) {
 	needFUSE(t)
 	st, want := makeStore(t, 48<<20, 1)
@@ -79,6 +82,25 @@ func TestMountSurvivesKilledMirror(t *testing.T) {
 		if n := metric(t, url, "nowhere_mirror_requests_total", `mirror="`+u+`"`, `result="ok"`); n == 0 {
 			t.Errorf("mirror %s served nothing: requests were not spread", u)
 		}
+	}
+	scraped := testutil.Scrape(t, url)
+	for _, name := range testutil.DocumentedMetrics(t, "../../docs/mirrors.md") {
+		if scraped[name] == nil {
+			t.Errorf("mount --metrics lacks %s, which docs/mirrors.md lists", name)
+		}
+	}
+	if n := scraped.Sum("nowhere_failovers_total", nil); n == 0 {
+		t.Errorf("no failovers counted after mirror %s was killed mid-read", u2)
+	} else {
+		t.Logf("%v failovers", n)
+	}
+	for _, u := range []string{u1, u3} {
+		if n := scraped.Sum("nowhere_mirror_bytes_total", map[string]string{"mirror": u}); n == 0 {
+			t.Errorf("no bytes counted from the surviving mirror %s", u)
+		}
+	}
+	if n := scraped.Sum("nowhere_mirror_hash_failures_total", nil); n != 0 {
+		t.Errorf("%v hash failures, and no mirror served bad bytes", n)
 	}
 	out, err := exec.Command(nowhereBin, "status", m.mnt).CombinedOutput()
 	if err != nil {
