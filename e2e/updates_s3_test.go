@@ -112,16 +112,23 @@ func (s *s3Server) useCredentials(t *testing.T, with bool) {
 // serving a store to the world.
 func (s *s3Server) makePublic(t *testing.T) {
 	t.Helper()
+	c := s.client(t)
+	pol := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::%s/*"]}]}`, testBucket)
+	if err := c.SetBucketPolicy(context.Background(), testBucket, pol); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// client is an S3 client with the server's credentials, for setting a test up.
+func (s *s3Server) client(t *testing.T) *minio.Client {
+	t.Helper()
 	c, err := minio.New(strings.TrimPrefix(s.url, "http://"), &minio.Options{
 		Creds: credentials.NewStaticV4(s.access, s.secret, ""), BucketLookup: minio.BucketLookupPath, Region: "us-east-1",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::%s/*"]}]}`, testBucket)
-	if err := c.SetBucketPolicy(context.Background(), testBucket, pol); err != nil {
-		t.Fatal(err)
-	}
+	return c
 }
 
 // TestS3Store: pack into a bucket, list it, read from it (extract, FUSE mount), sync
