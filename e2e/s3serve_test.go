@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -178,7 +179,17 @@ func TestS3ServeThrough(t *testing.T) {
 	if menu := rawRequest(t, anon.url, "GET", "/boot.ipxe", nil); menu.status != 200 || !strings.Contains(string(menu.body), "item image0 os (version 2") {
 		t.Errorf("boot menu of a public bucket served anonymously: %d\n%s", menu.status, menu.body)
 	}
+
+	// The object storage gone: a 502, never an empty 200 or a 404 a client would take for
+	// a missing chunk, and the reason in the server's log.
+	s.stop()
+	if r := rawRequest(t, anon.url, "GET", chunkPath, nil); r.status != http.StatusBadGateway || r.header.Get("Cache-Control") != "" {
+		t.Errorf("GET with the object storage stopped: %d, Cache-Control %q: %s", r.status, r.header.Get("Cache-Control"), r.body)
+	}
 	anon.Stop(t)
+	if log := readFile(anon.logPath); !strings.Contains(log, "nowhere: "+bucket+chunkPath+": ") || !strings.Contains(log, "connection refused") {
+		t.Errorf("the log of serve s3:// does not say why the object storage failed:\n%s", log)
+	}
 }
 
 // put writes an object into the test bucket.

@@ -45,6 +45,7 @@ func versitygw(t *testing.T) string {
 // s3Server is a versitygw serving a directory as buckets on 127.0.0.1.
 type s3Server struct {
 	url, root, access, secret string
+	stop                      func() // stops the server (also done by the test's cleanup)
 }
 
 const testBucket = "nowhere-test"
@@ -71,7 +72,12 @@ func startS3(t *testing.T) *s3Server {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
+	s.stop = func() {
+		select {
+		case <-done:
+			return
+		default:
+		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
@@ -79,7 +85,8 @@ func startS3(t *testing.T) *s3Server {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
 		}
-	})
+	}
+	t.Cleanup(s.stop)
 	s.url = fmt.Sprintf("http://127.0.0.1:%d", port)
 	if !waitFor(15*time.Second, func() bool {
 		resp, err := http.Get(s.url + "/")

@@ -143,7 +143,7 @@ func openServed(loc string) (*served, error) {
 		}
 		return &served{
 			name:  s.String(),
-			files: server.S3Files(s),
+			files: server.S3Files(s, logf),
 			exists: func(name string) error {
 				o, err := s.Open(context.Background(), name)
 				if err == nil {

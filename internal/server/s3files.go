@@ -13,10 +13,14 @@ import (
 // S3Files serves the files of a store in a bucket (serve-through): every request is a
 // HEAD and, for the bytes, a GET (ranged when the client asked for a range) to the
 // object storage, with the credentials of the server. Keys are the store's prefix plus a
-// clean name, so nothing outside the prefix can be asked for.
-func S3Files(s *store.S3) Files { return s3Files{s} }
+// clean name, so nothing outside the prefix can be asked for. Failures of the object
+// storage (a 502 for the client, which learns no more) go to logf.
+func S3Files(s *store.S3, logf func(format string, args ...any)) Files { return s3Files{s, logf} }
 
-type s3Files struct{ s *store.S3 }
+type s3Files struct {
+	s    *store.S3
+	logf func(format string, args ...any)
+}
 
 func (f s3Files) Open(ctx context.Context, name string) (File, error) {
 	if name == "." || strings.HasSuffix(name, "/") {
@@ -27,6 +31,9 @@ func (f s3Files) Open(ctx context.Context, name string) (File, error) {
 		return File{}, fmt.Errorf("%w: %v", fs.ErrNotExist, err)
 	}
 	if err != nil {
+		if !errors.Is(err, fs.ErrPermission) {
+			f.logf("%v", err)
+		}
 		return File{}, err
 	}
 	etag := ""

@@ -128,7 +128,9 @@ func openFailed(w http.ResponseWriter, err error) {
 	case errors.Is(err, fs.ErrPermission):
 		fail(w, "403 forbidden", http.StatusForbidden)
 	default:
-		fail(w, "502 bad gateway: "+err.Error(), http.StatusBadGateway)
+		// The reason (an address, a service's message) is for the server's log, not for
+		// whoever asked.
+		fail(w, "502 bad gateway: the store did not answer", http.StatusBadGateway)
 	}
 }
 
