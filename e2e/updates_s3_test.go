@@ -45,6 +45,7 @@ func versitygw(t *testing.T) string {
 // s3Server is a versitygw serving a directory as buckets on 127.0.0.1.
 type s3Server struct {
 	url, root, access, secret string
+	stop                      func() // stops the server (also done by the test's cleanup)
 }
 
 const testBucket = "nowhere-test"
@@ -71,7 +72,12 @@ func startS3(t *testing.T) *s3Server {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
+	s.stop = func() {
+		select {
+		case <-done:
+			return
+		default:
+		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
@@ -79,7 +85,8 @@ func startS3(t *testing.T) *s3Server {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
 		}
-	})
+	}
+	t.Cleanup(s.stop)
 	s.url = fmt.Sprintf("http://127.0.0.1:%d", port)
 	if !waitFor(15*time.Second, func() bool {
 		resp, err := http.Get(s.url + "/")
@@ -112,16 +119,23 @@ func (s *s3Server) useCredentials(t *testing.T, with bool) {
 // serving a store to the world.
 func (s *s3Server) makePublic(t *testing.T) {
 	t.Helper()
+	c := s.client(t)
+	pol := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::%s/*"]}]}`, testBucket)
+	if err := c.SetBucketPolicy(context.Background(), testBucket, pol); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// client is an S3 client with the server's credentials, for setting a test up.
+func (s *s3Server) client(t *testing.T) *minio.Client {
+	t.Helper()
 	c, err := minio.New(strings.TrimPrefix(s.url, "http://"), &minio.Options{
 		Creds: credentials.NewStaticV4(s.access, s.secret, ""), BucketLookup: minio.BucketLookupPath, Region: "us-east-1",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::%s/*"]}]}`, testBucket)
-	if err := c.SetBucketPolicy(context.Background(), testBucket, pol); err != nil {
-		t.Fatal(err)
-	}
+	return c
 }
 
 // TestS3Store: pack into a bucket, list it, read from it (extract, FUSE mount), sync

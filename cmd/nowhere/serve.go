@@ -8,12 +8,15 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nowhere-boot/nowhere/internal/bootmenu"
+	"github.com/nowhere-boot/nowhere/internal/catalog"
 	"github.com/nowhere-boot/nowhere/internal/server"
+	"github.com/nowhere-boot/nowhere/internal/store"
 )
 
 type serveOptions struct {
@@ -25,11 +28,18 @@ type serveOptions struct {
 func newServeCommand() *cobra.Command {
 	var o serveOptions
 	cmd := &cobra.Command{
-		Use:   "serve DIR",
+		Use:   "serve DIR|s3://BUCKET/PREFIX",
 		Short: "Serve a store read-only over HTTP",
 		Long: `Serve makes a store available to clients over plain HTTP: GET and HEAD, Range
 requests, ETags, and Cache-Control headers that let proxies and CDNs keep chunks and
 versioned indexes for a year. Any static web server (nginx, a CDN) can do the same.
+
+A store in a bucket (s3://BUCKET/PREFIX) is served through: each request becomes a HEAD
+and a GET of the object, with the same answers as for a directory. Endpoint and
+credentials as for every s3:// store (--s3-endpoint, AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+~/.aws/credentials; none: anonymous, enough for a public bucket). The bucket is checked
+before the server listens. A public bucket needs no serve at all: its HTTP address is
+already a store (docs/updates.md).
 
 It also hands out the diskless boot menu, /boot.ipxe: an iPXE script listing the store's
 images (the default first), each entry booting the kernel (/boot/vmlinuz) and the nowhere
@@ -39,6 +49,7 @@ boot/initrd.img. Bake the publisher's key into the initramfs (nowhere initramfs 
 the menu carries no keys (docs/boot.md, "Diskless boot menu").`,
 		Example: `  nowhere serve ./store
   nowhere serve /srv/nowhere --listen 0.0.0.0:8080
+  AWS_PROFILE=publisher nowhere serve s3://images/nowhere --s3-endpoint http://minio:9000 --listen 0.0.0.0:8080
   nowhere serve /srv/nowhere --listen 0.0.0.0:80 --kernel vmlinuz --initrd initrd.img \
       --boot-default debian --boot-append console=ttyS0`,
 		Args: cobra.ExactArgs(1),
@@ -57,21 +68,14 @@ the menu carries no keys (docs/boot.md, "Diskless boot menu").`,
 	return cmd
 }
 
-func runServe(dir string, o serveOptions) error {
-	st, err := os.Stat(dir)
+func runServe(loc string, o serveOptions) error {
+	st, err := openServed(loc)
 	if err != nil {
-		return fmt.Errorf("store %s: %w", dir, unwrapPathError(err))
+		return err
 	}
-	if !st.IsDir() {
-		return fmt.Errorf("store %s: not a directory", dir)
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return fmt.Errorf("store %s: %w", dir, unwrapPathError(err))
-	}
-	defer root.Close()
+	defer st.close()
 	// The menu is on when asked for (then it must work) or when the store has the boot files.
-	menuErr := bootmenu.Check(dir, o.menu)
+	menuErr := bootmenu.CheckStore(st.exists, o.menu)
 	menu := menuErr == nil
 	if asked := o.menu.Kernel != "" || o.menu.Initrd != "" || o.menu.Default != ""; asked && menuErr != nil {
 		return menuErr
@@ -80,9 +84,9 @@ func runServe(dir string, o serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", o.listen, err)
 	}
-	h := server.Handler(root)
+	h := server.FilesHandler(st.files)
 	if menu {
-		h = bootmenu.Handler(dir, h, o.menu)
+		h = bootmenu.StoreHandler(st.list, h, o.menu)
 	}
 	if !o.quiet {
 		access := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
@@ -92,7 +96,7 @@ func runServe(dir string, o serveOptions) error {
 	// Catch signals before anyone can know we serve: a SIGTERM that arrived in between
 	// would kill the process instead of shutting it down gracefully.
 	sigs := interrupted()
-	fmt.Printf("serving %s on http://%s\n", dir, ln.Addr())
+	fmt.Printf("serving %s on http://%s\n", st.name, ln.Addr())
 	if menu {
 		fmt.Printf("boot menu: http://%s%s\n", ln.Addr(), bootmenu.ScriptPath)
 	}
@@ -114,4 +118,59 @@ func runServe(dir string, o serveOptions) error {
 		return err
 	}
 	return nil
+}
+
+// served is a store to serve: its files, and what the boot menu needs of it.
+type served struct {
+	name   string
+	files  server.Files
+	exists func(name string) error // nil: the store has the file
+	list   func(context.Context) ([]bootmenu.Entry, error)
+	close  func()
+}
+
+// openServed opens the store to serve: a directory, or s3://BUCKET/PREFIX served through
+// (checked now, so that a missing bucket or refused credentials stop the server before
+// it listens).
+func openServed(loc string) (*served, error) {
+	if store.IsS3(loc) {
+		s, err := openS3(strings.TrimSuffix(loc, "/"))
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Probe(context.Background(), catalog.NamesPath); err != nil {
+			return nil, err
+		}
+		return &served{
+			name:  s.String(),
+			files: server.S3Files(s, logf),
+			exists: func(name string) error {
+				o, err := s.Open(context.Background(), name)
+				if err == nil {
+					o.Close()
+				}
+				return err
+			},
+			list:  func(ctx context.Context) ([]bootmenu.Entry, error) { return bootmenu.ListStore(ctx, s) },
+			close: func() {},
+		}, nil
+	}
+	st, err := os.Stat(loc)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", loc, unwrapPathError(err))
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("store %s: not a directory", loc)
+	}
+	root, err := os.OpenRoot(loc)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", loc, unwrapPathError(err))
+	}
+	return &served{
+		name:   loc,
+		files:  server.DirFiles(root),
+		exists: func(name string) error { _, err := os.Stat(loc + "/" + name); return err },
+		list:   func(ctx context.Context) ([]bootmenu.Entry, error) { return bootmenu.List(ctx, loc) },
+		close:  func() { root.Close() },
+	}, nil
 }

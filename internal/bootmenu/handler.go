@@ -37,13 +37,19 @@ type Options struct {
 // and everything else from store (the store's own handler). dir is the store directory
 // (listed for the menu on every request, so a new image shows up at once).
 func Handler(dir string, storeHandler http.Handler, o Options) http.Handler {
+	return StoreHandler(func(ctx context.Context) ([]Entry, error) { return List(ctx, dir) }, storeHandler, o)
+}
+
+// StoreHandler is Handler for a store anywhere (a directory, a bucket): list returns the
+// menu's entries, on every request for the menu.
+func StoreHandler(list func(context.Context) ([]Entry, error), storeHandler http.Handler, o Options) http.Handler {
 	// Exact paths only, and no ServeMux: it would clean and redirect paths the store's own
 	// handler refuses (with "..") or answers itself.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var serve func()
 		switch r.URL.Path {
 		case ScriptPath:
-			serve = func() { serveScript(w, r, dir, o) }
+			serve = func() { serveScript(w, r, list, o) }
 		case KernelPath:
 			if o.Kernel != "" {
 				serve = func() { serveFile(w, r, o.Kernel) }
@@ -67,8 +73,14 @@ func Handler(dir string, storeHandler http.Handler, o Options) http.Handler {
 }
 
 // Check says what is wrong with o before a server starts: the files must be there, the
-// URLs well formed.
+// URLs well formed. dir is the store directory.
 func Check(dir string, o Options) error {
+	return CheckStore(func(name string) error { _, err := os.Stat(dir + "/" + name); return err }, o)
+}
+
+// CheckStore is Check for a store anywhere: exists says whether the store has a file
+// (nil: it has).
+func CheckStore(exists func(name string) error, o Options) error {
 	for _, f := range []struct{ flag, path, inStore string }{
 		{"--kernel", o.Kernel, "boot/vmlinuz"}, {"--initrd", o.Initrd, "boot/initrd.img"},
 	} {
@@ -82,7 +94,7 @@ func Check(dir string, o Options) error {
 			}
 			continue
 		}
-		if _, err := os.Stat(dir + "/" + f.inStore); err != nil {
+		if err := exists(f.inStore); err != nil {
 			return fmt.Errorf("the boot menu needs a kernel and an initramfs: give %s FILE or put it in the store as %s", f.flag, f.inStore)
 		}
 	}
@@ -102,7 +114,7 @@ func Check(dir string, o Options) error {
 	return nil
 }
 
-func serveScript(w http.ResponseWriter, r *http.Request, dir string, o Options) {
+func serveScript(w http.ResponseWriter, r *http.Request, list func(context.Context) ([]Entry, error), o Options) {
 	base := strings.TrimSuffix(o.URL, "/")
 	if base == "" {
 		host, err := requestHost(r.Host)
@@ -112,7 +124,7 @@ func serveScript(w http.ResponseWriter, r *http.Request, dir string, o Options) 
 		}
 		base = "http://" + host
 	}
-	entries, err := List(r.Context(), dir)
+	entries, err := list(r.Context())
 	if err != nil {
 		http.Error(w, "boot menu: "+err.Error(), http.StatusInternalServerError)
 		return
@@ -185,16 +197,43 @@ func List(ctx context.Context, dir string) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	return entries(ctx, d, names), nil
+}
+
+// ListStore is List for a store anywhere: its images come from listing it when it can be
+// listed, else from its catalogue (a public bucket lets anyone read, not list).
+func ListStore(ctx context.Context, s store.Store) ([]Entry, error) {
+	if w, ok := s.(store.Writer); ok {
+		if names, err := catalog.Names(ctx, w); err == nil {
+			return entries(ctx, s, names), nil
+		}
+	}
+	b, err := s.File(ctx, catalog.NamesPath, catalog.MaxNames)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil // no image published yet
+	}
+	if err != nil {
+		return nil, err
+	}
+	names, err := catalog.ParseNames(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", s, catalog.NamesPath, err)
+	}
+	return entries(ctx, s, names), nil
+}
+
+// entries describes the images names of store s.
+func entries(ctx context.Context, s store.Store, names []string) []Entry {
 	var out []Entry
 	for _, n := range names {
 		e := Entry{Name: n}
-		if b, err := d.File(ctx, store.LatestPath(n), index.MaxPointer); err == nil {
+		if b, err := s.File(ctx, store.LatestPath(n), index.MaxPointer); err == nil {
 			text, _ := trust.SplitPointer(b)
 			if p, err := index.ParsePointer(text); err == nil && p.Name == n {
 				e.Version = p.Version
 			}
 		}
-		if b, err := d.File(ctx, catalog.VersionsPath(n), catalog.MaxVersions); err == nil && e.Version > 0 {
+		if b, err := s.File(ctx, catalog.VersionsPath(n), catalog.MaxVersions); err == nil && e.Version > 0 {
 			text, _ := trust.SplitPointer(b)
 			if vs, err := catalog.ParseVersions(text); err == nil {
 				if v, ok := vs.Find(e.Version); ok {
@@ -204,5 +243,5 @@ func List(ctx context.Context, dir string) ([]Entry, error) {
 		}
 		out = append(out, e)
 	}
-	return out, nil
+	return out
 }

@@ -1,6 +1,6 @@
 // Package server serves a store over plain HTTP. A store is just files, so this is a
 // careful static file server: GET and HEAD only, Range, ETag, the caching headers that let
-// proxies and CDNs carry the load, and no way out of the store directory.
+// proxies and CDNs carry the load, and no way out of the store (a directory or a bucket).
 package server
 
 import (
@@ -11,14 +11,16 @@ import (
 	"os"
 	"path"
 	"strings"
-	"syscall"
 	"time"
 )
 
 // Handler returns the composed handler for a store directory: method filter, then caching
 // headers, then the files; wrap it with AccessLog for logging.
-func Handler(root *os.Root) http.Handler {
-	return methods(cacheHeaders(files{root}))
+func Handler(root *os.Root) http.Handler { return FilesHandler(DirFiles(root)) }
+
+// FilesHandler is Handler for a store's files wherever they are (a directory, a bucket).
+func FilesHandler(f Files) http.Handler {
+	return methods(cacheHeaders(files{f}))
 }
 
 // methods allows only GET and HEAD: a store is read-only over HTTP.
@@ -54,7 +56,8 @@ func cacheHeaders(next http.Handler) http.Handler {
 	})
 }
 
-type files struct{ root *os.Root }
+// files serves the store's files from fs.
+type files struct{ fs Files }
 
 func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name, ok := cleanPath(r.URL.Path)
@@ -67,20 +70,13 @@ func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, "404 not found", http.StatusNotFound)
 		return
 	}
-	// O_NONBLOCK: a FIFO in the store would otherwise block this request forever; it does
-	// not change reads of regular files, and anything else is refused below.
-	file, err := f.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	file, err := f.fs.Open(r.Context(), name)
 	if err != nil {
-		notFoundOr(w, err)
+		openFailed(w, err)
 		return
 	}
-	defer file.Close()
-	st, err := file.Stat()
-	if err != nil {
-		notFoundOr(w, err)
-		return
-	}
-	if !st.Mode().IsRegular() {
+	defer file.Content.Close()
+	if !file.Regular {
 		// No directory listings: clients know every name they need from indexes.
 		fail(w, "404 not found", http.StatusNotFound)
 		return
@@ -97,9 +93,13 @@ func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			h.Set("Content-Type", "text/plain; charset=utf-8")
 		}
-		h.Set("ETag", fmt.Sprintf(`"%x-%x"`, st.Size(), st.ModTime().UnixNano()))
+		etag := file.ETag
+		if etag == "" {
+			etag = fmt.Sprintf(`"%x-%x"`, file.Size, file.ModTime.UnixNano())
+		}
+		h.Set("ETag", etag)
 	}
-	http.ServeContent(w, r, "", st.ModTime(), file)
+	http.ServeContent(w, r, "", file.ModTime, file.Content)
 }
 
 // cleanPath turns a URL path into a name inside the store, refusing anything that tries
@@ -120,15 +120,17 @@ func cleanPath(p string) (string, bool) {
 	return name, true
 }
 
-func notFoundOr(w http.ResponseWriter, err error) {
+// openFailed answers a failed Open: see Files for what each error means.
+func openFailed(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		fail(w, "404 not found", http.StatusNotFound)
 	case errors.Is(err, fs.ErrPermission):
 		fail(w, "403 forbidden", http.StatusForbidden)
 	default:
-		// Symlinks escaping the root and other refusals from os.Root land here.
-		fail(w, "404 not found", http.StatusNotFound)
+		// The reason (an address, a service's message) is for the server's log, not for
+		// whoever asked.
+		fail(w, "502 bad gateway: the store did not answer", http.StatusBadGateway)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 // written whole by a single PUT, so readers never see part of one, as with Dir's renames.
 type S3 struct {
 	client *minio.Client
+	creds  *credentials.Credentials
 	bucket string
 	prefix string // "" or ends in "/"
 	name   string // s3://BUCKET/PREFIX, for messages
@@ -104,7 +105,7 @@ func NewS3(loc string, opt S3Options) (*S3, error) {
 	if prefix != "" {
 		name += "/" + strings.TrimSuffix(prefix, "/")
 	}
-	return &S3{client: client, bucket: u.Host, prefix: prefix, name: name, opt: opt}, nil
+	return &S3{client: client, creds: creds, bucket: u.Host, prefix: prefix, name: name, opt: opt}, nil
 }
 
 func (s *S3) String() string { return s.name }
