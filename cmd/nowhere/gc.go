@@ -19,6 +19,7 @@ type gcOptions struct {
 	keep     int
 	grace    time.Duration
 	dryRun   bool
+	list     bool
 	key      string
 	password string
 }
@@ -39,6 +40,7 @@ see: another host, object storage). Temporary files that an interrupted pack or 
 left in a directory store are removed once older than --grace too. Signed versions
 files are re-signed with --key.`,
 		Example: `  nowhere gc ./store --keep 3 --dry-run
+  nowhere gc ./store --keep 3 --dry-run --list
   nowhere gc /srv/nowhere --keep 2 --key publisher.key --password-file pw`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -49,6 +51,7 @@ files are re-signed with --key.`,
 	f.IntVar(&o.keep, "keep", 0, "versions to keep per image (at least 1)")
 	durationVar(f, &o.grace, "grace", time.Hour, "keep unreferenced chunks modified more recently than this")
 	f.BoolVar(&o.dryRun, "dry-run", false, "only show what would be removed")
+	f.BoolVar(&o.list, "list", false, "also print every chunk and temporary file removed (or, with --dry-run, that would be)")
 	f.StringVar(&o.key, "key", "", "secret key to re-sign the versions files of signed images")
 	f.StringVar(&o.password, "password-file", "", "the secret key's password is the first line of this file")
 	_ = cmd.MarkFlagRequired("keep")
@@ -104,6 +107,14 @@ func runGC(ctx context.Context, loc string, o gcOptions) error {
 	if res.Temps > 0 || res.YoungTemps > 0 {
 		fmt.Printf("  temporary files of interrupted writers: %s %d (%s); %d kept for the grace period\n",
 			verb, res.Temps, units.Bytes(res.TempBytes), res.YoungTemps)
+	}
+	if o.list {
+		for _, id := range res.RemovedChunks {
+			fmt.Printf("%s %s\n", verb, store.ChunkPath(id))
+		}
+		for _, name := range res.RemovedTemps {
+			fmt.Printf("%s %s\n", verb, name)
+		}
 	}
 	return nil
 }

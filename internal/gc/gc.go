@@ -55,14 +55,16 @@ type Result struct {
 	Images          int
 	KeptVersions    []string // NAME@V
 	RemovedVersions []string
-	Referenced      int   // distinct chunks the kept versions reference
-	Removed         int   // chunks removed
-	RemovedBytes    int64 // their stored bytes
-	Young           int   // unreferenced chunks kept for the grace period
+	Referenced      int        // distinct chunks the kept versions reference
+	Removed         int        // chunks removed
+	RemovedChunks   []chunk.ID // which, in the store's listing order
+	RemovedBytes    int64      // their stored bytes
+	Young           int        // unreferenced chunks kept for the grace period
 	YoungBytes      int64
-	Temps           int   // temporary files of interrupted writers removed
-	TempBytes       int64 // their bytes
-	YoungTemps      int   // temporary files kept for the grace period (a writer may still run)
+	Temps           int      // temporary files of interrupted writers removed
+	TempBytes       int64    // their bytes
+	YoungTemps      int      // temporary files kept for the grace period (a writer may still run)
+	RemovedTemps    []string // which (names relative to the store)
 }
 
 // Run collects garbage in s.
@@ -112,11 +114,12 @@ func Run(ctx context.Context, s Store, opt Options) (*Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("listing the chunks of %s: %w", s, err)
 	}
-	res.Removed = len(doomed)
+	res.Removed, res.RemovedChunks = len(doomed), doomed
 	temps, err := staleTemps(ctx, s, cutoff, res)
 	if err != nil {
 		return res, err
 	}
+	res.RemovedTemps = temps
 	if opt.DryRun {
 		return res, nil
 	}
