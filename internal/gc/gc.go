@@ -189,6 +189,7 @@ func collectImage(ctx context.Context, s Store, name string, opt Options, res *R
 		}
 	}
 	slices.Sort(keep)
+	slices.Sort(drop)
 	for _, v := range keep {
 		p := store.IndexPath(name, v)
 		file, err := s.File(ctx, p, index.MaxBody+index.MaxSignature+1<<20)
