@@ -33,10 +33,11 @@ func newGCCommand() *cobra.Command {
 s3://BUCKET/PREFIX), and always the one latest points to, removes the other versions'
 index files, then every chunk that no kept version references.
 
-A pack or sync into the same directory may run at the same time: they hold the store's
-lock shared, gc holds it exclusive, so gc never removes a chunk that an index about to be
-published needs. Chunks modified within --grace are kept anyway (for writers gc cannot
-see: another host, object storage). Temporary files that an interrupted pack or sync
+A pack or sync into the same store may run at the same time: they hold the store's lock
+shared, gc holds it exclusive (a flock on STORE/.nowhere-lock in a directory, marker
+objects under .nowhere-lock/ in a bucket), so gc never removes a chunk that an index
+about to be published needs. Chunks modified within --grace are kept anyway (for writers
+that take no lock: another host writing over NFS without flock, other tools). Temporary files that an interrupted pack or sync
 left in a directory store are removed once older than --grace too. Signed versions
 files are re-signed with --key.`,
 		Example: `  nowhere gc ./store --keep 3 --dry-run
@@ -85,16 +86,16 @@ func runGC(ctx context.Context, loc string, o gcOptions) error {
 			return err
 		}
 		defer d.Close()
-		unlock, err := d.Lock(true, func() { logf("waiting for the pack or sync writing to %s to finish", loc) })
-		if err != nil {
-			return err
-		}
-		defer unlock()
 		s = d
 	}
-	res, err := gc.Run(ctx, s, gc.Options{Keep: o.keep, Grace: o.grace, DryRun: o.dryRun, Signer: signer})
+	lk, err := lockStore(ctx, s, loc, true)
 	if err != nil {
-		return fmt.Errorf("gc %s: %w", loc, err)
+		return err
+	}
+	defer lk.unlock()
+	res, err := gc.Run(lk.ctx, s, gc.Options{Keep: o.keep, Grace: o.grace, DryRun: o.dryRun, Signer: signer, Held: lk.held})
+	if err != nil {
+		return fmt.Errorf("gc %s: %w", loc, lk.explain(err))
 	}
 	verb := "removed"
 	if o.dryRun {
