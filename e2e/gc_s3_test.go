@@ -69,11 +69,15 @@ func TestGCWithConcurrentPackS3(t *testing.T) {
 	reached, release := make(chan struct{}), make(chan struct{})
 	released := sync.OnceFunc(func() { close(release) })
 	defer released()
-	packed := make(chan error, 1)
+	type packed struct {
+		res *pack.Result
+		err error
+	}
+	done := make(chan packed, 1)
 	go func() {
 		f, err := os.Open(a)
 		if err != nil {
-			packed <- err
+			done <- packed{nil, err}
 			return
 		}
 		defer f.Close()
@@ -82,15 +86,12 @@ func TestGCWithConcurrentPackS3(t *testing.T) {
 			<-release
 			return nil
 		}})
-		if err == nil && (res.Index.Version != 3 || res.New != 0) {
-			t.Errorf("the paused pack published os@%d writing %d new chunks; want os@3 reusing every chunk", res.Index.Version, res.New)
-		}
-		packed <- err
+		done <- packed{res, err}
 	}()
 	select {
 	case <-reached:
-	case err := <-packed:
-		t.Fatalf("the test's pack ended before publishing: %v", err)
+	case p := <-done:
+		t.Fatalf("the test's pack ended before publishing: %v", p.err)
 	case <-ctx.Done():
 		t.Fatal("the test's pack did not reach the point before publishing")
 	}
@@ -111,8 +112,10 @@ func TestGCWithConcurrentPackS3(t *testing.T) {
 	}
 
 	released()
-	if err := <-packed; err != nil {
-		t.Fatalf("the test's pack: %v", err)
+	if p := <-done; p.err != nil {
+		t.Fatalf("the test's pack: %v", p.err)
+	} else if p.res.Index.Version != 3 || p.res.New != 0 {
+		t.Fatalf("the paused pack published os@%d writing %d new chunks; want os@3 reusing every chunk", p.res.Index.Version, p.res.New)
 	}
 	lock.Unlock()
 	unlocked = true
@@ -226,11 +229,8 @@ func TestS3LockLease(t *testing.T) {
 	gcWaits := make(chan struct{})
 	gcGot := make(chan *store.S3Lock, 1)
 	go func() {
-		l, _, err := open().Lock(ctx, true, func() { close(gcWaits) })
-		if err != nil {
-			t.Error(err)
-		}
-		gcGot <- l
+		l, _, _ := open().Lock(ctx, true, func() { close(gcWaits) })
+		gcGot <- l // nil: failed
 	}()
 	select {
 	case <-gcWaits:
@@ -249,13 +249,14 @@ func TestS3LockLease(t *testing.T) {
 	gc2Waits := make(chan struct{})
 	gc2Got := make(chan *store.S3Lock, 1)
 	go func() {
-		l, _, err := open().Lock(ctx, true, func() { close(gc2Waits) })
-		if err != nil {
-			t.Error(err)
-		}
-		gc2Got <- l
+		l, _, _ := open().Lock(ctx, true, func() { close(gc2Waits) })
+		gc2Got <- l // nil: failed
 	}()
-	<-gc2Waits
+	select {
+	case <-gc2Waits:
+	case <-time.After(time.Minute):
+		t.Fatal("the second gc did not wait for the first")
+	}
 	w.Unlock()
 	var first *store.S3Lock
 	select {
