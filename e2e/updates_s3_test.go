@@ -45,7 +45,8 @@ func versitygw(t *testing.T) string {
 // s3Server is a versitygw serving a directory as buckets on 127.0.0.1.
 type s3Server struct {
 	url, root, access, secret string
-	stop                      func() // stops the server (also done by the test's cleanup)
+	stop                      func()      // stops the server (also done by the test's cleanup)
+	proc                      *os.Process // to pause it (SIGSTOP) in tests of an unreachable service
 }
 
 const testBucket = "nowhere-test"
@@ -87,6 +88,7 @@ func startS3(t *testing.T) *s3Server {
 		}
 	}
 	t.Cleanup(s.stop)
+	s.proc = cmd.Process
 	s.url = fmt.Sprintf("http://127.0.0.1:%d", port)
 	if !waitFor(15*time.Second, func() bool {
 		resp, err := http.Get(s.url + "/")

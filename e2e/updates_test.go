@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -375,69 +374,5 @@ func TestSyncResumesAfterBeingKilled(t *testing.T) {
 	_, present, copied = parseSync(t, mustNowhere(t, "sync", srv.url, dst, "--key", pub, "--progress", "never").stdout)
 	if copied != 0 || present != total {
 		t.Errorf("a third sync copied %d chunks", copied)
-	}
-}
-
-// TestGCWithConcurrentPack: gc runs while packs that reuse the chunks gc is removing run
-// into the same store; afterwards every published version reads back intact.
-func TestGCWithConcurrentPack(t *testing.T) {
-	needRoot(t)
-	dir := t.TempDir()
-	st := filepath.Join(dir, "store")
-	a, b := filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img")
-	randomFile(t, a, 8<<20, 1)
-	randomFile(t, b, 8<<20, 2)
-	pack := func(img string) result {
-		return runNowhere(t, "pack", img, "--store", st, "--name", "os", "--progress", "never", "--workers", "1")
-	}
-	if r := pack(a); r.code != 0 {
-		t.Fatal(r.stderr)
-	}
-	if r := pack(b); r.code != 0 {
-		t.Fatal(r.stderr)
-	}
-	// Dry run: counts what would go, removes nothing.
-	dry := mustNowhere(t, "gc", st, "--keep", "1", "--grace", "0", "--dry-run").stdout
-	if !strings.Contains(dry, "would remove 1 (os@1)") || chunkFiles(t, st) == 0 {
-		t.Fatalf("gc --dry-run:\n%s", dry)
-	}
-	aChunks := len(loadIndex(t, st, "os", 1).Entries)
-	if !strings.Contains(dry, fmt.Sprintf("would remove %d (", aChunks)) {
-		t.Fatalf("gc --dry-run should count %d chunks of os@1:\n%s", aChunks, dry)
-	}
-	if _, err := os.Stat(filepath.Join(st, "images/os/1.index")); err != nil {
-		t.Fatal("dry run removed something")
-	}
-	// Each round: latest is B; gc --keep 1 removes A's chunks while pack publishes A
-	// again (reusing exactly those chunks), then B again.
-	for round := range 4 {
-		var wg sync.WaitGroup
-		var packRes, gcRes result
-		wg.Add(2)
-		img := a
-		if round%2 == 1 {
-			img = b
-		}
-		go func() { defer wg.Done(); packRes = pack(img) }()
-		go func() { defer wg.Done(); gcRes = runNowhere(t, "gc", st, "--keep", "1", "--grace", "0") }()
-		wg.Wait()
-		if packRes.code != 0 || gcRes.code != 0 {
-			t.Fatalf("round %d: pack exit %d: %s; gc exit %d: %s", round, packRes.code, packRes.stderr, gcRes.code, gcRes.stderr)
-		}
-		r := mustNowhere(t, "verify", st)
-		if !strings.Contains(r.stdout, ": 0 problems") {
-			t.Fatalf("round %d: store damaged:\n%s", round, r.stdout)
-		}
-		out := filepath.Join(dir, "out.img")
-		mustNowhere(t, "extract", st+"/images/os", out, "--insecure", "--progress", "never", "--state", filepath.Join(dir, "state"))
-		if !fileEqual(t, out, img) {
-			t.Fatalf("round %d: the latest version does not read back as %s", round, img)
-		}
-		os.Remove(out)
-	}
-	// In the end only the latest version and its chunks remain.
-	mustNowhere(t, "gc", st, "--keep", "1", "--grace", "0")
-	if n, want := chunkFiles(t, st), len(loadIndex(t, st, "os", 6).Entries); n != want {
-		t.Errorf("after gc --keep 1: %d chunk files, want the %d of the latest version", n, want)
 	}
 }

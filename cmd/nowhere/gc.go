@@ -19,6 +19,7 @@ type gcOptions struct {
 	keep     int
 	grace    time.Duration
 	dryRun   bool
+	list     bool
 	key      string
 	password string
 }
@@ -32,13 +33,15 @@ func newGCCommand() *cobra.Command {
 s3://BUCKET/PREFIX), and always the one latest points to, removes the other versions'
 index files, then every chunk that no kept version references.
 
-A pack or sync into the same directory may run at the same time: they hold the store's
-lock shared, gc holds it exclusive, so gc never removes a chunk that an index about to be
-published needs. Chunks modified within --grace are kept anyway (for writers gc cannot
-see: another host, object storage). Temporary files that an interrupted pack or sync
+A pack or sync into the same store may run at the same time: they hold the store's lock
+shared, gc holds it exclusive (a flock on STORE/.nowhere-lock in a directory, marker
+objects under .nowhere-lock/ in a bucket), so gc never removes a chunk that an index
+about to be published needs. Chunks modified within --grace are kept anyway (for writers
+that take no lock: another host writing over NFS without flock, other tools). Temporary files that an interrupted pack or sync
 left in a directory store are removed once older than --grace too. Signed versions
 files are re-signed with --key.`,
 		Example: `  nowhere gc ./store --keep 3 --dry-run
+  nowhere gc ./store --keep 3 --dry-run --list
   nowhere gc /srv/nowhere --keep 2 --key publisher.key --password-file pw`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -49,6 +52,7 @@ files are re-signed with --key.`,
 	f.IntVar(&o.keep, "keep", 0, "versions to keep per image (at least 1)")
 	durationVar(f, &o.grace, "grace", time.Hour, "keep unreferenced chunks modified more recently than this")
 	f.BoolVar(&o.dryRun, "dry-run", false, "only show what would be removed")
+	f.BoolVar(&o.list, "list", false, "also print every chunk and temporary file removed (or, with --dry-run, that would be)")
 	f.StringVar(&o.key, "key", "", "secret key to re-sign the versions files of signed images")
 	f.StringVar(&o.password, "password-file", "", "the secret key's password is the first line of this file")
 	_ = cmd.MarkFlagRequired("keep")
@@ -82,16 +86,16 @@ func runGC(ctx context.Context, loc string, o gcOptions) error {
 			return err
 		}
 		defer d.Close()
-		unlock, err := d.Lock(true, func() { logf("waiting for the pack or sync writing to %s to finish", loc) })
-		if err != nil {
-			return err
-		}
-		defer unlock()
 		s = d
 	}
-	res, err := gc.Run(ctx, s, gc.Options{Keep: o.keep, Grace: o.grace, DryRun: o.dryRun, Signer: signer})
+	lk, err := lockStore(ctx, s, loc, true)
 	if err != nil {
-		return fmt.Errorf("gc %s: %w", loc, err)
+		return err
+	}
+	defer lk.unlock()
+	res, err := gc.Run(lk.ctx, s, gc.Options{Keep: o.keep, Grace: o.grace, DryRun: o.dryRun, Signer: signer, Held: lk.held})
+	if err != nil {
+		return fmt.Errorf("gc %s: %w", loc, lk.explain(err))
 	}
 	verb := "removed"
 	if o.dryRun {
@@ -104,6 +108,14 @@ func runGC(ctx context.Context, loc string, o gcOptions) error {
 	if res.Temps > 0 || res.YoungTemps > 0 {
 		fmt.Printf("  temporary files of interrupted writers: %s %d (%s); %d kept for the grace period\n",
 			verb, res.Temps, units.Bytes(res.TempBytes), res.YoungTemps)
+	}
+	if o.list {
+		for _, id := range res.RemovedChunks {
+			fmt.Printf("%s %s\n", verb, store.ChunkPath(id))
+		}
+		for _, name := range res.RemovedTemps {
+			fmt.Printf("%s %s\n", verb, name)
+		}
 	}
 	return nil
 }

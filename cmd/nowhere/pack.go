@@ -181,22 +181,28 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 	if c, ok := w.(interface{ Close() error }); ok {
 		defer c.Close()
 	}
-	unlock, err := lockForWriting(w, o.store)
+	lk, err := lockStore(ctx, w, o.store, false)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer lk.unlock()
+	ctx = lk.ctx
 
 	bar := newProgress(o.progress, size, "packing "+o.name)
 	res, err := pack.Run(ctx, in, w, pack.Options{
 		Name: o.name, Spec: spec, Expires: expires, Workers: o.workers,
 		Progress: bar.Set, Signer: signer, FSAware: fsAware,
-		Warn:   func(msg string) { logf("warning: %s: %s", image, msg) },
-		Finish: finish,
+		Warn: func(msg string) { logf("warning: %s: %s", image, msg) },
+		Finish: func(ix *index.Index) error {
+			if err := lk.held(); err != nil { // about to publish what the lock protected
+				return err
+			}
+			return finish(ix)
+		},
 	})
 	bar.Finish()
 	if err != nil {
-		return fmt.Errorf("pack %s: %w", image, err)
+		return fmt.Errorf("pack %s: %w", image, lk.explain(err))
 	}
 	ix := res.Index
 	fs := string(res.FSType)

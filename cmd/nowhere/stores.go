@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/nowhere-boot/nowhere/internal/image"
@@ -36,13 +37,43 @@ func openWriteStore(ctx context.Context, loc string) (store.Writer, error) {
 	return store.CreateDir(loc)
 }
 
-// lockForWriting holds a directory store's lock shared while chunks are written before
-// the index that references them, so that gc (which holds it exclusive) never runs in
-// between. Object stores have no such lock: gc's grace period covers them.
-func lockForWriting(w store.Writer, loc string) (func(), error) {
-	d, ok := w.(*store.Dir)
-	if !ok {
-		return func() {}, nil
+// storeLock is a store's lock held by this command.
+type storeLock struct {
+	ctx    context.Context // the command's context, cancelled if the lock is lost
+	unlock func()
+	held   func() error // an error once the lock is lost (only an S3 lock can be)
+}
+
+// explain turns the cancellation a lost lock caused into the reason.
+func (l *storeLock) explain(err error) error {
+	if herr := l.held(); herr != nil && errors.Is(err, context.Canceled) {
+		return herr
 	}
-	return d.Lock(false, func() { logf("waiting for the gc of %s to finish", loc) })
+	return err
+}
+
+// lockStore takes a store's lock: shared for writers that add chunks before an index
+// refers to them (pack, sync), exclusive for gc, which must not delete such a chunk in
+// between. A directory store has a flock (store.Dir.Lock), an S3 store marker objects
+// (store.S3Lock); others (none writable today) have none.
+func lockStore(ctx context.Context, w store.Writer, loc string, exclusive bool) (*storeLock, error) {
+	wait := func() { logf("waiting for the gc of %s to finish", loc) }
+	if exclusive {
+		wait = func() { logf("waiting for the pack or sync writing to %s to finish", loc) }
+	}
+	switch s := w.(type) {
+	case *store.Dir:
+		unlock, err := s.Lock(exclusive, wait)
+		if err != nil {
+			return nil, err
+		}
+		return &storeLock{ctx: ctx, unlock: unlock, held: func() error { return nil }}, nil
+	case *store.S3:
+		l, lctx, err := s.Lock(ctx, exclusive, wait)
+		if err != nil {
+			return nil, err // names the store
+		}
+		return &storeLock{ctx: lctx, unlock: l.Unlock, held: l.Held}, nil
+	}
+	return &storeLock{ctx: ctx, unlock: func() {}, held: func() error { return nil }}, nil
 }

@@ -79,11 +79,12 @@ func runSync(ctx context.Context, srcLoc, dstLoc string, o *syncOptions) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := lockForWriting(dst, dstLoc)
+	lk, err := lockStore(ctx, dst, dstLoc, false)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer lk.unlock()
+	ctx = lk.ctx // cancelled, before anything is published, if an S3 lock is lost
 	if v == nil {
 		logf("note: no --key: copying without checking signatures (clients still check them)")
 	}
@@ -102,6 +103,7 @@ func runSync(ctx context.Context, srcLoc, dstLoc string, o *syncOptions) error {
 		bar.Finish()
 	}
 	if err != nil {
+		err = lk.explain(err)
 		if res != nil && res.Copied > 0 {
 			return fmt.Errorf("sync: %w (after copying %d chunks; run it again to resume)", err, res.Copied)
 		}

@@ -3,10 +3,11 @@
 // references.
 //
 // Safety with writers running at the same time: a pack or sync writes chunks before the
-// index that references them. In a directory store they hold the store's lock shared and
-// gc holds it exclusive (store.Dir.Lock), so gc never runs between the two. For writers it
-// cannot see (another host, object storage), a chunk modified within the grace period is
-// kept even when nothing references it yet.
+// index that references them (or reuses chunks already there). They hold the store's lock
+// shared and gc holds it exclusive (store.Dir.Lock, a flock; store.S3Lock, marker objects),
+// so gc never runs between the two. For writers that take no lock (another host writing
+// over NFS without flock, older versions, other tools), a chunk modified within the grace
+// period is kept even when nothing references it yet.
 package gc
 
 import (
@@ -48,6 +49,17 @@ type Options struct {
 	// Signer re-signs the versions files of signed images whose versions gc removes.
 	Signer catalog.Signer
 	Now    func() time.Time
+	// Held, when set, is asked before every removal and write, and stops gc with its
+	// error: a lock that can be lost (store.S3Lock) must still be held when gc acts on
+	// what it decided under it.
+	Held func() error
+}
+
+func (opt Options) held() error {
+	if opt.Held == nil {
+		return nil
+	}
+	return opt.Held()
 }
 
 // Result is what a collection did (or, dry, would do).
@@ -55,14 +67,16 @@ type Result struct {
 	Images          int
 	KeptVersions    []string // NAME@V
 	RemovedVersions []string
-	Referenced      int   // distinct chunks the kept versions reference
-	Removed         int   // chunks removed
-	RemovedBytes    int64 // their stored bytes
-	Young           int   // unreferenced chunks kept for the grace period
+	Referenced      int        // distinct chunks the kept versions reference
+	Removed         int        // chunks removed
+	RemovedChunks   []chunk.ID // which, in the store's listing order
+	RemovedBytes    int64      // their stored bytes
+	Young           int        // unreferenced chunks kept for the grace period
 	YoungBytes      int64
-	Temps           int   // temporary files of interrupted writers removed
-	TempBytes       int64 // their bytes
-	YoungTemps      int   // temporary files kept for the grace period (a writer may still run)
+	Temps           int      // temporary files of interrupted writers removed
+	TempBytes       int64    // their bytes
+	YoungTemps      int      // temporary files kept for the grace period (a writer may still run)
+	RemovedTemps    []string // which (names relative to the store)
 }
 
 // Run collects garbage in s.
@@ -112,23 +126,33 @@ func Run(ctx context.Context, s Store, opt Options) (*Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("listing the chunks of %s: %w", s, err)
 	}
-	res.Removed = len(doomed)
+	res.Removed, res.RemovedChunks = len(doomed), doomed
 	temps, err := staleTemps(ctx, s, cutoff, res)
 	if err != nil {
 		return res, err
 	}
+	res.RemovedTemps = temps
 	if opt.DryRun {
 		return res, nil
 	}
 	for _, id := range doomed {
+		if err := opt.held(); err != nil {
+			return res, err
+		}
 		if err := s.RemoveChunk(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return res, fmt.Errorf("removing chunk %s: %w", id, err)
 		}
 	}
 	for _, name := range temps {
+		if err := opt.held(); err != nil {
+			return res, err
+		}
 		if err := s.(TempStore).RemoveTemp(ctx, name); err != nil && !isNotExist(err) {
 			return res, fmt.Errorf("removing %s/%s: %w", s, name, err)
 		}
+	}
+	if err := opt.held(); err != nil {
+		return res, err
 	}
 	if err := catalog.WriteNames(ctx, s); err != nil {
 		return res, err
@@ -186,6 +210,7 @@ func collectImage(ctx context.Context, s Store, name string, opt Options, res *R
 		}
 	}
 	slices.Sort(keep)
+	slices.Sort(drop)
 	for _, v := range keep {
 		p := store.IndexPath(name, v)
 		file, err := s.File(ctx, p, index.MaxBody+index.MaxSignature+1<<20)
@@ -230,10 +255,16 @@ func collectImage(ctx context.Context, s Store, name string, opt Options, res *R
 	if signed || opt.Signer != nil {
 		signer = opt.Signer
 	}
+	if err := opt.held(); err != nil {
+		return err
+	}
 	if err := catalog.WriteVersions(ctx, s, vs, signer); err != nil {
 		return err
 	}
 	for _, v := range drop {
+		if err := opt.held(); err != nil {
+			return err
+		}
 		p := store.IndexPath(name, v)
 		for _, f := range []string{p, p + catalog.SignatureSuffix} {
 			if err := s.RemoveFile(ctx, f); err != nil && !isNotExist(err) {

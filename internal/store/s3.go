@@ -41,6 +41,9 @@ type S3Options struct {
 	// CacheControl gives the Cache-Control header stored with each object (nil: none), so
 	// that a bucket served over plain HTTP tells caches what nowhere serve would.
 	CacheControl func(name string) string
+	// LockTTL is how long a lock marker stays valid without being rewritten (S3Lock);
+	// 0: DefaultS3LockTTL.
+	LockTTL time.Duration
 }
 
 // IsS3 reports whether loc names an object store location (s3://BUCKET[/PREFIX]).

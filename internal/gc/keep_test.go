@@ -1,0 +1,110 @@
+package gc_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/nowhere-boot/nowhere/internal/catalog"
+	"github.com/nowhere-boot/nowhere/internal/chunk"
+	"github.com/nowhere-boot/nowhere/internal/gc"
+	"github.com/nowhere-boot/nowhere/internal/index"
+	"github.com/nowhere-boot/nowhere/internal/store"
+)
+
+// TestKeepIsPerImage: two images with several versions each, one chunk shared across
+// images (in an old version of one and the latest of the other). --keep counts versions
+// per image: keep 2 drops only os@1; keep 1 keeps the latest of each image and every
+// chunk they reference (the shared one too), and removes exactly the chunks that only
+// older versions used. Every kept version still reads back whole.
+func TestKeepIsPerImage(t *testing.T) {
+	ctx := context.Background()
+	d, _ := openStore(t)
+	// Blocks 1-9 are distinct chunks; 9 is in os@1 and in tools@2.
+	images := []struct {
+		name   string
+		blocks []uint64
+	}{
+		{"os", []uint64{1, 2, 9}},
+		{"os", []uint64{1, 3}},
+		{"os", []uint64{1, 4}},
+		{"tools", []uint64{5, 6}},
+		{"tools", []uint64{5, 9, 7}},
+	}
+	for _, im := range images {
+		packBlocks(t, d, im.name, im.blocks...)
+	}
+	all := ids(1, 2, 3, 4, 5, 6, 7, 9)
+	if got := storedChunks(t, d); !slices.Equal(got, all) {
+		t.Fatalf("after packing the store holds %d chunks, want %d", len(got), len(all))
+	}
+
+	res, err := gc.Run(ctx, d, gc.Options{Keep: 2, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.RemovedVersions, []string{"os@1"}) || !slices.Equal(sortIDs(res.RemovedChunks), ids(2)) {
+		t.Errorf("dry run --keep 2 would remove versions %v and chunks %v; want os@1 and only block 2's chunk %v",
+			res.RemovedVersions, res.RemovedChunks, ids(2))
+	}
+	res, err = gc.Run(ctx, d, gc.Options{Keep: 1, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.RemovedVersions, []string{"os@1", "os@2", "tools@1"}) || !slices.Equal(sortIDs(res.RemovedChunks), ids(2, 3, 6)) {
+		t.Errorf("dry run --keep 1 would remove versions %v and chunks %v; want os@1 os@2 tools@1 and %v",
+			res.RemovedVersions, res.RemovedChunks, ids(2, 3, 6))
+	}
+	if got := storedChunks(t, d); !slices.Equal(got, all) {
+		t.Fatal("the dry runs removed chunks")
+	}
+	for _, name := range []string{"os", "tools"} {
+		if vs, _ := catalog.Listed(ctx, d, name); len(vs) < 2 {
+			t.Fatalf("the dry runs removed versions of %s: %v left", name, vs)
+		}
+	}
+
+	res, err = gc.Run(ctx, d, gc.Options{Keep: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.KeptVersions, []string{"os@3", "tools@2"}) || !slices.Equal(res.RemovedVersions, []string{"os@1", "os@2", "tools@1"}) {
+		t.Errorf("gc --keep 1 kept %v and removed %v; want os@3 tools@2, and os@1 os@2 tools@1", res.KeptVersions, res.RemovedVersions)
+	}
+	if got, want := storedChunks(t, d), ids(1, 4, 5, 7, 9); !slices.Equal(got, want) {
+		t.Errorf("after gc --keep 1 the store holds %v, want the chunks of os@3 and tools@2 %v", got, want)
+	}
+	for name, want := range map[string]uint64{"os": 3, "tools": 2} {
+		if vs, err := catalog.Listed(ctx, d, name); err != nil || !slices.Equal(vs, []uint64{want}) {
+			t.Errorf("%s: versions %v left (%v), want only %d", name, vs, err, want)
+		}
+		readsBack(t, d, name, want)
+	}
+}
+
+// readsBack checks that every chunk of a version is stored and decodes to what the
+// index says.
+func readsBack(t *testing.T, d *store.Dir, name string, v uint64) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := d.File(ctx, store.IndexPath(name, v), index.MaxBody)
+	if err != nil {
+		t.Fatalf("%s@%d: %v", name, v, err)
+	}
+	ix, err := index.Decode(b)
+	if err != nil {
+		t.Fatalf("%s@%d: %v", name, v, err)
+	}
+	for _, e := range ix.Entries {
+		if e.Zero {
+			continue
+		}
+		raw, err := d.Chunk(ctx, chunk.Ref{ID: e.ID, Len: e.Len, Stored: e.Stored})
+		if err == nil {
+			_, err = chunk.Decode(nil, e.ID, int(e.Len), raw)
+		}
+		if err != nil {
+			t.Errorf("%s@%d: chunk at %d: %v", name, v, e.Off, err)
+		}
+	}
+}
