@@ -485,7 +485,7 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref, throu
 	case corrupt:
 		s.opt.Metrics.request(m.name, "corrupt", 0, d)
 	case m.peer && isPeerMiss(err):
-		s.missed(m, d)
+		s.missed(m, d, shared)
 		s.opt.Metrics.request(m.name, "miss", 0, d)
 		return Fetched{}, err // normal for a peer: not a failure
 	default:

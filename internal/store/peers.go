@@ -70,13 +70,13 @@ func (m *mirror) sawChunk(hit bool) {
 	m.hit += ewmaWeight * (v - m.hit)
 }
 
-// missed books a peer's "not here": its ratio drops, its latency is measured, and it
-// stays up.
-func (s *MirrorSet) missed(m *mirror, d time.Duration) {
+// missed books a peer's "not here", answered in d while `shared` requests were in flight
+// on it: its ratio drops, the answer is a latency sample, and it stays up.
+func (s *MirrorSet) missed(m *mirror, d time.Duration, shared int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sawChunk(false)
-	m.est.latency = ewma(m.est.latency, d.Seconds())
+	m.est.sampleLatency(d.Seconds(), shared)
 }
 
 // get fetches ref's stored bytes from m; through asks a peer to fetch what it lacks.
