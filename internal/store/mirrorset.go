@@ -78,10 +78,11 @@ func (s mirrorState) String() string {
 
 // mirror is one member of the set. Its lock guards everything below it.
 type mirror struct {
-	store Store
-	name  string
-	peer  bool    // a LAN peer's cache: may lack chunks, never serves files (peers.go)
-	hit   float64 // peers: moving average of how often it had the chunk asked for
+	store   Store
+	name    string
+	peer    bool    // a LAN peer's cache: may lack chunks, never serves files (peers.go)
+	hit     float64 // peers: moving average of how often it had the chunk asked for
+	answers int64   // peers: how many answers hit reflects (sawChunk)
 
 	mu        sync.Mutex
 	state     mirrorState
