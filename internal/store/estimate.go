@@ -53,19 +53,44 @@ func (e *estimate) observe(size int, d time.Duration, shared int) {
 	e.recent[e.n%len(e.recent)] = s
 	e.n++
 	if size < smallRequest || e.latency == 0 {
-		e.latency = ewma(e.latency, s)
+		e.sampleLatency(s, shared)
 		if size < smallRequest {
 			return
 		}
 	}
 	// The part of the time beyond the usual latency is the transfer. Never let a request
 	// faster than the latency estimate claim infinite throughput.
-	transfer := s - e.latency
+	lat := e.latency
+	if lat == 0 {
+		lat = e.assumed
+	}
+	transfer := s - lat
 	if transfer < s/4 {
 		transfer = s / 4
 		e.latency = ewma(e.latency, s*3/4) // the latency estimate was too high
 	}
 	e.throughput = ewma(e.throughput, float64(size)*float64(max(shared, 1))/transfer)
+}
+
+// sampleLatency records s seconds as the time to answer a small request (a small chunk,
+// a probe, a peer's "not here") made while `shared` requests (itself included) were in
+// flight. A request that ran alone measures the latency. One that shared the mirror may
+// also have waited behind the others, in the mirror's queue or, on a loaded machine, for
+// a CPU: its time bounds the latency from above only, so it may lower the estimate but
+// never raise it, and while nothing has been measured alone the assumed latency stands
+// unless it shows lower. (Booking such a wait as latency made a LAN peer on a loaded
+// machine look as slow as a distant mirror: the set stopped asking it.)
+func (e *estimate) sampleLatency(s float64, shared int) {
+	if shared > 1 {
+		bound := e.latency
+		if bound == 0 {
+			bound = e.assumed
+		}
+		if bound > 0 && s >= bound {
+			return
+		}
+	}
+	e.latency = ewma(e.latency, s)
 }
 
 // expected returns how long a request of size bytes should take on an idle mirror.

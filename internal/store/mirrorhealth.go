@@ -39,6 +39,7 @@ func (s *MirrorSet) probe(ctx context.Context, m *mirror) bool {
 		m.mu.Unlock()
 		return false
 	}
+	busyAtStart := m.inflight // requests the probe may wait behind
 	m.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
@@ -75,10 +76,11 @@ func (s *MirrorSet) probe(ctx context.Context, m *mirror) bool {
 		m.backoff = min(2*m.backoff, m.maxBackoff())
 		return false
 	}
+	shared := 1 + (busyAtStart+m.inflight+1)/2 // the probe and the requests beside it
 	if known == nil || answered {
-		m.est.latency = ewma(m.est.latency, d.Seconds()) // a small request: all latency
+		m.est.sampleLatency(d.Seconds(), shared) // a small request: all latency
 	} else {
-		m.est.observe(int(known.Stored), d, 1)
+		m.est.observe(int(known.Stored), d, shared)
 	}
 	if m.state != stateUp {
 		s.logHealth("%s %s is back (answered in %s)", m.kind(), m.name, d.Round(time.Millisecond))

@@ -78,10 +78,11 @@ func (s mirrorState) String() string {
 
 // mirror is one member of the set. Its lock guards everything below it.
 type mirror struct {
-	store Store
-	name  string
-	peer  bool    // a LAN peer's cache: may lack chunks, never serves files (peers.go)
-	hit   float64 // peers: moving average of how often it had the chunk asked for
+	store   Store
+	name    string
+	peer    bool    // a LAN peer's cache: may lack chunks, never serves files (peers.go)
+	hit     float64 // peers: moving average of how often it had the chunk asked for
+	answers int64   // peers: how many answers hit reflects (sawChunk)
 
 	mu        sync.Mutex
 	state     mirrorState
@@ -485,7 +486,7 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref, throu
 	case corrupt:
 		s.opt.Metrics.request(m.name, "corrupt", 0, d)
 	case m.peer && isPeerMiss(err):
-		s.missed(m, d)
+		s.missed(m, d, shared)
 		s.opt.Metrics.request(m.name, "miss", 0, d)
 		return Fetched{}, err // normal for a peer: not a failure
 	default:

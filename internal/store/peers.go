@@ -58,7 +58,16 @@ func (m *mirror) kind() string {
 	return "mirror"
 }
 
-// sawChunk records that m had a chunk it was asked for (peers' hit ratio).
+// peerHitMemory is about how many recent answers a peer's hit ratio reflects: no fewer
+// than a read-ahead burst (image.Reader keeps up to 32 fetches in flight).
+const peerHitMemory = 32
+
+// sawChunk records whether m had a chunk it was asked for (peers' hit ratio): the mean
+// of the answers so far, the prior counting as one, until there are peerHitMemory of
+// them, then a moving average over about as many. The requests of a read-ahead burst go
+// out together and come back in whatever order the machines schedule them; a memory
+// shorter than a burst let one burst's misses, booked last, sink the ratio of a peer
+// holding half the chunks to a few per cent, and the set stopped asking it.
 func (m *mirror) sawChunk(hit bool) {
 	if !m.peer {
 		return
@@ -67,16 +76,17 @@ func (m *mirror) sawChunk(hit bool) {
 	if hit {
 		v = 1
 	}
-	m.hit += ewmaWeight * (v - m.hit)
+	m.answers++
+	m.hit += (v - m.hit) / float64(min(m.answers+1, peerHitMemory))
 }
 
-// missed books a peer's "not here": its ratio drops, its latency is measured, and it
-// stays up.
-func (s *MirrorSet) missed(m *mirror, d time.Duration) {
+// missed books a peer's "not here", answered in d while `shared` requests were in flight
+// on it: its ratio drops, the answer is a latency sample, and it stays up.
+func (s *MirrorSet) missed(m *mirror, d time.Duration, shared int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sawChunk(false)
-	m.est.latency = ewma(m.est.latency, d.Seconds())
+	m.est.sampleLatency(d.Seconds(), shared)
 }
 
 // get fetches ref's stored bytes from m; through asks a peer to fetch what it lacks.
