@@ -139,22 +139,9 @@ func TestGCWithConcurrentPackS3(t *testing.T) {
 
 	// Real races, bounded: gc --keep 1 drops the older image's version while a pack
 	// publishes that image again.
-	for round := range 3 {
-		img := a
-		if round%2 == 1 {
-			img = b
-		}
-		var wg sync.WaitGroup
-		var packRes, gcRes result
-		wg.Add(2)
-		go func() { defer wg.Done(); packRes = packCLI(img) }()
-		go func() { defer wg.Done(); gcRes = runNowhere(t, "gc", bucket, "--keep", "1", "--grace", "0") }()
-		wg.Wait()
-		if packRes.code != 0 || gcRes.code != 0 {
-			t.Fatalf("round %d: pack exit %d: %s; gc exit %d: %s", round, packRes.code, packRes.stderr, gcRes.code, gcRes.stderr)
-		}
+	packAndGCRace(t, 3, [2]string{a, b}, packCLI, bucket, func(img string, _ int) {
 		verifyS3(t, backend, bucket, map[string]string{"": img})
-	}
+	})
 }
 
 // verifyS3 checks a bucket's store: nowhere verify of the objects as the posix backend

@@ -145,22 +145,9 @@ func TestGCWithConcurrentPack(t *testing.T) {
 
 	// Real races, bounded: each round gc --keep 1 removes the chunks of the image that is
 	// not the latest while a pack publishes that image again, reusing exactly those chunks.
-	for round := range 4 {
-		img := a
-		if round%2 == 1 {
-			img = b
-		}
-		var wg sync.WaitGroup
-		var packRes, gcRes result
-		wg.Add(2)
-		go func() { defer wg.Done(); packRes = pack(img) }()
-		go func() { defer wg.Done(); gcRes = runNowhere(t, "gc", st, "--keep", "1", "--grace", "0") }()
-		wg.Wait()
-		if packRes.code != 0 || gcRes.code != 0 {
-			t.Fatalf("round %d: pack exit %d: %s; gc exit %d: %s", round, packRes.code, packRes.stderr, gcRes.code, gcRes.stderr)
-		}
+	packAndGCRace(t, 4, [2]string{a, b}, pack, st, func(img string, round int) {
 		verifyAndReadBack(t, st, img, "round "+itoa(round))
-	}
+	})
 	// In the end only the latest version and its chunks remain.
 	mustNowhere(t, "gc", st, "--keep", "1", "--grace", "0")
 	if got, want := chunkSet(t, st), indexChunks(t, st, "os", 8); !maps.Equal(got, want) {
@@ -314,4 +301,24 @@ func (bg *background) wait(t *testing.T) result {
 		t.Fatalf("nowhere %s: %v", strings.Join(bg.cmd.Args[1:], " "), bg.err)
 	}
 	return r
+}
+
+// packAndGCRace runs rounds of a real race: pack publishes imgs[round%2] again while
+// `gc STORE --keep 1 --grace 0` runs, both as processes; both must succeed, then check
+// verifies the store after the round.
+func packAndGCRace(t *testing.T, rounds int, imgs [2]string, pack func(img string) result, store string, check func(img string, round int)) {
+	t.Helper()
+	for round := range rounds {
+		img := imgs[round%2]
+		var wg sync.WaitGroup
+		var packRes, gcRes result
+		wg.Add(2)
+		go func() { defer wg.Done(); packRes = pack(img) }()
+		go func() { defer wg.Done(); gcRes = runNowhere(t, "gc", store, "--keep", "1", "--grace", "0") }()
+		wg.Wait()
+		if packRes.code != 0 || gcRes.code != 0 {
+			t.Fatalf("round %d: pack exit %d: %s; gc exit %d: %s", round, packRes.code, packRes.stderr, gcRes.code, gcRes.stderr)
+		}
+		check(img, round)
+	}
 }

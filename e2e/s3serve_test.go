@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,15 +26,7 @@ func TestS3ServeThrough(t *testing.T) {
 	s.useCredentials(t, true)
 	key, pub, pw := updateKeys(t)
 	dir := t.TempDir()
-	v1, v2 := filepath.Join(dir, "v1.img"), filepath.Join(dir, "v2.img")
-	randomFile(t, v1, 3<<20, 31)
-	mustRun(t, "cp", v1, v2)
-	f, err := os.OpenFile(v2, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Write(bytes.Repeat([]byte("v2"), 256<<10)) // v2 = v1 + 512 KiB more
-	f.Close()
+	v1, v2 := twoVersions(t, dir, 31, bytes.Repeat([]byte("v2"), 256<<10)) // v2 = v1 + 512 KiB more
 	bucket := "s3://" + testBucket + "/store"
 	for _, img := range []string{v1, v2} {
 		mustNowhere(t, "pack", img, "--store", bucket, "--name", "os", "--key", key, "--password-file", pw, "--progress", "never")

@@ -107,3 +107,21 @@ func fileEqual(t *testing.T, a, b string) bool {
 	}
 	return string(x) == string(y)
 }
+
+// twoVersions writes v1 (3 MiB of random bytes from seed) and v2 (v1 followed by tail)
+// into dir, the two versions of an image the S3 tests pack.
+func twoVersions(t *testing.T, dir string, seed uint64, tail []byte) (v1, v2 string) {
+	t.Helper()
+	v1, v2 = filepath.Join(dir, "v1.img"), filepath.Join(dir, "v2.img")
+	randomFile(t, v1, 3<<20, seed)
+	mustRun(t, "cp", v1, v2)
+	f, err := os.OpenFile(v2, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(tail); err != nil {
+		t.Fatal(err)
+	}
+	return v1, v2
+}

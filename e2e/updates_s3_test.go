@@ -148,15 +148,7 @@ func TestS3Store(t *testing.T) {
 	s.useCredentials(t, true)
 	key, pub, pw := updateKeys(t)
 	dir := t.TempDir()
-	v1, v2 := filepath.Join(dir, "v1.img"), filepath.Join(dir, "v2.img")
-	randomFile(t, v1, 3<<20, 11)
-	mustRun(t, "cp", v1, v2)
-	f, err := os.OpenFile(v2, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Write(make([]byte, 1<<20)) // v2 = v1 + a zero tail: shares every chunk
-	f.Close()
+	v1, v2 := twoVersions(t, dir, 11, make([]byte, 1<<20)) // v2 = v1 + a zero tail: shares every chunk
 	bucket := "s3://" + testBucket + "/store"
 	for _, img := range []string{v1, v2} {
 		mustNowhere(t, "pack", img, "--store", bucket, "--name", "os", "--key", key, "--password-file", pw, "--progress", "never")
