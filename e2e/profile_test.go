@@ -194,6 +194,8 @@ func TestMountPrefetchesTheProfileReadsFirst(t *testing.T) {
 		if err := preadDirect(m.file, int64(i*K), chunkOf(i)); err != nil {
 			t.Fatal(err)
 		}
+		// The server notes an answer after writing it: the read can return first.
+		waitFor(cmdTimeout, func() bool { _, d := srv.count(path(i)); return d >= 1 })
 		if a, d := srv.count(path(i)); a != 1 || d != 1 {
 			t.Fatalf("chunk %d: %d requests, %d answered", i, a, d)
 		}

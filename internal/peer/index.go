@@ -72,11 +72,9 @@ func (s *indexStore) File(ctx context.Context, name string, max int64) ([]byte, 
 	key := flightKey{id: chunk.ID(sha256.Sum256([]byte(name))), home: "index"}
 	h := s.n.home(key.id)
 	if h == "" { // this node is the home: fetch it once, for itself and any neighbour asking
-		f, err := s.n.do(ctx, key, chunk.Ref{}, func(ctx context.Context, _ chunk.Ref) (store.Fetched, error) {
-			b, err := s.inner.File(ctx, name, max)
-			return store.Fetched{Raw: b}, err
+		return s.n.homeIndex(ctx, key, name, func(ctx context.Context) ([]byte, error) {
+			return s.inner.File(ctx, name, max)
 		})
-		return f.Raw, err
 	}
 	if b, ok := s.n.indexFromPeer(ctx, h, name, max, pin); ok {
 		return b, nil
@@ -135,14 +133,38 @@ func (n *Node) serveIndex(w http.ResponseWriter, r *http.Request, root *os.Root,
 	ctx, cancel := context.WithTimeout(r.Context(), fetchForPeer)
 	defer cancel()
 	key := flightKey{id: chunk.ID(sha256.Sum256([]byte(name))), home: "index"}
-	f, err := n.do(ctx, key, chunk.Ref{}, func(ctx context.Context, _ chunk.Ref) (store.Fetched, error) {
-		b, err := (*src).File(ctx, name, image.MaxIndexFile)
-		return store.Fetched{Raw: b}, err
+	b, err := n.homeIndex(ctx, key, name, func(ctx context.Context) ([]byte, error) {
+		return (*src).File(ctx, name, image.MaxIndexFile)
 	})
 	if err != nil {
 		http.Error(w, "cannot fetch it now", http.StatusServiceUnavailable)
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	_, _ = w.Write(f.Raw)
+	_, _ = w.Write(b)
+}
+
+// indexCopy is an index file as this node, its home, fetched it.
+type indexCopy struct {
+	name string
+	b    []byte
+}
+
+// homeIndex fetches the index at name once for this node and every neighbour asking: in
+// one flight while they ask at the same time, and from the copy kept after it when one
+// asks later (the node's own load and a neighbour's request may come one after the
+// other; without the copy the second would fetch it from the mirrors again). Versioned
+// index files never change; each asker checks the copy against its own pinned hash.
+func (n *Node) homeIndex(ctx context.Context, key flightKey, name string, fetch func(context.Context) ([]byte, error)) ([]byte, error) {
+	if c := n.index.Load(); c != nil && c.name == name {
+		return c.b, nil
+	}
+	f, err := n.do(ctx, key, chunk.Ref{}, func(ctx context.Context, _ chunk.Ref) (store.Fetched, error) {
+		b, err := fetch(ctx)
+		if err == nil {
+			n.index.Store(&indexCopy{name: name, b: b})
+		}
+		return store.Fetched{Raw: b}, err
+	})
+	return f.Raw, err
 }

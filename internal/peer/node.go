@@ -63,6 +63,7 @@ type Node struct {
 	direct   store.Fetcher                          // cache, then the mirror set (plain peer requests and mirrors)
 	peerHTTP store.HTTPOptions
 	files    atomic.Pointer[store.Store] // where the index comes from when fetched for a neighbour
+	index    atomic.Pointer[indexCopy]   // the last index this node fetched as its home (index.go)
 
 	mu      sync.Mutex
 	flights map[flightKey]*flight
