@@ -25,12 +25,7 @@ import (
 // anything reads them (the server's counters), and with RecordProfile print the chunks
 // read, in order, as console lines that profile.ParseConsole reads back.
 func TestDaemonPrefetchesAndRecordsTheProfile(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and mounts FUSE")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: FUSE without fusermount (make test runs as root)")
-	}
+	needRootDaemonEnv(t)
 	dir := t.TempDir()
 	bin := buildNowhere(t, dir)
 	secret, public := keygen(t, bin, dir, "publisher")

@@ -31,12 +31,7 @@ import (
 // lists where its spec says (nowhere.metrics=), carry the name and OOM exemption a root
 // daemon needs, and shrug off SIGTERM.
 func TestDaemonServesTheImageAsARootDaemon(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and mounts FUSE")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: FUSE without fusermount (make test runs as root)")
-	}
+	needRootDaemonEnv(t)
 	dir := t.TempDir()
 	bin := buildNowhere(t, dir)
 	secret, public := keygen(t, bin, dir, "publisher")
@@ -182,12 +177,7 @@ func checkMetrics(t *testing.T, url, mirror string, size int) {
 // TestDaemonBootsOnWhenMetricsCannotBeServed: the root must not die for metrics. With its
 // metrics port taken, the daemon says so in one line and serves the image all the same.
 func TestDaemonBootsOnWhenMetricsCannotBeServed(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and mounts FUSE")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: FUSE without fusermount (make test runs as root)")
-	}
+	needRootDaemonEnv(t)
 	dir := t.TempDir()
 	bin := buildNowhere(t, dir)
 	img := make([]byte, 1<<20+777)
@@ -267,12 +257,7 @@ func TestStartReportsWhyTheDaemonFailed(t *testing.T) {
 // version signed with the trusted key, it serves that one. With nowhere.insecure, the
 // unsigned image is served, with a warning.
 func TestDaemonRefusesUntrustedImagesUntilFixed(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and mounts FUSE")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: FUSE without fusermount (make test runs as root)")
-	}
+	needRootDaemonEnv(t)
 	dir := t.TempDir()
 	bin := buildNowhere(t, dir)
 	secret, public := keygen(t, bin, dir, "publisher")
@@ -459,4 +444,16 @@ func zombie(pid int) bool {
 	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	f := strings.Fields(string(b))
 	return len(f) > 2 && f[2] == "Z"
+}
+
+// needRootDaemonEnv skips a test that builds the binary and runs it as the root daemon:
+// it mounts FUSE without fusermount, so it needs root (make test runs as root).
+func needRootDaemonEnv(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary and mounts FUSE")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE without fusermount (make test runs as root)")
+	}
 }
