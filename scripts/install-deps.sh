@@ -36,6 +36,25 @@ for w in "${want[@]}"; do
       need curl curl
       need squid squid   # caching proxy for the mirror/proxy tests (started by the tests, not as a service)
       need minisign minisign
+      # Real-PC boots (bootdisk, uki, serve --pxe) and their firmware tests: loaders and firmware come from
+      # Debian's packages, never built here.
+      [ -e /usr/share/OVMF/OVMF_CODE_4M.secboot.fd ] || pkgs+=(ovmf)
+      [ -e /usr/lib/shim/shimx64.efi.signed ] || pkgs+=(shim-signed)
+      [ -e /usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed ] || pkgs+=(grub-efi-amd64-signed)
+      [ -e /usr/lib/systemd/boot/efi/linuxx64.efi.stub ] || pkgs+=(systemd-boot-efi)
+      [ -e /usr/lib/ipxe/undionly.kpxe ] && [ -e /usr/lib/ipxe/ipxe.efi ] || pkgs+=(ipxe)
+      [ -e /usr/lib/SYSLINUX/gptmbr.bin ] || pkgs+=(syslinux)
+      [ -d /usr/lib/syslinux/modules/bios ] || pkgs+=(syslinux-common)
+      [ -e /usr/lib/ISOLINUX/isolinux.bin ] || pkgs+=(isolinux)
+      need grub-script-check grub-common   # checks the generated grub.cfg in the unit tests
+      need sbsign sbsigntool
+      need objcopy binutils
+      need openssl openssl
+      need xorriso xorriso
+      need mcopy mtools
+      need mkfs.vfat dosfstools
+      need sfdisk fdisk
+      need dnsmasq dnsmasq-base   # the LAN's own DHCP server in the PXE tests
       ;;
     *) echo "install-deps: unknown set '$w' (want test, demo or bench)" >&2; exit 2 ;;
   esac
