@@ -34,6 +34,8 @@ type vmOptions struct {
 	logFile                    string
 	quiet                      bool
 	netboot                    bool
+	firmware                   string
+	usb, cdrom                 string
 }
 
 func newVMCommand() *cobra.Command {
@@ -77,6 +79,9 @@ X MB of Y MB in Z s"). The VM stops when the guest powers off, or is killed afte
 	f.StringVar(&o.logFile, "log", "", "also write the console to this file")
 	f.BoolVar(&o.quiet, "quiet", false, "do not show the console (with --log, it is still written there)")
 	f.BoolVar(&o.netboot, "netboot", false, "boot like a diskless machine: the NIC's iPXE fetches http://10.0.2.100/boot.ipxe (with --store: served here, with --kernel (a bzImage) and --initrd; --image is the default entry)")
+	f.StringVar(&o.firmware, "firmware", "direct", "direct (qemu loads --kernel and --initrd), or boot like a PC: bios (SeaBIOS), uefi (OVMF), secureboot (OVMF, Microsoft's keys, Secure Boot enforced), snakeoil (OVMF, Debian's test key)")
+	f.StringVar(&o.usb, "usb", "", "with --firmware: plug this disk image (nowhere bootdisk) in as a USB stick and boot it")
+	f.StringVar(&o.cdrom, "cdrom", "", "with --firmware: put this ISO (nowhere bootdisk --iso) in the CD-ROM drive and boot it")
 	cmd.AddCommand(newVMRelayCommand())
 	return cmd
 }
@@ -108,12 +113,33 @@ func runVM(ctx context.Context, o vmOptions) error {
 	if o.image != "" && o.store == "" {
 		return errors.New("--image needs --store (with --forward, pass nowhere.image= in --append)")
 	}
+	firmware, err := vm.ParseFirmware(o.firmware)
+	if err != nil {
+		return fmt.Errorf("--firmware: %w", err)
+	}
+	if firmware == vm.Direct && (o.usb != "" || o.cdrom != "") {
+		return errors.New("--usb and --cdrom need --firmware (bios, uefi, secureboot or snakeoil): qemu's direct boot ignores disks")
+	}
+	if firmware != vm.Direct && o.netboot {
+		return errors.New("--netboot boots through the NIC's iPXE under SeaBIOS: leave out --firmware")
+	}
+	for _, f := range []struct{ flag, path string }{{"--usb", o.usb}, {"--cdrom", o.cdrom}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s: %w", f.flag, err)
+		}
+	}
 	if o.netboot && o.store == "" && o.forward == "" {
 		return errors.New("--netboot needs --store, or --forward to a nowhere serve that hands out /boot.ipxe")
 	}
 	for _, f := range []struct{ flag, path string }{{"--kernel", o.kernel}, {"--initrd", o.initrd}} {
 		if f.path == "" && o.netboot && o.forward != "" {
 			continue // the server hands them out
+		}
+		if firmware != vm.Direct {
+			continue // the boot media carry them
 		}
 		if f.path == "" {
 			return fmt.Errorf("%s is required", f.flag)
@@ -165,6 +191,7 @@ func runVM(ctx context.Context, o vmOptions) error {
 			if err != nil {
 				return err
 			}
+			// With firmware the boot media's menu names the image.
 			appendArgs += " nowhere.image=" + vm.GuestURL + "/images/" + o.image
 		}
 	case o.forward != "":
@@ -243,6 +270,7 @@ func runVM(ctx context.Context, o vmOptions) error {
 	}
 	res, err := vm.Run(ctx, vm.Config{
 		Kernel: o.kernel, Initrd: o.initrd, Append: appendArgs, NetBoot: netboot,
+		Firmware: firmware, USB: o.usb, CDROM: o.cdrom,
 		Memory: o.memory, CPUs: o.cpus, Accel: o.accel,
 		Relay: relay, Disks: disks,
 		Console: console, Interactive: o.interactive, Expect: expect, OnMatch: onMatch,

@@ -234,3 +234,31 @@ func TestTwoHostsOnASwitch(t *testing.T) {
 		t.Errorf("links left behind:\n%s", links)
 	}
 }
+
+// TestTapOnTheSwitch: a tap is a port of the switch's bridge, visible to a process run in
+// NetNS (where qemu opens it), and goes away with the network.
+func TestTapOnTheSwitch(t *testing.T) {
+	testutil.NetNamespaces(t)
+	n, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	tap, err := n.AddTap("tap0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("nsenter", "--net="+tap.NetNS, "--", "ip", "-o", "link", "show", "dev", "tap0").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("master br0")) {
+		t.Errorf("tap0 in %s (%v): %s, want a port of br0", tap.NetNS, err, out)
+	}
+	if _, err := n.AddTap("a-name-too-long-for-linux"); err == nil {
+		t.Errorf("a 25-character interface name was accepted")
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tap.NetNS); err == nil {
+		t.Errorf("the switch namespace %s, with the tap, was left behind", tap.NetNS)
+	}
+}

@@ -46,7 +46,25 @@ type Config struct {
 	// server answers NetBoot, a URL (for nowhere: http://10.0.2.100/boot.ipxe, the menu
 	// nowhere serve hands out). Kernel, Initrd and Append are then not used.
 	NetBoot string
-	ROMDir  string // where the NIC's iPXE option ROM is, for NetBoot (default: FindROMDir)
+	ROMDir  string // where the NIC's iPXE option ROM is, for NetBoot and NICROM (default: FindROMDir)
+
+	// Firmware boots the VM like a PC: SeaBIOS or OVMF (UEFI, with or without Secure Boot)
+	// starts what is on USB, CDROM or the first of Disks, or else boots from the network.
+	// Kernel, Initrd and Append are then not used (Direct: qemu loads them, no firmware boot).
+	Firmware Firmware
+	USB      string // a raw disk image plugged in as a USB stick (xHCI), the first boot device
+	CDROM    string // an ISO 9660 image in a CD-ROM drive, the first boot device
+	// VarsFile is OVMF's variable store (NVRAM), written by the firmware; "": Run uses a
+	// fresh copy of the firmware's template and removes it afterwards.
+	VarsFile string
+	// NICROM keeps the virtio NIC's iPXE option ROM (with Firmware): SeaBIOS can only boot
+	// from the network through it. Without it OVMF's own PXE and HTTP Boot drivers run.
+	NICROM bool
+	// Tap puts the NIC on this tap device instead of qemu's user-mode network (then Relay is
+	// not used): the guest is a machine on whatever LAN the tap is bridged to. NetNS is the
+	// network namespace (a path, /run/netns/NAME) the tap lives in; qemu runs inside it.
+	Tap, NetNS string
+	FwCfg      []string // more -fw_cfg arguments (name=opt/...,string=...), for firmware settings
 
 	Console     io.Writer // the serial console goes here (and is matched)
 	Interactive bool      // connect the terminal to the console (Ctrl-A X quits)
@@ -67,15 +85,22 @@ type Result struct {
 
 // Args returns qemu's command line for cfg (after defaults are filled in).
 func Args(cfg Config, accel string) []string {
-	a := []string{
-		"-nodefaults", "-no-user-config", "-no-reboot",
-		"-machine", "pc", "-accel", accel,
-		"-m", strconv.Itoa(cfg.Memory), "-smp", strconv.Itoa(cfg.CPUs),
-	}
-	if cfg.NetBoot == "" {
+	a := []string{"-nodefaults", "-no-user-config", "-no-reboot"}
+	a = append(a, firmwareArgs(cfg)...)
+	a = append(a, "-accel", accel, "-m", strconv.Itoa(cfg.Memory), "-smp", strconv.Itoa(cfg.CPUs))
+	switch {
+	case cfg.Firmware != Direct:
+		a = append(a, mediaArgs(cfg)...)
+		if cfg.NICROM {
+			a = append(a, "-L", cfg.ROMDir)
+		}
+		for _, f := range cfg.FwCfg {
+			a = append(a, "-fw_cfg", f)
+		}
+	case cfg.NetBoot == "":
 		a = append(a, "-kernel", cfg.Kernel, "-initrd", cfg.Initrd,
 			"-append", strings.TrimSpace("console=ttyS0 "+cfg.Append))
-	} else {
+	default:
 		// qemu finds the NIC's ROM by its default name in the -L directories (a ROM given
 		// by path is not patched with the device's PCI IDs, and SeaBIOS then skips it).
 		// graphics=off: SeaBIOS and iPXE print on the serial console.
@@ -89,11 +114,22 @@ func Args(cfg Config, accel string) []string {
 		a = append(a, "-serial", "stdio", "-monitor", "none")
 	}
 	netdev := "user,id=n0,restrict=on"
-	if len(cfg.Relay) > 0 {
+	if cfg.Tap != "" {
+		netdev = "tap,id=n0,ifname=" + escape(cfg.Tap) + ",script=no,downscript=no"
+	} else if len(cfg.Relay) > 0 {
 		netdev += ",guestfwd=tcp:" + GuestServer + ":80-cmd:" + strings.ReplaceAll(strings.Join(cfg.Relay, " "), ",", ",,")
 	}
 	nic := "virtio-net-pci,netdev=n0,romfile=" // no option ROM: the kernel is given directly
-	if cfg.NetBoot != "" {
+	switch {
+	case cfg.Firmware != Direct:
+		nic = "virtio-net-pci,netdev=n0"
+		if !cfg.NICROM {
+			nic += ",romfile="
+		}
+		if !hasBootMedia(cfg) {
+			nic += ",bootindex=1"
+		}
+	case cfg.NetBoot != "":
 		netdev += ",bootfile=" + strings.ReplaceAll(cfg.NetBoot, ",", ",,")
 		nic = "virtio-net-pci,netdev=n0,bootindex=1"
 	}
@@ -101,8 +137,38 @@ func Args(cfg Config, accel string) []string {
 	// Without RDRAND (qemu's TCG CPU) the kernel's RNG can take minutes to initialise,
 	// and DHCP (transaction IDs) and TLS wait for it.
 	a = append(a, "-device", "virtio-rng-pci")
+	if cfg.Firmware == Direct {
+		for i, d := range cfg.Disks {
+			a = append(a, "-drive", fmt.Sprintf("file=%s,if=virtio,format=raw,index=%d", escape(d), i))
+		}
+	}
+	return a
+}
+
+// hasBootMedia says whether the firmware has a disk to boot (else it boots from the network).
+func hasBootMedia(cfg Config) bool { return cfg.USB != "" || cfg.CDROM != "" || len(cfg.Disks) > 0 }
+
+// mediaArgs attach the boot media of a firmware boot, in boot order: the USB stick, the
+// CD, then the disks (virtio, as /dev/vda, /dev/vdb, ... in the guest).
+func mediaArgs(cfg Config) []string {
+	var a []string
+	boot := 1
+	if cfg.USB != "" {
+		a = append(a, "-device", "qemu-xhci,id=xhci",
+			"-drive", "if=none,id=usbstick,format=raw,file="+escape(cfg.USB),
+			"-device", fmt.Sprintf("usb-storage,bus=xhci.0,drive=usbstick,removable=on,bootindex=%d", boot))
+		boot++
+	}
+	if cfg.CDROM != "" {
+		// ide.0 is the chipset's own controller on both machines (PIIX on pc, AHCI on q35).
+		a = append(a, "-drive", "if=none,id=cd,media=cdrom,readonly=on,file="+escape(cfg.CDROM),
+			"-device", fmt.Sprintf("ide-cd,drive=cd,bus=ide.0,bootindex=%d", boot))
+		boot++
+	}
 	for i, d := range cfg.Disks {
-		a = append(a, "-drive", fmt.Sprintf("file=%s,if=virtio,format=raw,index=%d", strings.ReplaceAll(d, ",", ",,"), i))
+		a = append(a, "-drive", fmt.Sprintf("if=none,id=disk%d,format=raw,file=%s", i, escape(d)),
+			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,bootindex=%d", i, boot))
+		boot++
 	}
 	return a
 }
@@ -119,7 +185,32 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		cfg.QEMU = "qemu-system-x86_64"
 	}
 	files := []string{cfg.Kernel, cfg.Initrd}
-	if cfg.NetBoot != "" {
+	if cfg.Firmware != Direct {
+		files = append([]string(nil), cfg.Disks...)
+		for _, f := range []string{cfg.USB, cfg.CDROM} {
+			if f != "" {
+				files = append(files, f)
+			}
+		}
+		if cfg.Tap != "" && len(cfg.Relay) > 0 {
+			return Result{}, errors.New("vm: a VM on a tap device has no relay (the LAN it is on has the servers)")
+		}
+		if cfg.NICROM && cfg.ROMDir == "" {
+			dir, err := FindROMDir()
+			if err != nil {
+				return Result{}, err
+			}
+			cfg.ROMDir = dir
+		}
+		if cfg.Firmware.UEFI() && cfg.VarsFile == "" {
+			vars, err := newVars(cfg.Firmware, "")
+			if err != nil {
+				return Result{}, err
+			}
+			defer os.Remove(vars)
+			cfg.VarsFile = vars
+		}
+	} else if cfg.NetBoot != "" {
 		if cfg.ROMDir == "" {
 			dir, err := FindROMDir()
 			if err != nil {
@@ -140,6 +231,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		fmt.Fprintf(cfg.Console, "nowhere vm: accel %s (%s)\n", accel, why)
 	}
 	cmd := exec.Command(cfg.QEMU, Args(cfg, accel)...)
+	if cfg.NetNS != "" {
+		// nsenter execs qemu: cmd.Process is qemu itself, in the namespace of its tap.
+		cmd = exec.Command("nsenter", append([]string{"--net=" + cfg.NetNS, "--", cfg.QEMU}, Args(cfg, accel)...)...)
+	}
 	if cfg.Interactive {
 		// qemu reads the terminal: it must stay in the terminal's foreground process
 		// group (a background group reading it would be stopped by SIGTTIN).
