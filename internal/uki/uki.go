@@ -34,7 +34,10 @@ type Options struct {
 	Output  string // the UKI to write (replaced whole, never left half-written)
 	Kernel  string // an x86-64 bzImage with the EFI stub (Debian's vmlinuz)
 	Initrd  string // the initramfs (nowhere initramfs)
-	Cmdline string // the kernel command line (one line: no newline, no NUL)
+	// Cmdline is the kernel command line (one line: no newline, no NUL). The UKI always
+	// has one, a single space when it is empty: systemd-stub takes the command line from
+	// whoever starts the UKI (a boot entry, the EFI shell) when the UKI has none.
+	Cmdline string
 	Stub    string // the EFI stub ("": DefaultStub)
 	// OSRelease is an os-release file for the .osrel section ("": a short one naming
 	// nowhere and the kernel's version).
@@ -118,13 +121,20 @@ func Build(ctx context.Context, o Options) error {
 		if osrel, err = os.ReadFile(o.OSRelease); err != nil {
 			return fmt.Errorf("uki: os-release: %w", err)
 		}
+		if len(bytes.TrimSpace(osrel)) == 0 {
+			return fmt.Errorf("uki: os-release %s is empty", o.OSRelease)
+		}
+	}
+	cmdline := o.Cmdline
+	if cmdline == "" {
+		cmdline = " " // objcopy drops an empty section
 	}
 	parts := []struct {
 		name, file string
 		data       []byte // written to a file in tmp when file is ""
 	}{
 		{".osrel", "", osrel},
-		{".cmdline", "", []byte(o.Cmdline)},
+		{".cmdline", "", []byte(cmdline)},
 		{".uname", "", []byte(uname)},
 		{".linux", o.Kernel, nil},
 		{".initrd", o.Initrd, nil},
@@ -144,9 +154,6 @@ func Build(ctx context.Context, o Options) error {
 			return fmt.Errorf("uki: %s: %w", p.name, err)
 		}
 		size := uint64(st.Size())
-		if size == 0 {
-			size = 1 // an empty section still takes its address
-		}
 		args = append(args, "--add-section", p.name+"="+file,
 			"--change-section-vma", fmt.Sprintf("%s=%#x", p.name, stub.imageBase+next))
 		next = alignUp(next+size, stub.align)
