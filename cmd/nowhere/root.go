@@ -74,6 +74,7 @@ fetching only the chunks that are read.`,
 		newInitramfsCommand(),
 		newVMCommand(),
 		newProfileCommand(),
+		newUKICommand(),
 	)
 	return root
 }
