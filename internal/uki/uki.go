@@ -31,9 +31,9 @@ const DefaultStub = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
 
 // Options is one UKI to build.
 type Options struct {
-	Output  string // the UKI to write (replaced whole, never left half-written)
-	Kernel  string // an x86-64 bzImage with the EFI stub (Debian's vmlinuz)
-	Initrd  string // the initramfs (nowhere initramfs)
+	Output string // the UKI to write (replaced whole, never left half-written)
+	Kernel string // an x86-64 bzImage with the EFI stub (Debian's vmlinuz)
+	Initrd string // the initramfs (nowhere initramfs)
 	// Cmdline is the kernel command line (one line: no newline, no NUL). The UKI always
 	// has one, a single space when it is empty: systemd-stub takes the command line from
 	// whoever starts the UKI (a boot entry, the EFI shell) when the UKI has none.
