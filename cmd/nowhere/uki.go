@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -86,11 +89,20 @@ func runUKI(cmd *cobra.Command, o ukiOptions) error {
 		pass = strings.TrimSuffix(pass, "\r")
 	}
 	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	// Ctrl-C stops the tools and removes the temporary files: no half-written output.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	err := uki.Build(ctx, uki.Options{
 		Output: o.output, Kernel: o.kernel, Initrd: o.initrd, Cmdline: o.cmdline,
 		Stub: o.stub, OSRelease: o.osRelease,
 		SignKey: o.signKey, SignCert: o.signCert, Passphrase: pass,
 	})
+	if errors.Is(err, uki.ErrNeedPassphrase) {
+		return fmt.Errorf("%w (--sign-pass-file FILE)", err)
+	}
 	if err != nil {
 		return err
 	}

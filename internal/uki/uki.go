@@ -58,6 +58,9 @@ type Section struct {
 	Offset uint32 // where the content starts in the file
 }
 
+// ErrNeedPassphrase: the signing key is encrypted and Options.Passphrase is empty.
+var ErrNeedPassphrase = errors.New("is encrypted: give its passphrase")
+
 // sectionAlign is the least alignment of the added sections' addresses.
 const sectionAlign = 4096
 
@@ -325,7 +328,7 @@ func plainKey(ctx context.Context, openssl, tmp, keyFile, certFile, pass string)
 	}
 	encrypted := blk.Type == "ENCRYPTED PRIVATE KEY" || blk.Headers["Proc-Type"] == "4,ENCRYPTED"
 	if encrypted && pass == "" {
-		return "", fmt.Errorf("uki: signing key %s is encrypted: give its passphrase", keyFile)
+		return "", fmt.Errorf("uki: signing key %s %w", keyFile, ErrNeedPassphrase)
 	}
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
