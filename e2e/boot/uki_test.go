@@ -30,7 +30,8 @@ var refused = regexp.MustCompile(`BdsDxe: failed to load Boot[0-9A-F]{4} "[^"]*"
 // key baked in and the command line, one signature over all of them. The firmware checks
 // it, the kernel says Secure Boot is on, and the busybox root streamed over HTTP runs.
 // The same UKI with one byte of its initramfs changed is refused by the firmware: no
-// kernel starts.
+// kernel starts; and so is the intact UKI by firmware that does not trust the snakeoil
+// key (OVMF with Microsoft's keys).
 func TestUKI(t *testing.T) {
 	needEnv(t)
 	s := packAndServe(t, makeFS(t, busyboxRoot(t), "squashfs"), "bb-uki")
@@ -55,7 +56,7 @@ func TestUKI(t *testing.T) {
 		// The kernel's EFI stub reads the firmware's SecureBoot variable and says so. (The
 		// kernel's own "secureboot: Secure boot enabled" is an info message: loglevel=4
 		// keeps it off the console.)
-		r := firmwareBoot(t, s, makeESP(t, efi), 6*time.Minute, nil, "EFI stub: UEFI Secure Boot is enabled", "E2E-MARK-OK")
+		r := firmwareBoot(t, s, vm.Snakeoil, makeESP(t, efi), 6*time.Minute, nil, "EFI stub: UEFI Secure Boot is enabled", "E2E-MARK-OK")
 		if err := r.err; err != nil || !r.PoweredOff {
 			t.Fatalf("VM: err=%v powered-off=%v; console:\n%s", err, r.PoweredOff, tail(r.Console, 120))
 		}
@@ -104,7 +105,7 @@ func TestUKI(t *testing.T) {
 		// The firmware refuses it and goes on to its next boot options (the network, which
 		// has no boot server): the test stops the VM once the refusal is on the console.
 		before := s.counts()
-		r := firmwareBoot(t, s, makeESP(t, bad), 4*time.Minute, refused, refused.String())
+		r := firmwareBoot(t, s, vm.Snakeoil, makeESP(t, bad), 4*time.Minute, refused, refused.String())
 		if _, ok := r.Matches[refused.String()]; !ok {
 			t.Fatalf("the firmware did not refuse the tampered UKI (want %q); console:\n%s", refused, tail(r.Console, 80))
 		}
@@ -118,6 +119,18 @@ func TestUKI(t *testing.T) {
 			t.Errorf("the store was asked %d requests during the tampered boot: want none", after.Requests-before.Requests)
 		}
 	})
+
+	t.Run("untrusted key", func(t *testing.T) {
+		// Intact, but signed by a key this firmware's db does not hold.
+		r := firmwareBoot(t, s, vm.SecureBoot, makeESP(t, efi), 4*time.Minute, refused, refused.String())
+		if _, ok := r.Matches[refused.String()]; !ok {
+			t.Fatalf("firmware with Microsoft's keys did not refuse the snakeoil-signed UKI (want %q); console:\n%s", refused, tail(r.Console, 80))
+		}
+		t.Logf("refused after %.1f s: %s", r.Matches[refused.String()].Seconds(), refused.FindString(r.Console))
+		if strings.Contains(r.Console, "EFI stub:") || strings.Contains(r.Console, "Linux version") {
+			t.Errorf("a kernel started from a UKI signed with an untrusted key:\n%s", tail(r.Console, 60))
+		}
+	})
 }
 
 type firmwareResult struct {
@@ -125,10 +138,10 @@ type firmwareResult struct {
 	err error
 }
 
-// firmwareBoot boots a PC (OVMF, Secure Boot with the snakeoil key) from the disk esp,
+// firmwareBoot boots a PC with firmware fw from the disk esp,
 // with the guest's 10.0.2.100 relayed to s; it stops the VM once the console shows stop
 // (nil: it runs until it powers off or timeout).
-func firmwareBoot(t *testing.T, s *served, esp string, timeout time.Duration, stop *regexp.Regexp, expect ...string) firmwareResult {
+func firmwareBoot(t *testing.T, s *served, fw vm.Firmware, esp string, timeout time.Duration, stop *regexp.Regexp, expect ...string) firmwareResult {
 	t.Helper()
 	var res []*regexp.Regexp
 	for _, e := range expect {
@@ -148,7 +161,7 @@ func firmwareBoot(t *testing.T, s *served, esp string, timeout time.Duration, st
 	defer cancel()
 	start := time.Now()
 	r, err := vm.Run(ctx, vm.Config{
-		Firmware: vm.Snakeoil, Disks: []string{esp}, Memory: 512, CPUs: 1, Accel: "auto",
+		Firmware: fw, Disks: []string{esp}, Memory: 512, CPUs: 1, Accel: "auto",
 		Relay:   []string{env.bin, "vm", "relay", s.addr},
 		Console: log,
 		Expect:  res,
