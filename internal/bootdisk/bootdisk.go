@@ -1,0 +1,205 @@
+// Package bootdisk writes boot media that carry a kernel and the nowhere initramfs and
+// boot an image streamed over HTTP: a raw GPT disk image for a USB stick, or a hybrid
+// ISO 9660 image for a CD (which also boots from a USB stick). Both boot on UEFI, with
+// Secure Boot, through Microsoft-signed shim and Debian-signed GRUB (or a signed unified
+// kernel image instead), and on legacy BIOS through SYSLINUX/ISOLINUX. The menus offer
+// one entry per image. Everything is built from files with the usual tools (mkfs.vfat
+// and mtools, sfdisk, syslinux, xorriso): no loop device, no mount, no root.
+package bootdisk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Options say what to write.
+type Options struct {
+	Output string // the file to write (atomically: a temporary file next to it, renamed)
+	Kernel string // a bzImage with an EFI stub (Debian's signed vmlinuz)
+	Initrd string // the nowhere initramfs
+	Menu   Menu
+	ISO    bool // a hybrid ISO instead of a disk image
+	// UKI, when set, is a signed unified kernel image that is EFI/BOOT/BOOTX64.EFI instead
+	// of shim and GRUB: UEFI then boots it without a menu (its command line is its own);
+	// BIOS still boots SYSLINUX's menu.
+	UKI      string
+	Loaders  Loaders   // zero: DefaultLoaders
+	Progress io.Writer // a line per slow step (nil: none)
+}
+
+// Part is one component of the media and its size.
+type Part struct {
+	Name string
+	Size int64
+}
+
+// Report is what was written.
+type Report struct {
+	Size  int64  // of the file
+	Parts []Part // kernel, initramfs, loaders, ...
+}
+
+func (o *Options) say(format string, args ...any) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, "bootdisk: "+format+"\n", args...)
+	}
+}
+
+// Write writes the media o asks for.
+func Write(ctx context.Context, o Options) (Report, error) {
+	if o.Output == "" {
+		return Report{}, errors.New("no output file")
+	}
+	if o.Loaders == (Loaders{}) {
+		o.Loaders = DefaultLoaders
+	}
+	for _, f := range []struct{ what, path string }{{"kernel", o.Kernel}, {"initramfs", o.Initrd}, {"unified kernel image", o.UKI}} {
+		if f.path == "" && f.what == "unified kernel image" {
+			continue
+		}
+		if st, err := os.Stat(f.path); err != nil {
+			return Report{}, fmt.Errorf("%s: %w", f.what, err)
+		} else if !st.Mode().IsRegular() {
+			return Report{}, fmt.Errorf("%s %s: not a regular file", f.what, f.path)
+		}
+	}
+	var check func(bool) error = o.Loaders.CheckDisk
+	if o.ISO {
+		check = o.Loaders.CheckISO
+	}
+	if err := check(o.UKI == ""); err != nil {
+		return Report{}, err
+	}
+	grub, err := GRUB(o.Menu)
+	if err != nil {
+		return Report{}, err
+	}
+	sys, err := SYSLINUX(o.Menu)
+	if err != nil {
+		return Report{}, err
+	}
+	dir := filepath.Dir(o.Output)
+	work, err := os.MkdirTemp(dir, "."+filepath.Base(o.Output)+".tmp-")
+	if err != nil {
+		return Report{}, err
+	}
+	defer os.RemoveAll(work)
+	out := filepath.Join(work, "out")
+	l := o.Loaders
+
+	// The UEFI boot files: on the disk's ESP, or in the ISO's El Torito EFI image.
+	grubBin := l.GRUB
+	if o.ISO {
+		grubBin = l.GRUBCD
+	}
+	var efi []File
+	if o.UKI != "" {
+		efi = []File{{Dst: "EFI/BOOT/BOOTX64.EFI", Src: o.UKI}}
+	} else {
+		efi = []File{
+			{Dst: "EFI/BOOT/BOOTX64.EFI", Src: l.Shim},
+			{Dst: "EFI/BOOT/grubx64.efi", Src: grubBin},
+			{Dst: "EFI/BOOT/mmx64.efi", Src: l.MokManager},
+		}
+		if !o.ISO {
+			// Debian's signed GRUB reads grub.cfg from its prefix, /EFI/debian; the copy in
+			// EFI/BOOT/ is for a GRUB started from there without one.
+			efi = append(efi, File{Dst: "EFI/BOOT/grub.cfg", Data: grub}, File{Dst: "EFI/debian/grub.cfg", Data: grub})
+		}
+	}
+	payload := []File{{Dst: KernelPath[1:], Src: o.Kernel}, {Dst: InitrdPath[1:], Src: o.Initrd}}
+
+	var rep Report
+	if o.ISO {
+		efiImg := filepath.Join(work, "efi.img")
+		size, err := fatSize(efi)
+		if err != nil {
+			return Report{}, err
+		}
+		o.say("making the El Torito EFI image (%d MiB FAT)", size>>20)
+		if err := MakeFAT(ctx, efiImg, size, espLabel, 0, efi); err != nil {
+			return Report{}, err
+		}
+		files := append(payload, File{Dst: isoDiskInfo, Data: []byte("nowhere boot media\n")})
+		if o.UKI == "" {
+			files = append(files, File{Dst: isoGRUBDir + "/grub.cfg", Data: grub})
+		}
+		files = append(files, l.syslinuxFiles(isoDir, "isolinux.cfg", sys)...)
+		o.say("writing the ISO image with xorriso")
+		if err := writeISO(ctx, l, out, work, files, efiImg); err != nil {
+			return Report{}, err
+		}
+		rep.Parts = append(rep.Parts, Part{"EFI boot image", size})
+	} else {
+		files := append(append(payload, efi...), l.syslinuxFiles(SyslinuxDir, "syslinux.cfg", sys)...)
+		size, err := fatSize(files)
+		if err != nil {
+			return Report{}, err
+		}
+		esp := filepath.Join(work, "esp.img")
+		o.say("making the EFI system partition (%d MiB FAT)", size>>20)
+		if err := MakeFAT(ctx, esp, size, espLabel, ESPStart/sector, files); err != nil {
+			return Report{}, err
+		}
+		mbr, err := os.ReadFile(l.GPTMBR)
+		if err != nil {
+			return Report{}, err
+		}
+		o.say("writing the GPT, the partition and SYSLINUX")
+		if err := WriteGPT(ctx, out, size, mbr); err != nil {
+			return Report{}, err
+		}
+		if err := copyAt(out, ESPStart, esp); err != nil {
+			return Report{}, err
+		}
+		if err := InstallSyslinux(ctx, out, ESPStart); err != nil {
+			return Report{}, err
+		}
+		rep.Parts = append(rep.Parts, Part{"EFI system partition", size})
+	}
+	// The parts, for the summary.
+	parts := []struct{ name, path string }{{"kernel", o.Kernel}, {"initramfs", o.Initrd}}
+	if o.UKI != "" {
+		parts = append(parts, struct{ name, path string }{"unified kernel image", o.UKI})
+	} else {
+		parts = append(parts, struct{ name, path string }{"shim", l.Shim}, struct{ name, path string }{"GRUB", grubBin},
+			struct{ name, path string }{"MokManager", l.MokManager})
+	}
+	var sysSize int64
+	sysFiles := l.syslinuxFiles("", "", nil)[1:]
+	if o.ISO {
+		sysFiles = append(sysFiles, File{Src: l.ISOLINUX})
+	}
+	for _, f := range sysFiles {
+		n, _ := f.size()
+		sysSize += n
+	}
+	for _, p := range parts {
+		st, err := os.Stat(p.path)
+		if err != nil {
+			return Report{}, err
+		}
+		rep.Parts = append(rep.Parts, Part{p.name, st.Size()})
+	}
+	name := "SYSLINUX"
+	if o.ISO {
+		name = "ISOLINUX"
+	}
+	rep.Parts = append(rep.Parts, Part{name, sysSize})
+	st, err := os.Stat(out)
+	if err != nil {
+		return Report{}, err
+	}
+	rep.Size = st.Size()
+	if err := os.Chmod(out, 0o644); err != nil {
+		return Report{}, err
+	}
+	if err := os.Rename(out, o.Output); err != nil {
+		return Report{}, err
+	}
+	return rep, nil
+}
