@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -39,6 +40,8 @@ type initramfsOptions struct {
 	proxy   string
 	metrics string
 	init    string
+
+	out io.Writer // where the summary goes (nil: stdout)
 }
 
 func newInitramfsCommand() *cobra.Command {
@@ -151,19 +154,23 @@ func runInitramfs(o initramfsOptions) error {
 	if err != nil {
 		return err
 	}
+	w := o.out
+	if w == nil {
+		w = os.Stdout
+	}
 	for _, n := range sum.Notes {
-		fmt.Printf("note: %s\n", n)
+		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	mods := "no kernel modules"
 	if o.modules != "" {
 		mods = fmt.Sprintf("%d kernel modules for %s", len(sum.Modules), sum.Kernel)
 	}
-	fmt.Printf("wrote %s: %s (%s of %s), %d files, %s\n", o.output, units.Bytes(sum.Size), sum.Compress,
+	fmt.Fprintf(w, "wrote %s: %s (%s of %s), %d files, %s\n", o.output, units.Bytes(sum.Size), sum.Compress,
 		units.Bytes(sum.Raw), sum.Files, mods)
 	if defaults != "" {
-		fmt.Printf("defaults: %s\n", defaults)
+		fmt.Fprintf(w, "defaults: %s\n", defaults)
 	} else {
-		fmt.Println("defaults: none (give nowhere.image=URL on the kernel command line)")
+		fmt.Fprintln(w, "defaults: none (give nowhere.image=URL on the kernel command line)")
 	}
 	if len(trusted) > 0 {
 		keys, _ := trust.ParsePublicKeys(trusted)
@@ -171,9 +178,9 @@ func runInitramfs(o initramfsOptions) error {
 		for i, k := range keys {
 			ids[i] = k.ID()
 		}
-		fmt.Printf("trusted keys: %s (in %s)\n", strings.Join(ids, ", "), trust.DefaultKeyFile)
+		fmt.Fprintf(w, "trusted keys: %s (in %s)\n", strings.Join(ids, ", "), trust.DefaultKeyFile)
 	} else {
-		fmt.Println("trusted keys: none (give nowhere.key=KEY at boot, or nowhere.insecure to boot unsigned images)")
+		fmt.Fprintln(w, "trusted keys: none (give nowhere.key=KEY at boot, or nowhere.insecure to boot unsigned images)")
 	}
 	return nil
 }

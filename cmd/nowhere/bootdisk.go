@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nowhere-boot/nowhere/internal/bootdisk"
+	"github.com/nowhere-boot/nowhere/internal/units"
+)
+
+type bootdiskOptions struct {
+	output  string
+	kernel  string
+	modules string
+	images  []string
+	mirrors []string
+	keys    []string
+	append  string
+	timeout time.Duration
+	iso     bool
+	binary  string
+}
+
+func newBootdiskCommand() *cobra.Command {
+	var o bootdiskOptions
+	cmd := &cobra.Command{
+		Use:   "bootdisk -o FILE --image URL... [--key PUB]... [--kernel VMLINUZ --modules /lib/modules/VERSION] [--iso]",
+		Short: "Write a USB stick or CD image that boots images streamed over HTTP",
+		Long: `Bootdisk writes one file that boots a machine into an image streamed over HTTP:
+the kernel and the nowhere initramfs (built here, with the --key publisher keys baked in)
+are on the media, the root comes from the network.
+
+By default the file is a raw GPT disk image to write onto a USB stick (dd if=FILE
+of=/dev/sdX bs=4M conv=fsync): one EFI system partition, sized to fit, which UEFI boots
+through shim (signed by Microsoft) and GRUB (signed by Debian), so with Secure Boot on,
+and which legacy BIOS boots through SYSLINUX (gptmbr.bin in the protective MBR, the
+partition marked legacy-BIOS-bootable). With --iso it is a hybrid ISO 9660 image instead:
+a CD (El Torito: ISOLINUX for BIOS, shim and GRUB for UEFI) that also boots when written
+to a USB stick.
+
+Both menus (GRUB's and SYSLINUX's, on the screen and on the first serial port at
+115200 baud) list one entry per --image, the first the default, booted after --timeout.
+Each entry boots the kernel with nowhere.image=URL, a nowhere.mirror= per --mirror, then
+--append (default "` + bootdisk.DefaultAppend + `": the console on the screen and on
+ttyS0). The command line is shown and can be edited before booting ('e' in GRUB, Tab in
+SYSLINUX). The first --image and the mirrors are also baked into the initramfs.
+
+--kernel is a bzImage (Debian's signed vmlinuz: GRUB boots it under Secure Boot only if
+shim trusts its signature) and --modules its /lib/modules/VERSION; both default to the
+kernel scripts/fetch-kernel.sh caches in .cache/kernel/VERSION (of the current directory
+or of the repository this binary was built in, bin/..). The boot loaders come from
+Debian's shim-signed, grub-efi-amd64-signed, syslinux, syslinux-common and isolinux
+packages; the media are built with mkfs.vfat (dosfstools), mtools, sfdisk (fdisk),
+syslinux and xorriso, without mounting anything.
+
+Security: GRUB has shim check the kernel's signature, but nobody checks the initramfs on
+the stick (nor the keys baked in it) or grub.cfg: whoever can write to the stick can
+change what it trusts. The image itself is verified at boot against the baked keys.`,
+		Example: `  nowhere bootdisk -o nowhere.img --image http://boot.example.org/store/images/debian --key publisher.pub
+  dd if=nowhere.img of=/dev/sdX bs=4M conv=fsync
+  nowhere bootdisk -o nowhere.iso --iso --image http://boot.example.org/store/images/debian \
+      --image http://boot.example.org/store/images/alpine --mirror http://mirror.example.org/store \
+      --key publisher.pub --timeout 10s --append "console=tty0 quiet"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBootdisk(o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.output, "output", "o", "", "the file to write (a raw disk image, or an ISO with --iso)")
+	f.StringVar(&o.kernel, "kernel", "", "the kernel, a bzImage (default: vmlinuz in .cache/kernel/VERSION)")
+	f.StringVar(&o.modules, "modules", "", "its modules, /lib/modules/VERSION (default: modules in .cache/kernel/VERSION)")
+	f.StringArrayVar(&o.images, "image", nil, "an image to offer, http(s)://HOST/PATH/images/NAME[/VERSION] (repeatable; the first is the default)")
+	f.StringArrayVar(&o.mirrors, "mirror", nil, "another base URL of the same store, on every entry (repeatable)")
+	f.StringArrayVar(&o.keys, "key", nil, "trust this publisher key at boot: a minisign public key file or its base64 string (repeatable; baked into the initramfs)")
+	f.StringVar(&o.append, "append", bootdisk.DefaultAppend, "the rest of every entry's kernel command line")
+	durationVar(f, &o.timeout, "timeout", bootdisk.DefaultTimeout, "how long the menus wait before booting the first entry (0: at once)")
+	f.BoolVar(&o.iso, "iso", false, "write a hybrid ISO 9660 image (CD, or USB stick) instead of a disk image")
+	f.StringVar(&o.binary, "binary", "", "the static nowhere binary to use as the initramfs' /init (default: this one)")
+	_ = cmd.MarkFlagRequired("output")
+	return cmd
+}
+
+func runBootdisk(o bootdiskOptions) error {
+	menu := bootdisk.Menu{Mirrors: o.mirrors, Append: o.append, Timeout: o.timeout}
+	for _, u := range o.images {
+		menu.Entries = append(menu.Entries, bootdisk.Entry{URL: u})
+	}
+	if err := menu.Check(); err != nil {
+		return err
+	}
+	if st, err := os.Stat(o.output); err == nil && st.IsDir() {
+		return fmt.Errorf("%s is a directory", o.output)
+	}
+	if st, err := os.Stat(filepath.Dir(o.output)); err != nil || !st.IsDir() {
+		return fmt.Errorf("%s: the directory %s does not exist", o.output, filepath.Dir(o.output))
+	}
+	loaders := bootdisk.DefaultLoaders
+	check := loaders.CheckDisk
+	if o.iso {
+		check = loaders.CheckISO
+	}
+	if err := check(true); err != nil {
+		return err
+	}
+	if o.kernel == "" || o.modules == "" {
+		kdir, err := cachedKernel()
+		if err != nil {
+			return err
+		}
+		if o.kernel == "" {
+			o.kernel = filepath.Join(kdir, "vmlinuz")
+		}
+		if o.modules == "" {
+			o.modules = filepath.Join(kdir, "modules")
+		}
+		fmt.Fprintf(os.Stderr, "bootdisk: kernel %s, modules %s\n", o.kernel, o.modules)
+	}
+	if err := checkBzImage(o.kernel); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	tmp, err := os.MkdirTemp(filepath.Dir(o.output), "."+filepath.Base(o.output)+".initrd-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	initrd := filepath.Join(tmp, "initrd.img")
+	fmt.Fprintf(os.Stderr, "bootdisk: building the initramfs\n")
+	var summary bytes.Buffer
+	err = runInitramfs(initramfsOptions{
+		output: initrd, modules: o.modules, binary: o.binary, compress: "gzip", caCerts: defaultCACerts,
+		keys: o.keys, image: o.images[0], mirrors: o.mirrors, out: &summary,
+	})
+	if err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(summary.String()), "\n") {
+		fmt.Fprintf(os.Stderr, "bootdisk: initramfs: %s\n", l)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rep, err := bootdisk.Write(ctx, bootdisk.Options{
+		Output: o.output, Kernel: o.kernel, Initrd: initrd, Menu: menu, ISO: o.iso,
+		Loaders: loaders, Progress: os.Stderr,
+	})
+	if err != nil {
+		return err
+	}
+	printBootdisk(os.Stdout, o, menu, rep)
+	return nil
+}
+
+func printBootdisk(w io.Writer, o bootdiskOptions, menu bootdisk.Menu, rep bootdisk.Report) {
+	kind := "disk image (GPT, for a USB stick; UEFI with Secure Boot: shim + GRUB; BIOS: SYSLINUX)"
+	if o.iso {
+		kind = "hybrid ISO image (CD or USB stick; UEFI with Secure Boot: shim + GRUB; BIOS: ISOLINUX)"
+	}
+	fmt.Fprintf(w, "wrote %s: %s, %s\n", o.output, units.Bytes(rep.Size), kind)
+	var parts []string
+	for _, p := range rep.Parts {
+		parts = append(parts, fmt.Sprintf("%s %s", p.Name, units.Bytes(p.Size)))
+	}
+	fmt.Fprintf(w, "parts: %s\n", strings.Join(parts, ", "))
+	for i := range menu.Entries {
+		def := ""
+		if i == 0 {
+			def = fmt.Sprintf(" (default, after %s)", menu.Timeout)
+		}
+		fmt.Fprintf(w, "entry %d%s: %s\n", i+1, def, menu.Cmdline(i))
+	}
+}
+
+// cachedKernel finds the kernel scripts/fetch-kernel.sh unpacked: .cache/kernel/VERSION
+// with a "done" file, in the current directory or in the repository this binary lives
+// in (bin/nowhere -> bin/../.cache); $NOWHERE_KVER picks a version, as for the script;
+// otherwise the highest version.
+func cachedKernel() (string, error) {
+	var roots []string
+	if wd, err := os.Getwd(); err == nil {
+		roots = append(roots, filepath.Join(wd, ".cache/kernel"))
+	}
+	if exe, err := os.Executable(); err == nil {
+		roots = append(roots, filepath.Join(filepath.Dir(filepath.Dir(exe)), ".cache/kernel"))
+	}
+	want := os.Getenv("NOWHERE_KVER")
+	for _, r := range roots {
+		done, _ := filepath.Glob(filepath.Join(r, "*", "done"))
+		var dirs []string
+		for _, d := range done {
+			dir := filepath.Dir(d)
+			if want == "" || filepath.Base(dir) == want {
+				dirs = append(dirs, dir)
+			}
+		}
+		if len(dirs) > 0 {
+			slices.Sort(dirs)
+			return dirs[len(dirs)-1], nil
+		}
+	}
+	return "", fmt.Errorf("no kernel: give --kernel VMLINUZ and --modules /lib/modules/VERSION, or run scripts/fetch-kernel.sh (it caches Debian's in .cache/kernel/VERSION)")
+}
+
+// checkBzImage refuses what a boot loader cannot boot as a Linux kernel (an ELF vmlinux
+// above all: the cache holds one next to the vmlinuz).
+func checkBzImage(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("--kernel: %w", err)
+	}
+	defer f.Close()
+	var h [0x206]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil || string(h[0x202:0x206]) != "HdrS" {
+		if string(h[:4]) == "\x7fELF" {
+			return fmt.Errorf("--kernel %s is an ELF vmlinux: boot loaders need the bzImage (vmlinuz)", path)
+		}
+		return fmt.Errorf("--kernel %s is not a Linux bzImage (no HdrS boot header)", path)
+	}
+	return nil
+}
