@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -85,7 +86,7 @@ change what it trusts. The image itself is verified at boot against the baked ke
 	f.StringArrayVar(&o.mirrors, "mirror", nil, "another base URL of the same store, on every entry (repeatable)")
 	f.StringArrayVar(&o.keys, "key", nil, "trust this publisher key at boot: a minisign public key file or its base64 string (repeatable; baked into the initramfs)")
 	f.StringVar(&o.append, "append", bootdisk.DefaultAppend, "the rest of every entry's kernel command line")
-	durationVar(f, &o.timeout, "timeout", bootdisk.DefaultTimeout, "how long the menus wait before booting the first entry (0: at once)")
+	durationVar(f, &o.timeout, "timeout", bootdisk.DefaultTimeout, "how long the menus wait before booting the first entry (at least 1s)")
 	f.BoolVar(&o.iso, "iso", false, "write a hybrid ISO 9660 image (CD, or USB stick) instead of a disk image")
 	f.StringVar(&o.binary, "binary", "", "the static nowhere binary to use as the initramfs' /init (default: this one)")
 	_ = cmd.MarkFlagRequired("output")
@@ -208,11 +209,38 @@ func cachedKernel() (string, error) {
 			}
 		}
 		if len(dirs) > 0 {
-			slices.Sort(dirs)
-			return dirs[len(dirs)-1], nil
+			return slices.MaxFunc(dirs, func(a, b string) int { return versionCompare(filepath.Base(a), filepath.Base(b)) }), nil
 		}
 	}
 	return "", fmt.Errorf("no kernel: give --kernel VMLINUZ and --modules /lib/modules/VERSION, or run scripts/fetch-kernel.sh (it caches Debian's in .cache/kernel/VERSION)")
+}
+
+// versionCompare compares kernel versions as sort -V does: runs of digits by value.
+func versionCompare(a, b string) int {
+	for a != "" && b != "" {
+		da, db := digits(a), digits(b)
+		if da > 0 && db > 0 {
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if c := cmp.Or(cmp.Compare(len(na), len(nb)), strings.Compare(na, nb)); c != 0 {
+				return c
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return cmp.Compare(a[0], b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+func digits(s string) int {
+	n := 0
+	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	return n
 }
 
 // checkBzImage refuses what a boot loader cannot boot as a Linux kernel (an ELF vmlinux

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -149,9 +150,11 @@ func TestDiskImage(t *testing.T) {
 	checkGRUB(t, cfg)
 	sys := mtools(t, "mtype", "-i", img, "::/syslinux/syslinux.cfg")
 	checkSYSLINUX(t, sys)
-	// The filesystem is clean and the slack small.
-	if out, err := exec.Command("fsck.vfat", "-n", img[:len(img)-len("@@1048576")]).CombinedOutput(); err == nil {
-		_ = out // fsck.vfat does not read at an offset; checked on the ESP below
+	// The filesystem is clean (fsck.vfat of a copy of the partition) and the slack small.
+	part := filepath.Join(t.TempDir(), "esp.img")
+	os.WriteFile(part, raw[ESPStart:ESPStart+esp.Size*sector], 0o644)
+	if out, err := exec.Command("fsck.vfat", "-n", part).CombinedOutput(); err != nil {
+		t.Errorf("fsck.vfat -n of the ESP: %v\n%s", err, out)
 	}
 	if rep.Size > 2*int64(len(k))+8<<20+8<<20 {
 		t.Errorf("disk image of %d bytes for a %d-byte kernel: too much slack", rep.Size, len(k))
@@ -162,23 +165,30 @@ func TestDiskImage(t *testing.T) {
 // first, each with its command line and the initramfs, on the screen and the serial port.
 func checkGRUB(t *testing.T, cfg string) {
 	t.Helper()
+	if check, err := exec.LookPath("grub-script-check"); err == nil {
+		f := filepath.Join(t.TempDir(), "grub.cfg")
+		os.WriteFile(f, []byte(cfg), 0o644)
+		if out, err := exec.Command(check, f).CombinedOutput(); err != nil {
+			t.Errorf("grub-script-check refuses grub.cfg: %v\n%s\n%s", err, out, cfg)
+		}
+	}
 	for _, want := range []string{
-		"serial --unit=0 --speed=115200\n", "terminal_input console serial\n", "terminal_output console serial\n",
+		"serial --unit=0 --speed=115200", "terminal_input console serial\n", "terminal_output console serial\n",
 		"set timeout=2\n", "set default=0\n",
 	} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("grub.cfg lacks %q:\n%s", want, cfg)
 		}
 	}
-	i := strings.Index(cfg, "menuentry 'nowhere: debian' --id image0 {")
-	j := strings.Index(cfg, "menuentry 'nowhere: alpine version 3' --id image1 {")
+	i := strings.Index(cfg, "menuentry 'debian' --id image0 {")
+	j := strings.Index(cfg, "menuentry 'alpine (version 3)' --id image1 {")
 	if i < 0 || j < i {
 		t.Errorf("grub.cfg: want the entries debian then alpine:\n%s", cfg)
 	}
 	for _, want := range []string{
-		"\tlinux /vmlinuz nowhere.image=http://boot.example.org/store/images/debian nowhere.mirror=http://mirror.example.org/store console=ttyS0,115200 panic=-1\n",
-		"\tlinux /vmlinuz nowhere.image=https://m.example.org/images/alpine/3 nowhere.mirror=http://mirror.example.org/store console=ttyS0,115200 panic=-1\n",
-		"\tinitrd /initrd.img\n",
+		"  linux /vmlinuz nowhere.image=http://boot.example.org/store/images/debian nowhere.mirror=http://mirror.example.org/store console=ttyS0,115200 panic=-1\n",
+		"  linux /vmlinuz nowhere.image=https://m.example.org/images/alpine/3 nowhere.mirror=http://mirror.example.org/store console=ttyS0,115200 panic=-1\n",
+		"  initrd /initrd.img\n",
 	} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("grub.cfg lacks %q:\n%s", want, cfg)
@@ -192,10 +202,148 @@ func checkSYSLINUX(t *testing.T, cfg string) {
 		t.Errorf("syslinux.cfg does not start with SERIAL:\n%s", cfg)
 	}
 	for _, want := range []string{"UI menu.c32\n", "TIMEOUT 15\n", "DEFAULT image0\n",
-		"LABEL image0\n  MENU LABEL nowhere: debian\n  LINUX /vmlinuz\n  INITRD /initrd.img\n  APPEND nowhere.image=http://boot.example.org/store/images/debian nowhere.mirror=http://mirror.example.org/store console=ttyS0,115200 panic=-1\n",
-		"LABEL image1\n  MENU LABEL nowhere: alpine version 3\n"} {
+		"LABEL image0\n  MENU LABEL debian\n  LINUX /vmlinuz\n  INITRD /initrd.img\n  APPEND nowhere.image=http://boot.example.org/store/images/debian nowhere.mirror=http://mirror.example.org/store console=ttyS0,115200 panic=-1\n",
+		"LABEL image1\n  MENU LABEL alpine (version 3)\n"} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("syslinux.cfg lacks %q:\n%s", want, cfg)
 		}
+	}
+}
+
+func TestISOImage(t *testing.T) {
+	needTools(t, true)
+	kernel, initrd := payload(t)
+	out := filepath.Join(t.TempDir(), "boot.iso")
+	rep, err := Write(context.Background(), Options{Output: out, Kernel: kernel, Initrd: initrd, Menu: testMenu(), ISO: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ISO image: %d bytes, parts %+v", rep.Size, rep.Parts)
+	// El Torito: ISOLINUX for BIOS, the FAT image for UEFI.
+	rpt, err := exec.Command("xorriso", "-indev", out, "-report_el_torito", "plain").CombinedOutput()
+	if err != nil {
+		t.Fatalf("xorriso: %v\n%s", err, rpt)
+	}
+	for _, re := range []string{`El Torito boot img :\s+1\s+BIOS\s+y\s+none`, `El Torito boot img :\s+2\s+UEFI\s+y\s+none`,
+		`El Torito img path :\s+1\s+/isolinux/isolinux.bin`, `El Torito img path :\s+2\s+/boot/grub/efi.img`,
+		`isohybrid-suitable`} {
+		if !regexp.MustCompile(re).Match(rpt) {
+			t.Errorf("El Torito report lacks %s:\n%s", re, rpt)
+		}
+	}
+	// The ISO 9660 filesystem.
+	ls, err := exec.Command("xorriso", "-indev", out, "-find", "/", "-type", "f").CombinedOutput()
+	if err != nil {
+		t.Fatalf("xorriso -find: %v\n%s", err, ls)
+	}
+	for _, want := range []string{"'/vmlinuz'", "'/initrd.img'", "'/.disk/info'", "'/boot/grub/grub.cfg'", "'/boot/grub/efi.img'",
+		"'/isolinux/isolinux.bin'", "'/isolinux/isolinux.cfg'", "'/isolinux/ldlinux.c32'", "'/isolinux/menu.c32'",
+		"'/isolinux/libutil.c32'", "'/isolinux/libcom32.c32'"} {
+		if !strings.Contains(string(ls), want) {
+			t.Errorf("the ISO lacks %s:\n%s", want, ls)
+		}
+	}
+	dir := t.TempDir()
+	extract := func(name string) string {
+		dst := filepath.Join(dir, filepath.Base(name))
+		if out, err := exec.Command("xorriso", "-osirrox", "on", "-indev", out, "-extract", name, dst).CombinedOutput(); err != nil {
+			t.Fatalf("xorriso -extract %s: %v\n%s", name, err, out)
+		}
+		b, _ := os.ReadFile(dst)
+		return string(b)
+	}
+	checkGRUB(t, extract("/boot/grub/grub.cfg"))
+	checkSYSLINUX(t, extract("/isolinux/isolinux.cfg"))
+	extract("/boot/grub/efi.img")
+	efi := filepath.Join(dir, "efi.img")
+	files := mtools(t, "mdir", "-/", "-b", "-a", "-i", efi, "::/")
+	for _, want := range []string{"::/EFI/BOOT/BOOTX64.EFI", "::/EFI/BOOT/grubx64.efi", "::/EFI/BOOT/mmx64.efi"} {
+		if !strings.Contains(files+"\n", want+"\n") {
+			t.Errorf("the EFI image lacks %s; it holds:\n%s", want, files)
+		}
+	}
+	gcd, _ := os.ReadFile(DefaultLoaders.GRUBCD)
+	if got := mtools(t, "mtype", "-i", efi, "::/EFI/BOOT/grubx64.efi"); got != string(gcd) {
+		t.Errorf("the EFI image's grubx64.efi is not Debian's CD GRUB (gcdx64.efi)")
+	}
+	// Hybrid: an MBR with isohdpfx.bin's code and a GPT, for a USB stick.
+	raw, _ := os.ReadFile(out)
+	hyb, _ := os.ReadFile(DefaultLoaders.ISOHybrid)
+	if string(raw[:64]) != string(hyb[:64]) {
+		t.Errorf("the ISO's MBR code is not isohdpfx.bin's")
+	}
+	if string(raw[sector:sector+8]) != "EFI PART" {
+		t.Errorf("the ISO has no GPT header at LBA 1 (-isohybrid-gpt-basdat)")
+	}
+}
+
+func TestBadInputsAreRefused(t *testing.T) {
+	kernel, initrd := payload(t)
+	dir := t.TempDir()
+	for name, c := range map[string]struct {
+		change func(*Options)
+		want   string
+	}{
+		"no image":             {func(o *Options) { o.Menu.Entries = nil }, "no image"},
+		"not http":             {func(o *Options) { o.Menu.Entries[0].URL = "ftp://x/images/a" }, "ftp://x/images/a"},
+		"not an image URL":     {func(o *Options) { o.Menu.Entries[0].URL = "http://x/store/a" }, "http://x/store/a"},
+		"quote in URL":         {func(o *Options) { o.Menu.Entries[0].URL = "http://x/images/a'b" }, "not allowed"},
+		"dollar in URL":        {func(o *Options) { o.Menu.Entries[0].URL = "http://x/images/$a" }, "not allowed"},
+		"space in URL":         {func(o *Options) { o.Menu.Entries[0].URL = "http://x/images/a b" }, "not allowed"},
+		"newline in append":    {func(o *Options) { o.Menu.Append = "quiet\n}\nmenuentry x {" }, "not allowed"},
+		"semicolon in append":  {func(o *Options) { o.Menu.Append = "quiet; reboot" }, "not allowed"},
+		"brace in append":      {func(o *Options) { o.Menu.Append = "a}" }, "not allowed"},
+		"quote in title":       {func(o *Options) { o.Menu.Title = "it's" }, "not allowed"},
+		"bad mirror":           {func(o *Options) { o.Menu.Mirrors = []string{"http://m/images/x"} }, "nowhere.mirror"},
+		"mirror with $":        {func(o *Options) { o.Menu.Mirrors = []string{"http://m/${x}"} }, "not allowed"},
+		"same URL twice":       {func(o *Options) { o.Menu.Entries[1].URL = o.Menu.Entries[0].URL }, "twice"},
+		"same name twice":      {func(o *Options) { o.Menu.Entries[1].URL = "http://other.example.org/images/debian/4" }, "named \"debian\""},
+		"negative timeout":     {func(o *Options) { o.Menu.Timeout = -time.Second }, "negative"},
+		"no kernel":            {func(o *Options) { o.Kernel = filepath.Join(dir, "none") }, "kernel"},
+		"initramfs is a dir":   {func(o *Options) { o.Initrd = dir }, "not a regular file"},
+		"missing shim":         {func(o *Options) { o.Loaders = DefaultLoaders; o.Loaders.Shim = "/nonexistent/shimx64.efi.signed" }, "apt-get install shim-signed"},
+		"missing GRUB":         {func(o *Options) { o.Loaders = DefaultLoaders; o.Loaders.GRUB = "/nonexistent/grubx64.efi.signed" }, "apt-get install grub-efi-amd64-signed"},
+		"missing gptmbr":       {func(o *Options) { o.Loaders = DefaultLoaders; o.Loaders.GPTMBR = "/nonexistent/gptmbr.bin" }, "apt-get install syslinux"},
+		"missing menu modules": {func(o *Options) { o.Loaders = DefaultLoaders; o.Loaders.SyslinuxMod = "/nonexistent" }, "apt-get install syslinux-common"},
+		"missing isolinux": {func(o *Options) {
+			o.ISO = true
+			o.Loaders = DefaultLoaders
+			o.Loaders.ISOLINUX = "/nonexistent/isolinux.bin"
+		}, "apt-get install isolinux"},
+	} {
+		o := Options{Output: filepath.Join(dir, "out.img"), Kernel: kernel, Initrd: initrd, Menu: testMenu()}
+		c.change(&o)
+		_, err := Write(context.Background(), o)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line with %q", name, err, c.want)
+		}
+	}
+	if left, _ := os.ReadDir(dir); len(left) > 0 {
+		t.Errorf("refused writes left files: %v", left)
+	}
+}
+
+// TestFailedWriteLeavesNothing: a failure halfway (a filesystem too small for its files)
+// leaves neither the output nor temporary files, and an existing output untouched.
+func TestFailedWriteLeavesNothing(t *testing.T) {
+	needTools(t, false)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.img")
+	os.WriteFile(out, []byte("old"), 0o644)
+	big := filepath.Join(t.TempDir(), "big")
+	os.WriteFile(big, make([]byte, 3<<20), 0o644)
+	err := MakeFAT(context.Background(), filepath.Join(t.TempDir(), "fat.img"), 1<<20, "X", 0, []File{{Dst: "big", Src: big}})
+	if err == nil {
+		t.Fatal("a 3 MiB file fit a 1 MiB FAT")
+	}
+	kernel, initrd := payload(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // every tool is killed at once
+	if _, err := Write(ctx, Options{Output: out, Kernel: kernel, Initrd: initrd, Menu: testMenu()}); err == nil {
+		t.Fatal("Write with a cancelled context succeeded")
+	}
+	entries, _ := os.ReadDir(dir)
+	if b, _ := os.ReadFile(out); string(b) != "old" || len(entries) != 1 {
+		t.Errorf("after a failed write: output %q, directory %v", b, entries)
 	}
 }

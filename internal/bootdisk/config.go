@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/boot/cmdline"
+	"github.com/nowhere-boot/nowhere/internal/bootmenu"
 	"github.com/nowhere-boot/nowhere/internal/image"
 )
 
@@ -25,17 +26,26 @@ const DefaultAppend = "console=tty0 console=ttyS0,115200"
 
 // Entry is one image on the menu.
 type Entry struct {
-	URL  string // the image, http(s)://HOST/PATH/images/NAME[/VERSION] (nowhere.image=)
-	Name string // its name, from the URL (set by Menu.Check)
+	URL     string // the image, http(s)://HOST/PATH/images/NAME[/VERSION] (nowhere.image=)
+	Name    string // its name, from the URL (set by Menu.Check)
+	Version uint64 // its version, from the URL (0: the latest; set by Menu.Check)
+}
+
+// describe is the entry's menu label.
+func (e Entry) describe() string {
+	if e.Version > 0 {
+		return fmt.Sprintf("%s (version %d)", e.Name, e.Version)
+	}
+	return e.Name
 }
 
 // Menu is what the boot loaders' menus offer: one entry per image, the first the default.
 type Menu struct {
 	Title   string // "" = "nowhere boot disk"
 	Entries []Entry
-	Mirrors []string // base URLs of the same store (nowhere.mirror=), on every entry
-	Append  string   // the rest of the kernel command line, on every entry
-	Timeout time.Duration
+	Mirrors []string      // base URLs of the same store (nowhere.mirror=), on every entry
+	Append  string        // the rest of the kernel command line, on every entry
+	Timeout time.Duration // at least 1 s (Check raises a shorter one)
 }
 
 // Check validates the menu and fills in the entries' names. Every text that ends up on
@@ -51,13 +61,16 @@ func (m *Menu) Check() error {
 	if m.Timeout < 0 {
 		return fmt.Errorf("timeout %s: must not be negative", m.Timeout)
 	}
+	if m.Timeout < time.Second {
+		m.Timeout = time.Second // GRUB's shortest wait here; a menu nobody can see is no menu
+	}
 	if m.Timeout > time.Hour {
 		return fmt.Errorf("timeout %s: at most 1h", m.Timeout)
 	}
 	if err := checkText("title", m.Title, true); err != nil {
 		return err
 	}
-	seen := map[string]bool{}
+	seen, names := map[string]bool{}, map[string]string{}
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		if err := checkText("image URL", e.URL, false); err != nil {
@@ -71,10 +84,11 @@ func (m *Menu) Check() error {
 			return fmt.Errorf("image URL %q given twice", e.URL)
 		}
 		seen[e.URL] = true
-		e.Name = loc.Name
-		if loc.Version > 0 {
-			e.Name = fmt.Sprintf("%s version %d", loc.Name, loc.Version)
+		if u, ok := names[loc.Name]; ok {
+			return fmt.Errorf("image URLs %q and %q: both are images named %q; the menu needs one image per name", u, e.URL, loc.Name)
 		}
+		names[loc.Name] = e.URL
+		e.Name, e.Version = loc.Name, loc.Version
 	}
 	for _, u := range m.Mirrors {
 		if err := checkText("mirror URL", u, false); err != nil {
@@ -132,39 +146,25 @@ func (m *Menu) title() string {
 	return m.Title
 }
 
-// GRUB returns grub.cfg: the menu on the screen and on the first serial port at 115200
-// baud, the first entry the default, booted after the timeout (whole seconds, rounded
-// up; 0 boots at once). 'e' on an entry edits its command line, as GRUB always allows.
-// Each entry echoes which image it boots before loading the kernel.
+// GRUB returns grub.cfg, made by bootmenu.GRUB: the menu on the screen and on the first
+// serial port at 115200 baud (when there is one), the first entry the default, booted
+// after the timeout (whole seconds, rounded up). 'e' on an entry shows and edits its
+// command line. Each entry echoes which image it boots before loading the kernel.
 func GRUB(m Menu) ([]byte, error) {
 	if err := m.Check(); err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
-	b.WriteString("# nowhere boot disk (nowhere bootdisk): each entry boots the kernel and the nowhere\n")
-	b.WriteString("# initramfs on this disk, which streams the image named by nowhere.image= over HTTP.\n")
-	b.WriteString("serial --unit=0 --speed=115200\n")
-	b.WriteString("terminal_input console serial\n")
-	b.WriteString("terminal_output console serial\n")
-	secs := (m.Timeout + time.Second - 1) / time.Second
-	fmt.Fprintf(&b, "set timeout=%d\n", secs)
-	b.WriteString("set timeout_style=menu\n")
-	b.WriteString("set default=0\n")
-	fmt.Fprintf(&b, "echo '%s'\n", m.title())
-	for i, e := range m.Entries {
-		fmt.Fprintf(&b, "\nmenuentry 'nowhere: %s' --id image%d {\n", e.Name, i)
-		fmt.Fprintf(&b, "\techo 'nowhere: booting %s'\n", e.URL)
-		fmt.Fprintf(&b, "\tlinux %s %s\n", KernelPath, m.Cmdline(i))
-		fmt.Fprintf(&b, "\tinitrd %s\n", InitrdPath)
-		b.WriteString("}\n")
+	bm := bootmenu.Menu{Title: m.title(), Kernel: KernelPath, Initrd: InitrdPath, Mirrors: m.Mirrors,
+		Append: m.Append, Timeout: m.Timeout}
+	for _, e := range m.Entries {
+		bm.Entries = append(bm.Entries, bootmenu.Entry{Name: e.Name, Version: e.Version, URL: e.URL})
 	}
-	return b.Bytes(), nil
+	return bootmenu.GRUB(bm)
 }
 
 // SYSLINUX returns syslinux.cfg (also isolinux.cfg): menu.c32 on the screen and on the
 // first serial port, the first entry the default, booted after the timeout (tenths of a
-// second; SYSLINUX's 0 would wait forever, so 0 becomes one tenth). Tab on an entry
-// edits its command line.
+// second). Tab on an entry edits its command line.
 func SYSLINUX(m Menu) ([]byte, error) {
 	if err := m.Check(); err != nil {
 		return nil, err
@@ -176,12 +176,12 @@ func SYSLINUX(m Menu) ([]byte, error) {
 	b.WriteString("UI menu.c32\n")
 	b.WriteString("PROMPT 0\n")
 	tenths := (m.Timeout + 100*time.Millisecond - 1) / (100 * time.Millisecond)
-	fmt.Fprintf(&b, "TIMEOUT %d\n", max(tenths, 1))
+	fmt.Fprintf(&b, "TIMEOUT %d\n", tenths)
 	fmt.Fprintf(&b, "MENU TITLE %s\n", m.title())
 	b.WriteString("DEFAULT image0\n")
 	for i, e := range m.Entries {
 		fmt.Fprintf(&b, "\nLABEL image%d\n", i)
-		fmt.Fprintf(&b, "  MENU LABEL nowhere: %s\n", e.Name)
+		fmt.Fprintf(&b, "  MENU LABEL %s\n", e.describe())
 		fmt.Fprintf(&b, "  LINUX %s\n", KernelPath)
 		fmt.Fprintf(&b, "  INITRD %s\n", InitrdPath)
 		fmt.Fprintf(&b, "  APPEND %s\n", m.Cmdline(i))
