@@ -176,7 +176,11 @@ func printBootdisk(w io.Writer, o bootdiskOptions, menu bootdisk.Menu, rep bootd
 	for _, p := range rep.Parts {
 		parts = append(parts, fmt.Sprintf("%s %s", p.Name, units.Bytes(p.Size)))
 	}
-	fmt.Fprintf(w, "parts: %s\n", strings.Join(parts, ", "))
+	where := "all on an"
+	if o.iso {
+		where = "the UEFI loaders in an"
+	}
+	fmt.Fprintf(w, "parts: %s; %s %s of %s\n", strings.Join(parts, ", "), where, rep.Container.Name, units.Bytes(rep.Container.Size))
 	for i := range menu.Entries {
 		def := ""
 		if i == 0 {

@@ -39,8 +39,9 @@ type Part struct {
 
 // Report is what was written.
 type Report struct {
-	Size  int64  // of the file
-	Parts []Part // kernel, initramfs, loaders, ...
+	Size      int64  // of the file
+	Container Part   // the disk's EFI system partition, or the ISO's EFI boot image
+	Parts     []Part // kernel, initramfs, loaders, ...
 }
 
 func (o *Options) say(format string, args ...any) {
@@ -133,7 +134,7 @@ func Write(ctx context.Context, o Options) (Report, error) {
 		if err := writeISO(ctx, l, out, work, files, efiImg); err != nil {
 			return Report{}, err
 		}
-		rep.Parts = append(rep.Parts, Part{"EFI boot image", size})
+		rep.Container = Part{"El Torito EFI boot image (FAT)", size}
 	} else {
 		files := append(append(payload, efi...), l.syslinuxFiles(SyslinuxDir, "syslinux.cfg", sys)...)
 		size, err := fatSize(files)
@@ -159,7 +160,7 @@ func Write(ctx context.Context, o Options) (Report, error) {
 		if err := InstallSyslinux(ctx, out, ESPStart); err != nil {
 			return Report{}, err
 		}
-		rep.Parts = append(rep.Parts, Part{"EFI system partition", size})
+		rep.Container = Part{"EFI system partition (FAT)", size}
 	}
 	// The parts, for the summary.
 	parts := []struct{ name, path string }{{"kernel", o.Kernel}, {"initramfs", o.Initrd}}
