@@ -163,34 +163,32 @@ func Write(ctx context.Context, o Options) (Report, error) {
 		rep.Container = Part{"EFI system partition (FAT)", size}
 	}
 	// The parts, for the summary.
-	parts := []struct{ name, path string }{{"kernel", o.Kernel}, {"initramfs", o.Initrd}}
+	type part struct {
+		name  string
+		files []File
+	}
+	parts := []part{{"kernel", payload[:1]}, {"initramfs", payload[1:]}}
 	if o.UKI != "" {
-		parts = append(parts, struct{ name, path string }{"unified kernel image", o.UKI})
+		parts = append(parts, part{"unified kernel image", efi})
 	} else {
-		parts = append(parts, struct{ name, path string }{"shim", l.Shim}, struct{ name, path string }{"GRUB", grubBin},
-			struct{ name, path string }{"MokManager", l.MokManager})
+		parts = append(parts, part{"shim", efi[:1]}, part{"GRUB", efi[1:2]}, part{"MokManager", efi[2:3]})
 	}
-	var sysSize int64
-	sysFiles := l.syslinuxFiles("", "", nil)[1:]
 	if o.ISO {
-		sysFiles = append(sysFiles, File{Src: l.ISOLINUX})
-	}
-	for _, f := range sysFiles {
-		n, _ := f.size()
-		sysSize += n
+		parts = append(parts, part{"ISOLINUX", append(l.syslinuxFiles("", "", nil)[1:], File{Src: l.ISOLINUX})})
+	} else {
+		parts = append(parts, part{"SYSLINUX", l.syslinuxFiles("", "", nil)[1:]}) // and ldlinux.sys
 	}
 	for _, p := range parts {
-		st, err := os.Stat(p.path)
-		if err != nil {
-			return Report{}, err
+		var n int64
+		for _, f := range p.files {
+			s, err := f.size()
+			if err != nil {
+				return Report{}, err
+			}
+			n += s
 		}
-		rep.Parts = append(rep.Parts, Part{p.name, st.Size()})
+		rep.Parts = append(rep.Parts, Part{p.name, n})
 	}
-	name := "SYSLINUX"
-	if o.ISO {
-		name = "ISOLINUX"
-	}
-	rep.Parts = append(rep.Parts, Part{name, sysSize})
 	st, err := os.Stat(out)
 	if err != nil {
 		return Report{}, err
