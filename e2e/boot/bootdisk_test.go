@@ -1,17 +1,17 @@
 package boot
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/boot/vm"
 )
 
 // bootdiskMedia are the media nowhere bootdisk wrote for the served busybox image: built
@@ -58,24 +58,24 @@ func TestBootdisk(t *testing.T) {
 
 	t.Run("d-uefi-secureboot-usb", func(t *testing.T) {
 		disk := media(t, m.disk)
-		r := firmwareBoot(t, m.s, fwSecureBoot, "usb", disk)
+		r := firmwareBoot(t, m.s, vm.SecureBoot, "usb", disk)
 		checkConsole(t, r, "Welcome to GRUB!", "GNU GRUB", "nowhere: booting image bb from http://10.0.2.100/images/bb",
 			"EFI stub: UEFI Secure Boot is enabled.", "nowhere: trusting publisher keys", "E2E-MARK-OK")
 	})
 	t.Run("g-bios-disk", func(t *testing.T) {
 		disk := media(t, m.disk)
-		r := firmwareBoot(t, m.s, fwSeaBIOS, "disk", disk)
+		r := firmwareBoot(t, m.s, vm.SeaBIOS, "disk", disk)
 		checkConsole(t, r, "SYSLINUX 6.04", "nowhere boot disk", "nowhere: trusting publisher keys", "E2E-MARK-OK")
 	})
 	t.Run("h-uefi-secureboot-cd", func(t *testing.T) {
 		iso := media(t, m.iso)
-		r := firmwareBoot(t, m.s, fwSecureBoot, "cd", iso)
+		r := firmwareBoot(t, m.s, vm.SecureBoot, "cd", iso)
 		checkConsole(t, r, "GNU GRUB", "nowhere: booting image bb from http://10.0.2.100/images/bb",
 			"EFI stub: UEFI Secure Boot is enabled.", "E2E-MARK-OK")
 	})
 	t.Run("i-bios-cd", func(t *testing.T) {
 		iso := media(t, m.iso)
-		r := firmwareBoot(t, m.s, fwSeaBIOS, "cd", iso)
+		r := firmwareBoot(t, m.s, vm.SeaBIOS, "cd", iso)
 		checkConsole(t, r, "ISOLINUX 6.04", "nowhere boot disk", "E2E-MARK-OK")
 	})
 }
@@ -96,17 +96,7 @@ func checkConsole(t *testing.T, r fwResult, want ...string) {
 			t.Errorf("console lacks %q:\n%s", w, tail(r.console, 80))
 		}
 	}
-	if !strings.Contains(r.console, "reboot: Power down") {
-		t.Errorf("the guest did not power off:\n%s", tail(r.console, 40))
-	}
 }
-
-type firmware int
-
-const (
-	fwSeaBIOS firmware = iota
-	fwSecureBoot
-)
 
 type fwResult struct {
 	console string
@@ -115,78 +105,34 @@ type fwResult struct {
 
 // firmwareBoot boots the medium file (as a USB stick, a disk or a CD) on fw, with the
 // guest reaching s as http://10.0.2.100, until it powers off or 6 minutes pass.
-func firmwareBoot(t *testing.T, s *served, fw firmware, as, file string) fwResult {
+func firmwareBoot(t *testing.T, s *served, fw vm.Firmware, as, file string) fwResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	tmp := t.TempDir()
-	a := []string{"-nodefaults", "-no-user-config", "-no-reboot", "-accel", "tcg", "-m", "1024", "-smp", "1",
-		"-display", "none", "-vga", "none", "-serial", "stdio", "-monitor", "none"}
-	switch fw {
-	case fwSeaBIOS:
-		a = append(a, "-machine", "pc,graphics=off")
-	case fwSecureBoot:
-		vars := filepath.Join(tmp, "vars.fd")
-		b, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
-		if err != nil {
-			t.Fatalf("%v (apt-get install ovmf)", err)
-		}
-		os.WriteFile(vars, b, 0o644)
-		a = append(a, "-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
-			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
-	}
-	f := strings.ReplaceAll(file, ",", ",,")
+	cfg := vm.Config{Firmware: fw, Memory: 1024, CPUs: 1, Accel: "auto",
+		Relay:  []string{env.bin, "vm", "relay", s.addr},
+		Expect: []*regexp.Regexp{regexp.MustCompile("E2E-MARK-OK")}}
 	switch as {
 	case "usb":
-		a = append(a, "-device", "qemu-xhci", "-drive", "if=none,id=m0,format=raw,snapshot=on,file="+f,
-			"-device", "usb-storage,drive=m0,bootindex=1")
+		cfg.USB = file
 	case "disk":
-		a = append(a, "-drive", "if=none,id=m0,format=raw,snapshot=on,file="+f, "-device", "virtio-blk-pci,drive=m0,bootindex=1")
+		cfg.Disks = []string{file}
 	case "cd":
-		a = append(a, "-drive", "if=none,id=m0,media=cdrom,readonly=on,file="+f, "-device", "ide-cd,drive=m0,bootindex=1")
+		cfg.CDROM = file
 	}
-	relay := strings.ReplaceAll(strings.Join([]string{env.bin, "vm", "relay", s.addr}, " "), ",", ",,")
-	a = append(a, "-netdev", "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:"+relay,
-		"-device", "virtio-net-pci,netdev=n0,romfile=", "-device", "virtio-rng-pci")
 	before := s.counts()
 	log := consoleLog(t)
 	defer log.Close()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", a...)
-	var console bytes.Buffer
-	mw := &markWriter{w: io.MultiWriter(log, &console), mark: []byte("E2E-MARK-OK"), start: time.Now()}
-	cmd.Stdout, cmd.Stderr = mw, mw
-	err := cmd.Run()
-	r := fwResult{console: console.String(), marker: mw.at}
-	if r.marker > 0 {
+	cfg.Console = log
+	r, err := vm.Run(ctx, cfg)
+	res := fwResult{console: r.Console, marker: r.Matches["E2E-MARK-OK"]}
+	if res.marker > 0 {
 		after := s.counts()
-		t.Logf("power-on to E2E-MARK-OK: %.1f s (VM ran %.1f s); served %d requests, %d chunk bytes", r.marker.Seconds(),
-			time.Since(mw.start).Seconds(), after.Requests-before.Requests, after.ChunkBytes-before.ChunkBytes)
+		t.Logf("%s from %s: power-on to E2E-MARK-OK %.1f s (VM ran %.1f s, accel %s); served %d requests, %d chunk bytes", fw, as,
+			res.marker.Seconds(), r.Elapsed.Seconds(), r.Accel, after.Requests-before.Requests, after.ChunkBytes-before.ChunkBytes)
 	}
-	if err != nil || r.marker == 0 {
-		t.Fatalf("VM: %v, marker seen: %v; console:\n%s", err, r.marker > 0, tail(r.console, 120))
+	if err != nil || res.marker == 0 || !r.PoweredOff {
+		t.Fatalf("VM: err=%v, marker seen %v, powered off %v; console:\n%s", err, res.marker > 0, r.PoweredOff, tail(r.Console, 120))
 	}
-	return r
-}
-
-// markWriter notes when mark first passes through it.
-type markWriter struct {
-	w     io.Writer
-	mark  []byte
-	start time.Time
-	at    time.Duration
-	last  []byte
-}
-
-func (m *markWriter) Write(p []byte) (int, error) {
-	if m.at == 0 {
-		m.last = append(m.last, p...)
-		if bytes.Contains(m.last, m.mark) {
-			m.at = time.Since(m.start)
-		}
-		if len(m.last) > len(m.mark) {
-			m.last = m.last[len(m.last)-len(m.mark):]
-		}
-	}
-	return m.w.Write(p)
+	return res
 }
