@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -17,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nowhere-boot/nowhere/internal/bootdisk"
+	"github.com/nowhere-boot/nowhere/internal/uki"
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
@@ -31,12 +34,15 @@ type bootdiskOptions struct {
 	timeout time.Duration
 	iso     bool
 	binary  string
+
+	uki                             bool
+	signKey, signCert, signPassFile string
 }
 
 func newBootdiskCommand() *cobra.Command {
 	var o bootdiskOptions
 	cmd := &cobra.Command{
-		Use:   "bootdisk -o FILE --image URL... [--key PUB]... [--kernel VMLINUZ --modules /lib/modules/VERSION] [--iso]",
+		Use:   "bootdisk -o FILE --image URL... [--key PUB]... [--kernel VMLINUZ --modules /lib/modules/VERSION] [--iso] [--uki --sign-key KEY --sign-cert CERT]",
 		Short: "Write a USB stick or CD image that boots images streamed over HTTP",
 		Long: `Bootdisk writes one file that boots a machine into an image streamed over HTTP:
 the kernel and the nowhere initramfs (built here, with the --key publisher keys baked in)
@@ -65,14 +71,25 @@ Debian's shim-signed, grub-efi-amd64-signed, syslinux, syslinux-common and isoli
 packages; the media are built with mkfs.vfat (dosfstools), mtools, sfdisk (fdisk),
 syslinux and xorriso, without mounting anything.
 
-Security: GRUB has shim check the kernel's signature, but nobody checks the initramfs on
-the stick (nor the keys baked in it) or grub.cfg: whoever can write to the stick can
-change what it trusts. The image itself is verified at boot against the baked keys.`,
+With --uki, UEFI boots a unified kernel image instead of shim and GRUB: systemd's EFI
+stub with the kernel, the initramfs and the FIRST --image's command line in one file
+(nowhere uki), signed with --sign-key and --sign-cert (PEM; --sign-pass-file for an
+encrypted key) for firmware that trusts that certificate (its db, or shim's MOK list).
+There is no menu on UEFI then and the command line cannot be edited: the firmware's
+signature check covers kernel, initramfs, keys and command line alike. Legacy BIOS
+still boots SYSLINUX's menu of every --image.
+
+Security: without --uki, GRUB has shim check the kernel's signature, but nobody checks
+the initramfs on the stick (nor the keys baked in it) or grub.cfg: whoever can write to
+the stick can change what it trusts. The image itself is verified at boot against the
+baked keys. See docs/security.md.`,
 		Example: `  nowhere bootdisk -o nowhere.img --image http://boot.example.org/store/images/debian --key publisher.pub
   dd if=nowhere.img of=/dev/sdX bs=4M conv=fsync
   nowhere bootdisk -o nowhere.iso --iso --image http://boot.example.org/store/images/debian \
       --image http://boot.example.org/store/images/alpine --mirror http://mirror.example.org/store \
-      --key publisher.pub --timeout 10s --append "console=tty0 quiet"`,
+      --key publisher.pub --timeout 10s --append "console=tty0 quiet"
+  nowhere bootdisk -o signed.img --uki --sign-key db.key --sign-cert db.pem \
+      --image http://boot.example.org/store/images/debian --key publisher.pub`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBootdisk(o)
@@ -89,6 +106,10 @@ change what it trusts. The image itself is verified at boot against the baked ke
 	durationVar(f, &o.timeout, "timeout", bootdisk.DefaultTimeout, "how long the menus wait before booting the first entry (at least 1s)")
 	f.BoolVar(&o.iso, "iso", false, "write a hybrid ISO 9660 image (CD, or USB stick) instead of a disk image")
 	f.StringVar(&o.binary, "binary", "", "the static nowhere binary to use as the initramfs' /init (default: this one)")
+	f.BoolVar(&o.uki, "uki", false, "UEFI boots a (signed) unified kernel image with the first --image's command line instead of shim and GRUB: no menu on UEFI")
+	f.StringVar(&o.signKey, "sign-key", "", "with --uki: sign it for Secure Boot with this PEM private key (with --sign-cert)")
+	f.StringVar(&o.signCert, "sign-cert", "", "with --uki: the PEM certificate of --sign-key (enrolled in the firmware's db or as a MOK)")
+	f.StringVar(&o.signPassFile, "sign-pass-file", "", "with --uki: read the passphrase of an encrypted --sign-key from the first line of this file")
 	_ = cmd.MarkFlagRequired("output")
 	return cmd
 }
@@ -101,6 +122,34 @@ func runBootdisk(o bootdiskOptions) error {
 	if err := menu.Check(); err != nil {
 		return err
 	}
+	if !o.uki && (o.signKey != "" || o.signCert != "" || o.signPassFile != "") {
+		return errors.New("--sign-key, --sign-cert and --sign-pass-file sign the unified kernel image: they need --uki")
+	}
+	if (o.signKey == "") != (o.signCert == "") {
+		return errors.New("--sign-key and --sign-cert go together")
+	}
+	if o.signPassFile != "" && o.signKey == "" {
+		return errors.New("--sign-pass-file needs --sign-key")
+	}
+	var pass string
+	if o.signPassFile != "" {
+		b, err := os.ReadFile(o.signPassFile)
+		if err != nil {
+			return fmt.Errorf("--sign-pass-file: %w", err)
+		}
+		pass, _, _ = strings.Cut(string(b), "\n")
+		pass = strings.TrimSuffix(pass, "\r")
+	}
+	if o.uki {
+		if _, err := os.Stat(uki.DefaultStub); err != nil {
+			return fmt.Errorf("%s is missing (apt-get install systemd-boot-efi)", uki.DefaultStub)
+		}
+		for _, t := range [][2]string{{"objcopy", "binutils"}, {"sbsign", "sbsigntool"}, {"sbverify", "sbsigntool"}} {
+			if _, err := exec.LookPath(t[0]); err != nil && (t[0] == "objcopy" || o.signKey != "") {
+				return fmt.Errorf("%s is not installed (apt-get install %s)", t[0], t[1])
+			}
+		}
+	}
 	if st, err := os.Stat(o.output); err == nil && st.IsDir() {
 		return fmt.Errorf("%s is a directory", o.output)
 	}
@@ -112,7 +161,7 @@ func runBootdisk(o bootdiskOptions) error {
 	if o.iso {
 		check = loaders.CheckISO
 	}
-	if err := check(true); err != nil {
+	if err := check(!o.uki); err != nil {
 		return err
 	}
 	if o.kernel == "" || o.modules == "" {
@@ -155,8 +204,21 @@ func runBootdisk(o bootdiskOptions) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	var ukiFile string
+	if o.uki {
+		ukiFile = filepath.Join(tmp, "BOOTX64.EFI")
+		fmt.Fprintf(os.Stderr, "bootdisk: building the unified kernel image (command line: %s)\n", menu.Cmdline(0))
+		err := uki.Build(ctx, uki.Options{Output: ukiFile, Kernel: o.kernel, Initrd: initrd, Cmdline: menu.Cmdline(0),
+			SignKey: o.signKey, SignCert: o.signCert, Passphrase: pass})
+		if errors.Is(err, uki.ErrNeedPassphrase) {
+			return fmt.Errorf("%w (--sign-pass-file FILE)", err)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	rep, err := bootdisk.Write(ctx, bootdisk.Options{
-		Output: o.output, Kernel: o.kernel, Initrd: initrd, Menu: menu, ISO: o.iso,
+		Output: o.output, Kernel: o.kernel, Initrd: initrd, Menu: menu, ISO: o.iso, UKI: ukiFile,
 		Loaders: loaders, Progress: os.Stderr,
 	})
 	if err != nil {
@@ -167,9 +229,16 @@ func runBootdisk(o bootdiskOptions) error {
 }
 
 func printBootdisk(w io.Writer, o bootdiskOptions, menu bootdisk.Menu, rep bootdisk.Report) {
-	kind := "disk image (GPT, for a USB stick; UEFI with Secure Boot: shim + GRUB; BIOS: SYSLINUX)"
+	uefi := "UEFI with Secure Boot: shim + GRUB"
+	if o.uki {
+		uefi = "UEFI: an unsigned unified kernel image, no menu"
+		if o.signCert != "" {
+			uefi = "UEFI with Secure Boot: a unified kernel image signed by " + certSubject(o.signCert) + ", no menu"
+		}
+	}
+	kind := "disk image (GPT, for a USB stick; " + uefi + "; BIOS: SYSLINUX)"
 	if o.iso {
-		kind = "hybrid ISO image (CD or USB stick; UEFI with Secure Boot: shim + GRUB; BIOS: ISOLINUX)"
+		kind = "hybrid ISO image (CD or USB stick; " + uefi + "; BIOS: ISOLINUX)"
 	}
 	fmt.Fprintf(w, "wrote %s: %s, %s\n", o.output, units.Bytes(rep.Size), kind)
 	var parts []string
@@ -181,12 +250,25 @@ func printBootdisk(w io.Writer, o bootdiskOptions, menu bootdisk.Menu, rep bootd
 		where = "the UEFI loaders in an"
 	}
 	fmt.Fprintf(w, "parts: %s; %s %s of %s\n", strings.Join(parts, ", "), where, rep.Container.Name, units.Bytes(rep.Container.Size))
+	if o.uki {
+		fmt.Fprintf(w, "UEFI boots: %s\n", menu.Cmdline(0))
+		if len(menu.Entries) > 1 {
+			fmt.Fprintf(w, "note: on UEFI the unified kernel image boots only the first --image; the others are on the BIOS menu only (%d entries)\n", len(menu.Entries))
+		}
+		if o.signCert == "" {
+			fmt.Fprintln(w, "note: the unified kernel image is unsigned: it boots only with Secure Boot off")
+		}
+	}
 	for i := range menu.Entries {
 		def := ""
 		if i == 0 {
 			def = fmt.Sprintf(" (default, after %s)", menu.Timeout)
 		}
-		fmt.Fprintf(w, "entry %d%s: %s\n", i+1, def, menu.Cmdline(i))
+		on := ""
+		if o.uki {
+			on = " (BIOS menu)"
+		}
+		fmt.Fprintf(w, "entry %d%s%s: %s\n", i+1, def, on, menu.Cmdline(i))
 	}
 }
 

@@ -3,6 +3,7 @@ package boot
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -20,6 +21,7 @@ type bootdiskMedia struct {
 	s    *served
 	disk func() (string, error) // the raw GPT disk image (USB stick)
 	iso  func() (string, error) // the hybrid ISO
+	uki  func() (string, error) // a disk image with a signed UKI as BOOTX64.EFI
 }
 
 // TestBootdisk boots the media `nowhere bootdisk` writes (kernel and initramfs on the
@@ -30,7 +32,10 @@ type bootdiskMedia struct {
 //   - g: the same disk image as a disk on legacy BIOS (SeaBIOS): gptmbr.bin -> SYSLINUX
 //     (its menu);
 //   - h: the ISO as a CD on UEFI with Secure Boot: El Torito -> shim -> Debian's CD GRUB;
-//   - i: the same ISO as a CD on legacy BIOS: El Torito -> ISOLINUX (its menu).
+//   - i: the same ISO as a CD on legacy BIOS: El Torito -> ISOLINUX (its menu);
+//   - u: a disk image made with --uki (signed with Debian's snakeoil test key) as a USB
+//     stick on UEFI with Secure Boot and that key enrolled: the firmware starts the UKI,
+//     no shim, no GRUB.
 //
 // Each logs its power-on-to-marker time.
 func TestBootdisk(t *testing.T) {
@@ -54,29 +59,42 @@ func TestBootdisk(t *testing.T) {
 			return out, nil
 		})
 	}
-	m := bootdiskMedia{s: s, disk: write("disk.img"), iso: write("boot.iso", "--iso")}
+	pass := filepath.Join(dir, "snakeoil.pass")
+	if err := os.WriteFile(pass, []byte("snakeoil\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := bootdiskMedia{s: s, disk: write("disk.img"), iso: write("boot.iso", "--iso"),
+		uki: write("uki.img", "--uki", "--sign-key", snakeoilKey, "--sign-cert", snakeoilCert, "--sign-pass-file", pass)}
 
 	t.Run("d-uefi-secureboot-usb", func(t *testing.T) {
 		disk := media(t, m.disk)
-		r := firmwareBoot(t, m.s, vm.SecureBoot, "usb", disk)
+		r := mediaBoot(t, m.s, vm.SecureBoot, "usb", disk)
 		checkConsole(t, r, "Welcome to GRUB!", "GNU GRUB", "nowhere: booting image bb from http://10.0.2.100/images/bb",
 			"EFI stub: UEFI Secure Boot is enabled.", "nowhere: trusting publisher keys", "E2E-MARK-OK")
 	})
 	t.Run("g-bios-disk", func(t *testing.T) {
 		disk := media(t, m.disk)
-		r := firmwareBoot(t, m.s, vm.SeaBIOS, "disk", disk)
+		r := mediaBoot(t, m.s, vm.SeaBIOS, "disk", disk)
 		checkConsole(t, r, "SYSLINUX 6.04", "nowhere boot disk", "nowhere: trusting publisher keys", "E2E-MARK-OK")
 	})
 	t.Run("h-uefi-secureboot-cd", func(t *testing.T) {
 		iso := media(t, m.iso)
-		r := firmwareBoot(t, m.s, vm.SecureBoot, "cd", iso)
+		r := mediaBoot(t, m.s, vm.SecureBoot, "cd", iso)
 		checkConsole(t, r, "GNU GRUB", "nowhere: booting image bb from http://10.0.2.100/images/bb",
 			"EFI stub: UEFI Secure Boot is enabled.", "E2E-MARK-OK")
 	})
 	t.Run("i-bios-cd", func(t *testing.T) {
 		iso := media(t, m.iso)
-		r := firmwareBoot(t, m.s, vm.SeaBIOS, "cd", iso)
+		r := mediaBoot(t, m.s, vm.SeaBIOS, "cd", iso)
 		checkConsole(t, r, "ISOLINUX 6.04", "nowhere boot disk", "E2E-MARK-OK")
+	})
+	t.Run("u-uefi-snakeoil-uki-usb", func(t *testing.T) {
+		disk := media(t, m.uki)
+		r := mediaBoot(t, m.s, vm.Snakeoil, "usb", disk)
+		checkConsole(t, r, "EFI stub: UEFI Secure Boot is enabled.", "nowhere: image http://10.0.2.100/images/bb,", "E2E-MARK-OK")
+		if strings.Contains(r.console, "GRUB") {
+			t.Errorf("GRUB ran: the UKI should have been started by the firmware itself")
+		}
 	})
 }
 
@@ -103,9 +121,9 @@ type fwResult struct {
 	marker  time.Duration // power-on to E2E-MARK-OK
 }
 
-// firmwareBoot boots the medium file (as a USB stick, a disk or a CD) on fw, with the
+// mediaBoot boots the medium file (as a USB stick, a disk or a CD) on fw, with the
 // guest reaching s as http://10.0.2.100, until it powers off or 6 minutes pass.
-func firmwareBoot(t *testing.T, s *served, fw vm.Firmware, as, file string) fwResult {
+func mediaBoot(t *testing.T, s *served, fw vm.Firmware, as, file string) fwResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
