@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -345,5 +346,44 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if b, _ := os.ReadFile(out); string(b) != "old" || len(entries) != 1 {
 		t.Errorf("after a failed write: output %q, directory %v", b, entries)
+	}
+}
+
+// TestUKIDisk: with a unified kernel image, BOOTX64.EFI is that image and neither shim
+// nor GRUB is on the ESP; SYSLINUX still is, with the kernel and initramfs it boots.
+func TestUKIDisk(t *testing.T) {
+	needTools(t, false)
+	kernel, initrd := payload(t)
+	ukiFile := filepath.Join(t.TempDir(), "uki.efi")
+	os.WriteFile(ukiFile, []byte(strings.Repeat("MZ-uki", 50000)), 0o644)
+	out := filepath.Join(t.TempDir(), "disk.img")
+	rep, err := Write(context.Background(), Options{Output: out, Kernel: kernel, Initrd: initrd, Menu: testMenu(), UKI: ukiFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := out + "@@1048576"
+	files := mtools(t, "mdir", "-/", "-b", "-a", "-i", img, "::/")
+	for _, gone := range []string{"grubx64.efi", "mmx64.efi", "grub.cfg"} {
+		if strings.Contains(files, gone) {
+			t.Errorf("the ESP holds %s beside a UKI:\n%s", gone, files)
+		}
+	}
+	for _, want := range []string{"::/EFI/BOOT/BOOTX64.EFI", "::/vmlinuz", "::/initrd.img", "::/syslinux/ldlinux.sys"} {
+		if !strings.Contains(files+"\n", want+"\n") {
+			t.Errorf("the ESP lacks %s:\n%s", want, files)
+		}
+	}
+	u, _ := os.ReadFile(ukiFile)
+	if got := mtools(t, "mtype", "-i", img, "::/EFI/BOOT/BOOTX64.EFI"); got != string(u) {
+		t.Errorf("BOOTX64.EFI is not the UKI")
+	}
+	if names := fmt.Sprint(rep.Parts); !strings.Contains(names, "unified kernel image") || strings.Contains(names, "shim") {
+		t.Errorf("parts %s", names)
+	}
+	// Without shim and GRUB installed, a UKI disk is still possible.
+	l := DefaultLoaders
+	l.Shim, l.GRUB, l.MokManager = "/nonexistent", "/nonexistent", "/nonexistent"
+	if _, err := Write(context.Background(), Options{Output: out, Kernel: kernel, Initrd: initrd, Menu: testMenu(), UKI: ukiFile, Loaders: l}); err != nil {
+		t.Errorf("a UKI disk without shim and GRUB installed: %v", err)
 	}
 }
