@@ -12,11 +12,17 @@
 # As a diskless machine (no -kernel: qemu's iPXE fetches the boot menu /boot.ipxe, whose
 # default entry fetches the kernel and initramfs over HTTP too):
 #   make demo DEMO_NETBOOT=1
+# Like a real PC, from the USB stick `nowhere bootdisk` writes, through the firmware's own boot
+# (bios: SeaBIOS -> SYSLINUX; uefi: OVMF -> shim -> GRUB; secureboot: the same with Secure Boot
+# enforced under Microsoft's keys, as PCs are sold):
+#   make demo DEMO_FIRMWARE=uefi        (or bios, secureboot)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 interactive=${DEMO_INTERACTIVE:-0}
 netboot=${DEMO_NETBOOT:-0}
+firmware=${DEMO_FIRMWARE:-}
+case "$firmware" in ""|bios|uefi|secureboot) ;; *) echo "demo: DEMO_FIRMWARE=$firmware: want bios, uefi or secureboot" >&2; exit 2 ;; esac
 [ "${1:-}" = "--interactive" ] && interactive=1
 scripts/install-deps.sh demo
 [ -x bin/nowhere ] || make -s build
@@ -40,6 +46,15 @@ if [ "$netboot" = 1 ]; then
   say "network boot: iPXE -> http://10.0.2.100/boot.ipxe -> kernel, initramfs, root over HTTP"
   args=(--netboot --kernel "$kdir/vmlinuz" --initrd "$work/initrd.img" --store "$work/store" --image debian
         --expect 'login: *$')
+fi
+if [ -n "$firmware" ]; then
+  say "boot media: nowhere bootdisk (shim, GRUB, SYSLINUX, the signed kernel, the initramfs with the key)"
+  extra="loglevel=4"; [ "$interactive" = 1 ] || extra="$extra demo.poweroff"
+  bin/nowhere bootdisk -o "$work/usb.img" --kernel "$kdir/vmlinuz" --modules "$kdir/modules" \
+    --image "http://10.0.2.100/images/debian" --key "$work/demo.pub" --timeout 2s \
+    --append "console=tty0 console=ttyS0,115200 $extra"
+  say "boot: $firmware firmware -> the USB stick -> the root streamed from the store over HTTP"
+  args=(--firmware "$firmware" --usb "$work/usb.img" --store "$work/store" --image debian --expect 'login: *$')
 fi
 if [ "$interactive" = 1 ]; then
   bin/nowhere vm "${args[@]}" --append "loglevel=4" --interactive --timeout 0

@@ -34,6 +34,7 @@ type bootdiskOptions struct {
 	timeout time.Duration
 	iso     bool
 	binary  string
+	drivers []string // more drivers in the initramfs: a real PC's NIC or disk controller
 
 	uki                             bool
 	signKey, signCert, signPassFile string
@@ -104,6 +105,7 @@ baked keys. See docs/security.md.`,
 	f.StringArrayVar(&o.keys, "key", nil, "trust this publisher key at boot: a minisign public key file or its base64 string (repeatable; baked into the initramfs)")
 	f.StringVar(&o.append, "append", bootdisk.DefaultAppend, "the rest of every entry's kernel command line")
 	durationVar(f, &o.timeout, "timeout", bootdisk.DefaultTimeout, "how long the menus wait before booting the first entry (at least 1s)")
+	f.StringArrayVar(&o.drivers, "driver", nil, "also put this driver in the initramfs, loaded when its hardware is present (repeatable; as nowhere initramfs --driver)")
 	f.BoolVar(&o.iso, "iso", false, "write a hybrid ISO 9660 image (CD, or USB stick) instead of a disk image")
 	f.StringVar(&o.binary, "binary", "", "the static nowhere binary to use as the initramfs' /init (default: this one)")
 	f.BoolVar(&o.uki, "uki", false, "UEFI boots a (signed) unified kernel image with the first --image's command line instead of shim and GRUB: no menu on UEFI")
@@ -193,7 +195,7 @@ func runBootdisk(o bootdiskOptions) error {
 	var summary bytes.Buffer
 	err = runInitramfs(initramfsOptions{
 		output: initrd, modules: o.modules, binary: o.binary, compress: "gzip", caCerts: defaultCACerts,
-		keys: o.keys, image: o.images[0], mirrors: o.mirrors, out: &summary,
+		keys: o.keys, image: o.images[0], mirrors: o.mirrors, extraDrivers: o.drivers, out: &summary,
 	})
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
