@@ -7,6 +7,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/nowhere-boot/nowhere/internal/bootmenu"
 	"github.com/nowhere-boot/nowhere/internal/catalog"
+	"github.com/nowhere-boot/nowhere/internal/pxe"
 	"github.com/nowhere-boot/nowhere/internal/server"
 	"github.com/nowhere-boot/nowhere/internal/store"
 )
@@ -23,6 +25,13 @@ type serveOptions struct {
 	listen string
 	quiet  bool
 	menu   bootmenu.Options
+	pxe    pxeOptions
+}
+
+type pxeOptions struct {
+	iface      string
+	secureBoot bool
+	wait       time.Duration
 }
 
 func newServeCommand() *cobra.Command {
@@ -46,12 +55,21 @@ images (the default first), each entry booting the kernel (/boot/vmlinuz) and th
 initramfs (/boot/initrd.img) over HTTP with nowhere.image= naming the image on this server.
 The kernel and initramfs are --kernel and --initrd, or the store's boot/vmlinuz and
 boot/initrd.img. Bake the publisher's key into the initramfs (nowhere initramfs --key):
-the menu carries no keys (docs/boot.md, "Diskless boot menu").`,
+the menu carries no keys (docs/boot.md, "Diskless boot menu").
+
+With --pxe IFACE it also boots the machines of the LAN on IFACE that start from the
+network (PXE or UEFI HTTP Boot), without touching the LAN's DHCP: a proxyDHCP responder
+(UDP 67 and 4011) answers only PXE and HTTP Boot clients, never with an address, naming
+a boot loader: iPXE (undionly.kpxe for BIOS, ipxe.efi for UEFI) over TFTP (UDP 69,
+read-only, those files only), which then loads the menu; or with --secure-boot,
+Microsoft-signed shim and Debian-signed GRUB, whose grub.cfg lists the same images. The
+LAN's DHCP server still hands out the addresses (docs/boot.md, "LAN boot").`,
 		Example: `  nowhere serve ./store
   nowhere serve /srv/nowhere --listen 0.0.0.0:8080
   AWS_PROFILE=publisher nowhere serve s3://images/nowhere --s3-endpoint http://minio:9000 --listen 0.0.0.0:8080
   nowhere serve /srv/nowhere --listen 0.0.0.0:80 --kernel vmlinuz --initrd initrd.img \
-      --boot-default debian --boot-append console=ttyS0`,
+      --boot-default debian --boot-append console=ttyS0
+  nowhere serve /srv/nowhere --listen 0.0.0.0:80 --kernel vmlinuz --initrd initrd.img --pxe eth0`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runServe(args[0], o) },
 	}
@@ -65,6 +83,9 @@ the menu carries no keys (docs/boot.md, "Diskless boot menu").`,
 	f.StringVar(&o.menu.URL, "boot-url", "", "boot menu: this server's base URL as the machines reach it (default: from each request's Host header)")
 	f.StringArrayVar(&o.menu.Mirrors, "boot-mirror", nil, "boot menu: another base URL of this store (nowhere.mirror=, repeatable)")
 	f.StringVar(&o.menu.Append, "boot-append", "", "boot menu: more kernel command line on every entry (console=ttyS0, nowhere.cache=/dev/sda, ...)")
+	f.StringVar(&o.pxe.iface, "pxe", "", "boot the LAN on this interface: proxyDHCP and TFTP for PXE and UEFI HTTP Boot clients (the LAN's DHCP server still hands out addresses)")
+	f.BoolVar(&o.pxe.secureBoot, "secure-boot", false, "with --pxe: UEFI clients boot shim and Debian's signed GRUB instead of iPXE (for Secure Boot)")
+	durationVar(f, &o.pxe.wait, "pxe-wait", 5*time.Second, "with --pxe: how long to look for the LAN's DHCP server (and for another PXE server) before serving")
 	return cmd
 }
 
@@ -80,6 +101,18 @@ func runServe(loc string, o serveOptions) error {
 	if asked := o.menu.Kernel != "" || o.menu.Initrd != "" || o.menu.Default != ""; asked && menuErr != nil {
 		return menuErr
 	}
+	var lan *pxeLAN
+	if o.pxe.iface == "" && (o.pxe.secureBoot || o.pxe.wait != 5*time.Second) {
+		return errors.New("--secure-boot and --pxe-wait need --pxe IFACE")
+	}
+	if o.pxe.iface != "" {
+		if !menu {
+			return fmt.Errorf("--pxe needs the boot menu: %v", menuErr)
+		}
+		if lan, err = checkPXE(o); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", o.listen, err)
@@ -87,6 +120,15 @@ func runServe(loc string, o serveOptions) error {
 	h := server.FilesHandler(st.files)
 	if menu {
 		h = bootmenu.StoreHandler(st.list, h, o.menu)
+	}
+	if lan != nil {
+		stop, wrapped, err := lan.start(ln.Addr().(*net.TCPAddr).Port, st, o, h)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stop()
+		h = wrapped
 	}
 	if !o.quiet {
 		access := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
@@ -173,4 +215,98 @@ func openServed(loc string) (*served, error) {
 		list:   func(ctx context.Context) ([]bootmenu.Entry, error) { return bootmenu.List(ctx, loc) },
 		close:  func() { root.Close() },
 	}, nil
+}
+
+// pxeLAN is what --pxe serves on.
+type pxeLAN struct {
+	iface string
+	addr  netip.Addr
+}
+
+// checkPXE checks what --pxe needs before anything listens: the interface and its
+// address, the loaders, and an HTTP listen address the LAN can reach.
+func checkPXE(o serveOptions) (*pxeLAN, error) {
+	addr, err := pxe.InterfaceIPv4(o.pxe.iface)
+	if err != nil {
+		return nil, err
+	}
+	if err := pxe.CheckLoaders(pxe.Loaders(o.pxe.secureBoot)); err != nil {
+		return nil, err
+	}
+	host, _, err := net.SplitHostPort(o.listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %s: %w", o.listen, err)
+	}
+	if ip, err := netip.ParseAddr(host); host != "" && (err != nil || !ip.IsUnspecified() && ip.Unmap() != addr) {
+		return nil, fmt.Errorf("--pxe %s: --listen %s is not reachable from that LAN: listen on %s or 0.0.0.0", o.pxe.iface, o.listen, addr)
+	}
+	return &pxeLAN{iface: o.pxe.iface, addr: addr}, nil
+}
+
+// start probes the LAN, then starts the proxyDHCP responder and the TFTP server, and
+// returns the HTTP handler that also serves the loaders, and what stops it all.
+func (l *pxeLAN) start(port int, st *served, o serveOptions, h http.Handler) (func(), http.Handler, error) {
+	say := logf
+	if o.quiet {
+		say = func(string, ...any) {}
+	}
+	base := strings.TrimSuffix(o.menu.URL, "/")
+	if base == "" {
+		base = "http://" + netip.AddrPortFrom(l.addr, uint16(port)).String()
+	}
+	files := &pxe.Files{Loaders: pxe.Loaders(o.pxe.secureBoot)}
+	if o.pxe.secureBoot {
+		gen, err := pxe.GrubMenu(base, st.list, o.menu)
+		if err != nil {
+			return nil, nil, err
+		}
+		files.Generated = map[string]func(context.Context) ([]byte, error){pxe.GrubCfg: gen, pxe.GrubArchCfg: gen}
+	}
+	// Before answering anyone: who else answers here?
+	res, err := pxe.Probe(context.Background(), l.iface, o.pxe.wait)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--pxe %s: probing the LAN for DHCP servers: %w", l.iface, err)
+	}
+	if len(res.PXE) > 0 {
+		p := res.PXE[0]
+		return nil, nil, fmt.Errorf("--pxe %s: another PXE server, %v, already answers PXE clients on this LAN (boot file %q): machines would race between the two; stop it or leave out --pxe", l.iface, p.Server, p.BootFile)
+	}
+	if len(res.DHCP) == 0 {
+		// A warning, not an error: the DHCP server may come up later, or answer only
+		// after this probe gave up; the proxy is harmless until it does, and machines
+		// start booting as soon as it answers.
+		logf("warning: --pxe %s: no DHCP server answered on this LAN within %s, and --pxe does not hand out addresses: machines will not boot until a DHCP server runs here", l.iface, o.pxe.wait)
+	} else {
+		say("pxe: the LAN's DHCP server %v hands out addresses on %s (it offered %v)", res.DHCP[0].Server, l.iface, res.DHCP[0].YourIP)
+	}
+	cfg := pxe.Config{Addr: l.addr, HTTPBase: base, MenuURL: base + bootmenu.ScriptPath, SecureBoot: o.pxe.secureBoot}
+	resp, err := pxe.Listen(l.iface, cfg, say)
+	if err != nil {
+		return nil, nil, err
+	}
+	tftp, err := pxe.ListenTFTP(netip.AddrPortFrom(l.addr, pxe.TFTPPort).String(), files, say)
+	if err != nil {
+		resp.Close()
+		return nil, nil, err
+	}
+	go func() {
+		if err := resp.Serve(); err != nil {
+			logf("pxe: %v", err)
+		}
+	}()
+	go func() {
+		if err := tftp.Serve(); err != nil {
+			logf("tftp: %v", err)
+		}
+	}()
+	loaders := "undionly.kpxe, ipxe.efi"
+	if o.pxe.secureBoot {
+		loaders += ", shimx64.efi, grubx64.efi, grub/grub.cfg"
+	}
+	fmt.Printf("pxe: proxyDHCP on %s (%s, UDP 67 and 4011), TFTP on %s (%s), loaders also at %s/boot/\n", l.iface, l.addr, tftp.Addr(), loaders, base)
+	stop := func() {
+		resp.Close()
+		tftp.Close()
+	}
+	return stop, files.Handler(h, say), nil
 }

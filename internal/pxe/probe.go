@@ -71,6 +71,11 @@ func Probe(ctx context.Context, iface string, wait time.Duration) (*ProbeResult,
 		}
 		mu.Lock()
 		defer mu.Unlock()
+		for _, seen := range append(res.PXE, res.DHCP...) {
+			if seen.Server.Equal(o.Server) && seen.YourIP.Equal(o.YourIP) && seen.BootFile == o.BootFile {
+				return false // the answer to a retransmission
+			}
+		}
 		if o.BootFile != "" || len(o.Vendor) >= 9 && o.Vendor[:9] == "PXEClient" {
 			res.PXE = append(res.PXE, o)
 		}
