@@ -71,7 +71,12 @@ LAN's DHCP server still hands out the addresses (docs/boot.md, "LAN boot").`,
       --boot-default debian --boot-append console=ttyS0
   nowhere serve /srv/nowhere --listen 0.0.0.0:80 --kernel vmlinuz --initrd initrd.img --pxe eth0`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return runServe(args[0], o) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.pxe.iface == "" && (cmd.Flags().Changed("secure-boot") || cmd.Flags().Changed("pxe-wait")) {
+				return errors.New("--secure-boot and --pxe-wait need --pxe IFACE")
+			}
+			return runServe(args[0], o)
+		},
 	}
 	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on (port 0 picks a free one)")
 	cmd.Flags().BoolVar(&o.quiet, "quiet", false, "no access log")
@@ -102,9 +107,6 @@ func runServe(loc string, o serveOptions) error {
 		return menuErr
 	}
 	var lan *pxeLAN
-	if o.pxe.iface == "" && (o.pxe.secureBoot || o.pxe.wait != 5*time.Second) {
-		return errors.New("--secure-boot and --pxe-wait need --pxe IFACE")
-	}
 	if o.pxe.iface != "" {
 		if !menu {
 			return fmt.Errorf("--pxe needs the boot menu: %v", menuErr)

@@ -1,0 +1,376 @@
+package boot
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/insomniacslk/dhcp/iana"
+	"github.com/pin/tftp/v3"
+
+	"github.com/nowhere-boot/nowhere/internal/boot/vm"
+	"github.com/nowhere-boot/nowhere/internal/pxe"
+	"github.com/nowhere-boot/nowhere/internal/testnet"
+)
+
+// pxeStore is the store and initramfs every LAN boot shares: one busybox image, bb, and
+// an initramfs with the publisher's key baked in (the menus carry no key).
+var pxeStore struct {
+	once          sync.Once
+	dir, initrd   string
+	kernel        string // Debian's signed bzImage (iPXE and GRUB load bzImages)
+	err           error
+	tmp           string
+}
+
+func pxeSetup(t *testing.T) {
+	t.Helper()
+	needEnv(t)
+	if err := testnet.Available(); err != nil {
+		t.Skip(err)
+	}
+	for _, tool := range []string{"dnsmasq", "qemu-system-x86_64"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (scripts/install-deps.sh)", tool)
+		}
+	}
+	if err := pxe.CheckLoaders(pxe.Loaders(true)); err != nil {
+		t.Fatal(err) // scripts/install-deps.sh installs the loaders
+	}
+	pxeStore.once.Do(func() {
+		// Built under the setup directory, not a test's: the subtests share it.
+		pxeStore.tmp = filepath.Join(setupDir, "pxe")
+		os.MkdirAll(pxeStore.tmp, 0o755)
+		root := busyboxRoot(t)
+		img := makeFS(t, root, "squashfs")
+		pxeStore.dir = filepath.Join(pxeStore.tmp, "store")
+		run(t, env.bin, "pack", img, "--store", pxeStore.dir, "--name", "bb", "--progress", "never", "--key", env.secret)
+		pxeStore.initrd = filepath.Join(pxeStore.tmp, "initrd.img")
+		run(t, env.bin, "initramfs", "-o", pxeStore.initrd, "--modules", env.modules, "--key", env.public)
+		pxeStore.kernel = filepath.Join(filepath.Dir(env.kernel), "vmlinuz")
+	})
+	if pxeStore.initrd == "" {
+		t.Fatal("the shared store was not built (see the first test's failure)")
+	}
+}
+
+// syncBuffer collects a process's output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// pxeLAN is a LAN in namespaces: the network's DHCP server (dnsmasq, addresses only),
+// the nowhere server with --pxe, and a tap on the switch for a VM.
+type pxeLAN struct {
+	net       *testnet.Net
+	dhcp, srv *testnet.Host
+	tap       string
+	swNS      string // the switch's namespace, for nsenter --net=
+	serveLog  *syncBuffer
+	base      string // http://SERVER:80
+}
+
+// newPXELAN starts the LAN and `nowhere serve --pxe eth0 serveArgs...`; everything stops
+// when the test ends, failed or not.
+func newPXELAN(t *testing.T, serveArgs ...string) *pxeLAN {
+	t.Helper()
+	n, err := testnet.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() }) // after the processes below (cleanups run last first)
+	l := &pxeLAN{net: n, tap: "tap0", swNS: "/run/netns/" + n.Prefix + "switch", serveLog: &syncBuffer{}}
+	if l.dhcp, err = n.AddHost("dhcp", testnet.Link{}); err != nil {
+		t.Fatal(err)
+	}
+	if l.srv, err = n.AddHost("srv", testnet.Link{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][]string{
+		{"ip", "-n", n.Prefix + "switch", "tuntap", "add", "dev", l.tap, "mode", "tap"},
+		{"ip", "-n", n.Prefix + "switch", "link", "set", l.tap, "master", "br0", "up"},
+	} {
+		run(t, c[0], c[1:]...)
+	}
+	tmp := t.TempDir()
+	// The network's own DHCP server: addresses, no boot options.
+	dnsmasqLog := &syncBuffer{}
+	start(t, l.dhcp, dnsmasqLog, "dnsmasq", "--no-daemon", "--port=0", "--interface=eth0", "--bind-interfaces",
+		"--dhcp-range=10.77.1.10,10.77.1.200,255.255.0.0,10m", "--dhcp-leasefile="+filepath.Join(tmp, "leases"),
+		"--conf-file=/dev/null", "--log-dhcp")
+	l.base = "http://" + l.srv.Addr.String() + ":80"
+	args := append([]string{"serve", pxeStore.dir, "--listen", l.srv.Addr.String() + ":80", "--pxe", "eth0",
+		"--kernel", pxeStore.kernel, "--initrd", pxeStore.initrd, "--boot-timeout", "1s",
+		"--boot-append", "console=ttyS0 panic=-1 loglevel=4"}, serveArgs...)
+	start(t, l.srv, l.serveLog, env.bin, args...)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(l.serveLog.String(), "pxe: proxyDHCP on eth0") {
+		if time.Now().After(deadline) {
+			t.Fatalf("nowhere serve --pxe did not start:\n%s\ndnsmasq:\n%s", l.serveLog, dnsmasqLog)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(l.serveLog.String(), "the LAN's DHCP server 10.77.0.1 hands out addresses") {
+		t.Errorf("serve did not see dnsmasq:\n%s", l.serveLog)
+	}
+	return l
+}
+
+// start runs name in host h until the test ends.
+func start(t *testing.T, h *testnet.Host, out io.Writer, name string, args ...string) {
+	t.Helper()
+	cmd := h.Command(context.Background(), name, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+}
+
+// pxeVM is one firmware to power on.
+type pxeVM struct {
+	firmware string // "seabios", "ovmf", "secureboot"
+	nicROM   bool   // keep the virtio NIC's iPXE ROM
+	fwCfg    []string
+	expect   []string // console text to see, in order, before E2E-MARK-OK
+}
+
+// boot powers on a diskless VM on the LAN's tap until the guest's init prints its
+// marker, and returns the console and the seconds from power-on to the marker.
+func (l *pxeLAN) boot(t *testing.T, v pxeVM, timeout time.Duration) (string, float64) {
+	t.Helper()
+	args := []string{"-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot",
+		"-netdev", "tap,id=n0,ifname=" + l.tap + ",script=no,downscript=no"}
+	nic := "virtio-net-pci,netdev=n0,bootindex=1"
+	if !v.nicROM {
+		nic += ",romfile="
+	}
+	switch v.firmware {
+	case "seabios":
+		dir, err := vm.FindROMDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-machine", "pc,graphics=off", "-L", dir, "-L", "/usr/share/qemu", "-L", "/usr/share/seabios")
+	case "ovmf", "secureboot":
+		code, vars := "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
+		machine := "q35"
+		if v.firmware == "secureboot" {
+			code, vars = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+			machine = "q35,smm=on"
+			args = append(args, "-global", "driver=cfi.pflash01,property=secure,value=on")
+		}
+		b, err := os.ReadFile(vars)
+		if err != nil {
+			t.Fatalf("%v (scripts/install-deps.sh installs ovmf)", err)
+		}
+		varsCopy := filepath.Join(t.TempDir(), "vars.fd")
+		os.WriteFile(varsCopy, b, 0o644)
+		args = append(args, "-machine", machine,
+			"-drive", "if=pflash,format=raw,unit=0,file="+code+",readonly=on",
+			"-drive", "if=pflash,format=raw,unit=1,file="+varsCopy)
+	}
+	for _, f := range v.fwCfg {
+		args = append(args, "-fw_cfg", f)
+	}
+	args = append(args, "-device", nic)
+	logFile := consoleLog(t)
+	defer logFile.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + l.swNS, "--", "qemu-system-x86_64"}, args...)...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.Stdin = nil
+	powerOn := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var console syncBuffer
+	marked := make(chan float64, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text() + "\n"
+			console.Write([]byte(line))
+			logFile.WriteString(line)
+			if strings.Contains(line, "E2E-MARK-OK") {
+				select {
+				case marked <- time.Since(powerOn).Seconds():
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); pw.Close(); close(exited) }()
+	defer func() {
+		cmd.Process.Kill()
+		<-exited
+	}()
+	select {
+	case s := <-marked:
+		select { // the guest powers off right after the marker
+		case <-exited:
+		case <-time.After(20 * time.Second):
+		}
+		c := console.String()
+		at := 0
+		for _, want := range v.expect {
+			i := strings.Index(c[at:], want)
+			if i < 0 {
+				t.Errorf("the console lacks %q (after what came before it):\n%s", want, tail(c, 60))
+				continue
+			}
+			at += i
+		}
+		return c, s
+	case <-exited:
+		t.Fatalf("qemu exited (%v) before the marker; console:\n%s\nserver:\n%s", waitErr, tail(console.String(), 80), tail(l.serveLog.String(), 40))
+	case <-ctx.Done():
+		t.Fatalf("no marker after %s; console:\n%s\nserver:\n%s", timeout, tail(console.String(), 80), tail(l.serveLog.String(), 40))
+	}
+	return "", 0
+}
+
+// served checks that the server's log has every line, and none of the lines in not.
+func (l *pxeLAN) served(t *testing.T, want []string, not []string) {
+	t.Helper()
+	log := l.serveLog.String()
+	for _, w := range want {
+		if !strings.Contains(log, w) {
+			t.Errorf("the server never logged %q:\n%s", w, tail(log, 60))
+		}
+	}
+	for _, w := range not {
+		if strings.Contains(log, w) {
+			t.Errorf("the server logged %q:\n%s", w, tail(log, 60))
+		}
+	}
+}
+
+// TestPXE boots diskless VMs on a LAN whose own DHCP server (dnsmasq) knows nothing of
+// network boot: `nowhere serve --pxe` adds the boot file by proxyDHCP and serves the
+// loaders by TFTP and HTTP. Each firmware path ends at the busybox image's init,
+// streamed over HTTP by the initramfs.
+func TestPXE(t *testing.T) {
+	pxeSetup(t)
+	t.Run("SeaBIOS", func(t *testing.T) {
+		// The virtio NIC's ROM is iPXE: it asks with user class iPXE and gets the menu.
+		l := newPXELAN(t)
+		_, s := l.boot(t, pxeVM{firmware: "seabios", nicROM: true, expect: []string{
+			"iPXE", "http://10.77.0.2:80/boot.ipxe", "nowhere: booting image bb from http://10.77.0.2:80", "E2E-MARK-OK"}}, 8*time.Minute)
+		t.Logf("SeaBIOS PXE -> iPXE ROM -> menu: power-on to marker %.1f s", s)
+		l.served(t, []string{"PXE (BIOS, iPXE) DISCOVER on port 67: http http://10.77.0.2:80/boot.ipxe",
+			"GET /boot.ipxe 200", "GET /boot/vmlinuz 200", "GET /boot/initrd.img 200", "GET /images/bb/latest 200"},
+			[]string{"tftp: "})
+		// A BIOS PXE ROM that is not iPXE (all of qemu's are): a Go DHCP client on the
+		// same LAN asks as one, gets undionly.kpxe, and fetches it by TFTP, byte for byte.
+		cli, err := l.net.AddHost("cli", testnet.Link{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var offer *dhcpv4.DHCPv4
+		var got bytes.Buffer
+		if err := cli.Do(func() error {
+			c, err := nclient4.New("eth0", nclient4.WithTimeout(time.Second), nclient4.WithRetry(3))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			d, err := dhcpv4.NewDiscovery(c.InterfaceAddr(),
+				dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
+				dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)))
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			offer, err = c.SendAndRead(ctx, nclient4.DefaultServers, d, func(m *dhcpv4.DHCPv4) bool {
+				return m.MessageType() == dhcpv4.MessageTypeOffer && m.YourIPAddr.IsUnspecified()
+			})
+			if err != nil {
+				return fmt.Errorf("no proxyDHCP offer: %w", err)
+			}
+			tc, err := tftp.NewClient(net.JoinHostPort(offer.ServerIPAddr.String(), "69"))
+			if err != nil {
+				return err
+			}
+			tc.SetBlockSize(1468)
+			wt, err := tc.Receive(offer.BootFileName, "octet")
+			if err != nil {
+				return err
+			}
+			_, err = wt.WriteTo(&got)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := os.ReadFile(pxe.Undionly.Path)
+		if offer.BootFileName != "undionly.kpxe" || !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("a BIOS PXE client got %q (%d bytes by TFTP), want undionly.kpxe (%d bytes)", offer.BootFileName, got.Len(), len(want))
+		}
+	})
+	t.Run("OVMF-PXE", func(t *testing.T) {
+		// OVMF's own PXE (no NIC ROM): ipxe.efi by TFTP, which then asks as iPXE for the menu.
+		l := newPXELAN(t)
+		_, s := l.boot(t, pxeVM{firmware: "ovmf", expect: []string{"PXEv4", "iPXE", "nowhere: booting image bb", "E2E-MARK-OK"}}, 8*time.Minute)
+		t.Logf("OVMF PXE -> ipxe.efi by TFTP -> menu: power-on to marker %.1f s", s)
+		l.served(t, []string{"PXE (x64 UEFI) DISCOVER on port 67: tftp ipxe.efi", "read ipxe.efi:",
+			"PXE (x64 UEFI, iPXE) DISCOVER on port 67: http http://10.77.0.2:80/boot.ipxe", "GET /boot.ipxe 200", "GET /images/bb/latest 200"}, nil)
+	})
+	t.Run("OVMF-HTTP", func(t *testing.T) {
+		// UEFI HTTP Boot: PXE switched off in the firmware (fw_cfg), so HTTP Boot runs
+		// first; ipxe.efi by HTTP, then the menu.
+		l := newPXELAN(t)
+		_, s := l.boot(t, pxeVM{firmware: "ovmf", fwCfg: []string{"name=opt/org.tianocore/IPv4PXESupport,string=n", "name=opt/org.tianocore/IPv6PXESupport,string=n"},
+			expect: []string{"HTTP", "iPXE", "nowhere: booting image bb", "E2E-MARK-OK"}}, 8*time.Minute)
+		t.Logf("OVMF HTTP Boot -> ipxe.efi by HTTP -> menu: power-on to marker %.1f s", s)
+		l.served(t, []string{"HTTP (x64 UEFI HTTP) DISCOVER on port 67: http http://10.77.0.2:80/boot/ipxe.efi",
+			"GET /boot/ipxe.efi 200", "GET /boot.ipxe 200", "GET /images/bb/latest 200"}, []string{"tftp: "})
+	})
+	t.Run("SecureBoot", func(t *testing.T) {
+		// OVMF with Secure Boot and Microsoft's keys: shim (signed by Microsoft) by TFTP,
+		// then Debian's signed GRUB and its grub.cfg by TFTP, the signed kernel and the
+		// initramfs by HTTP.
+		l := newPXELAN(t, "--secure-boot")
+		c, s := l.boot(t, pxeVM{firmware: "secureboot", expect: []string{"nowhere: booting image bb", "Secure Boot is enabled", "E2E-MARK-OK"}}, 10*time.Minute)
+		t.Logf("OVMF Secure Boot PXE -> shim -> GRUB -> kernel: power-on to marker %.1f s", s)
+		l.served(t, []string{"PXE (x64 UEFI) DISCOVER on port 67: tftp shimx64.efi", "read shimx64.efi:", "read grubx64.efi:",
+			"grub.cfg:", "GET /boot/vmlinuz 200", "GET /boot/initrd.img 200", "GET /images/bb/latest 200"}, []string{"ipxe.efi", "boot.ipxe"})
+		if strings.Contains(c, "iPXE") {
+			t.Errorf("iPXE ran under Secure Boot")
+		}
+	})
+}
