@@ -28,11 +28,11 @@ import (
 // pxeStore is the store and initramfs every LAN boot shares: one busybox image, bb, and
 // an initramfs with the publisher's key baked in (the menus carry no key).
 var pxeStore struct {
-	once          sync.Once
-	dir, initrd   string
-	kernel        string // Debian's signed bzImage (iPXE and GRUB load bzImages)
-	err           error
-	tmp           string
+	once        sync.Once
+	dir, initrd string
+	kernel      string // Debian's signed bzImage (iPXE and GRUB load bzImages)
+	err         error
+	tmp         string
 }
 
 func pxeSetup(t *testing.T) {
@@ -280,6 +280,11 @@ func (l *pxeLAN) served(t *testing.T, want []string, not []string) {
 	}
 }
 
+// pxeOff switches OVMF's PXE off (Debian 12's OVMF reads these from fw_cfg), so that
+// UEFI HTTP Boot is its first network boot option instead of the fourth, after PXEv4
+// and PXEv6 have each waited for a boot offer for about a minute under TCG.
+var pxeOff = []string{"name=opt/org.tianocore/IPv4PXESupport,string=n", "name=opt/org.tianocore/IPv6PXESupport,string=n"}
+
 // TestPXE boots diskless VMs on a LAN whose own DHCP server (dnsmasq) knows nothing of
 // network boot: `nowhere serve --pxe` adds the boot file by proxyDHCP and serves the
 // loaders by TFTP and HTTP. Each firmware path ends at the busybox image's init,
@@ -354,21 +359,26 @@ func TestPXE(t *testing.T) {
 		// UEFI HTTP Boot: PXE switched off in the firmware (fw_cfg), so HTTP Boot runs
 		// first; ipxe.efi by HTTP, then the menu.
 		l := newPXELAN(t)
-		_, s := l.boot(t, pxeVM{firmware: "ovmf", fwCfg: []string{"name=opt/org.tianocore/IPv4PXESupport,string=n", "name=opt/org.tianocore/IPv6PXESupport,string=n"},
+		_, s := l.boot(t, pxeVM{firmware: "ovmf", fwCfg: pxeOff,
 			expect: []string{"HTTP", "iPXE", "nowhere: booting image bb", "E2E-MARK-OK"}}, 8*time.Minute)
 		t.Logf("OVMF HTTP Boot -> ipxe.efi by HTTP -> menu: power-on to marker %.1f s", s)
 		l.served(t, []string{"HTTP (x64 UEFI HTTP) DISCOVER on port 67: http http://10.77.0.2:80/boot/ipxe.efi",
 			"GET /boot/ipxe.efi 200", "GET /boot.ipxe 200", "GET /images/bb/latest 200"}, []string{"tftp: "})
 	})
 	t.Run("SecureBoot", func(t *testing.T) {
-		// OVMF with Secure Boot and Microsoft's keys: shim (signed by Microsoft) by TFTP,
-		// then Debian's signed GRUB and its grub.cfg by TFTP, the signed kernel and the
-		// initramfs by HTTP.
+		// OVMF with Secure Boot and Microsoft's keys, by UEFI HTTP Boot: shim (signed by
+		// Microsoft) by HTTP, which fetches Debian's signed GRUB next to itself; GRUB
+		// (configured from the HTTP Boot device path) reads its grub.cfg from /grub/ and
+		// loads the signed kernel and the initramfs by HTTP. Not by PXE/TFTP: Debian 12's
+		// GRUB takes its server from the LAN DHCP server's DHCPACK only, never from a
+		// proxyDHCP offer, so it would look for grub.cfg on the DHCP server.
 		l := newPXELAN(t, "--secure-boot")
-		c, s := l.boot(t, pxeVM{firmware: "secureboot", expect: []string{"nowhere: booting image bb", "Secure Boot is enabled", "E2E-MARK-OK"}}, 10*time.Minute)
-		t.Logf("OVMF Secure Boot PXE -> shim -> GRUB -> kernel: power-on to marker %.1f s", s)
-		l.served(t, []string{"PXE (x64 UEFI) DISCOVER on port 67: tftp shimx64.efi", "read shimx64.efi:", "read grubx64.efi:",
-			"grub.cfg:", "GET /boot/vmlinuz 200", "GET /boot/initrd.img 200", "GET /images/bb/latest 200"}, []string{"ipxe.efi", "boot.ipxe"})
+		c, s := l.boot(t, pxeVM{firmware: "secureboot", fwCfg: pxeOff,
+			expect: []string{"nowhere: booting image bb", "Secure Boot is enabled", "E2E-MARK-OK"}}, 8*time.Minute)
+		t.Logf("OVMF Secure Boot HTTP Boot -> shim -> GRUB -> kernel: power-on to marker %.1f s", s)
+		l.served(t, []string{"HTTP (x64 UEFI HTTP) DISCOVER on port 67: http http://10.77.0.2:80/boot/shimx64.efi",
+			"GET /boot/shimx64.efi 200", "GET /boot/grubx64.efi 200", "grub.cfg 200",
+			"GET /boot/vmlinuz 200", "GET /boot/initrd.img 200", "GET /images/bb/latest 200"}, []string{"ipxe.efi", "boot.ipxe", "tftp: "})
 		if strings.Contains(c, "iPXE") {
 			t.Errorf("iPXE ran under Secure Boot")
 		}

@@ -113,7 +113,10 @@ func (f *Files) Handler(next http.Handler, logf func(format string, args ...any)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name, ok := "", false
 		for _, l := range f.Loaders {
-			if r.URL.Path == HTTPLoaderPrefix+l.Name {
+			// shim (15.8) booted from http://S/boot/shimx64.efi asks for the next loader
+			// as http://S/boot//grubx64.efi: it appends its "\grubx64.efi" with the
+			// backslash turned into a slash.
+			if r.URL.Path == HTTPLoaderPrefix+l.Name || r.URL.Path == HTTPLoaderPrefix+"/"+l.Name {
 				name, ok = l.Name, true
 			}
 		}

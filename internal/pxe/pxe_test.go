@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"strings"
@@ -378,5 +380,51 @@ func TestTFTP(t *testing.T) {
 	}
 	if len(logged) == 0 {
 		t.Error("nothing logged")
+	}
+}
+
+// TestHTTPLoaders: the HTTP handler serves the loaders (also at shim's /boot//NAME) and
+// the GRUB menu, GET and HEAD only, and passes everything else on.
+func TestHTTPLoaders(t *testing.T) {
+	ls := []Loader{}
+	for _, l := range Loaders(true) {
+		if _, err := os.Stat(l.Path); err == nil {
+			ls = append(ls, l)
+		}
+	}
+	if len(ls) == 0 {
+		t.Skip("no Debian loader installed")
+	}
+	files := &Files{Loaders: ls, Generated: map[string]func(context.Context) ([]byte, error){
+		GrubCfg: func(context.Context) ([]byte, error) { return []byte("menu"), nil },
+	}}
+	h := files.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "next", http.StatusTeapot) }), nil)
+	get := func(method, path string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(method, path, nil))
+		return w
+	}
+	for _, l := range ls {
+		want, _ := os.ReadFile(l.Path)
+		for _, p := range []string{"/boot/" + l.Name, "/boot//" + l.Name} {
+			w := get("GET", p)
+			if w.Code != 200 || !bytes.Equal(w.Body.Bytes(), want) {
+				t.Errorf("GET %s: %d, %d bytes; want the %d bytes of %s", p, w.Code, w.Body.Len(), len(want), l.Path)
+			}
+			if ct := w.Header().Get("Content-Type"); strings.HasSuffix(l.Name, ".efi") && ct != "application/efi" {
+				t.Errorf("GET %s: Content-Type %q", p, ct)
+			}
+		}
+		if w := get("PUT", "/boot/"+l.Name); w.Code != http.StatusMethodNotAllowed {
+			t.Errorf("PUT /boot/%s: %d", l.Name, w.Code)
+		}
+	}
+	if w := get("GET", "/"+GrubCfg); w.Code != 200 || w.Body.String() != "menu" {
+		t.Errorf("GET /%s: %d %q", GrubCfg, w.Code, w.Body.String())
+	}
+	for _, p := range []string{"/boot/../boot/ipxe.efi", "/boot/ipxe.efi/", "/ipxe.efi", "/boot/pxelinux.0", "/grub/x86_64-efi/grub.cfg"} {
+		if w := get("GET", p); w.Code != http.StatusTeapot {
+			t.Errorf("GET %s: %d, want it passed on", p, w.Code)
+		}
 	}
 }
