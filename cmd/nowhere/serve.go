@@ -254,7 +254,15 @@ func (l *pxeLAN) start(port int, st *served, o serveOptions, h http.Handler) (fu
 	}
 	base := strings.TrimSuffix(o.menu.URL, "/")
 	if base == "" {
-		base = "http://" + netip.AddrPortFrom(l.addr, uint16(port)).String()
+		// Port 80 left out: GRUB (2.06) takes the server of an HTTP Boot URI as is, and
+		// "10.0.0.2:80" is no host name it can resolve.
+		base = "http://" + l.addr.String()
+		if port != 80 {
+			base = "http://" + netip.AddrPortFrom(l.addr, uint16(port)).String()
+			if o.pxe.secureBoot {
+				logf("warning: --secure-boot: GRUB booted by UEFI HTTP Boot reaches this server only on port 80 (listening on %d)", port)
+			}
+		}
 	}
 	files := &pxe.Files{Loaders: pxe.Loaders(o.pxe.secureBoot)}
 	if o.pxe.secureBoot {

@@ -92,7 +92,6 @@ type pxeLAN struct {
 	tap       string
 	swNS      string // the switch's namespace, for nsenter --net=
 	serveLog  *syncBuffer
-	base      string // http://SERVER:80
 }
 
 // newPXELAN starts the LAN and `nowhere serve --pxe eth0 serveArgs...`; everything stops
@@ -123,7 +122,6 @@ func newPXELAN(t *testing.T, serveArgs ...string) *pxeLAN {
 	start(t, l.dhcp, dnsmasqLog, "dnsmasq", "--no-daemon", "--port=0", "--interface=eth0", "--bind-interfaces",
 		"--dhcp-range=10.77.1.10,10.77.1.200,255.255.0.0,10m", "--dhcp-leasefile="+filepath.Join(tmp, "leases"),
 		"--conf-file=/dev/null", "--log-dhcp")
-	l.base = "http://" + l.srv.Addr.String() + ":80"
 	args := append([]string{"serve", pxeStore.dir, "--listen", l.srv.Addr.String() + ":80", "--pxe", "eth0",
 		"--kernel", pxeStore.kernel, "--initrd", pxeStore.initrd, "--boot-timeout", "1s",
 		"--boot-append", "console=ttyS0 panic=-1 loglevel=4"}, serveArgs...)
@@ -295,9 +293,9 @@ func TestPXE(t *testing.T) {
 		// The virtio NIC's ROM is iPXE: it asks with user class iPXE and gets the menu.
 		l := newPXELAN(t)
 		_, s := l.boot(t, pxeVM{firmware: "seabios", nicROM: true, expect: []string{
-			"iPXE", "http://10.77.0.2:80/boot.ipxe", "nowhere: booting image bb from http://10.77.0.2:80", "E2E-MARK-OK"}}, 8*time.Minute)
+			"iPXE", "http://10.77.0.2/boot.ipxe", "nowhere: booting image bb from http://10.77.0.2", "E2E-MARK-OK"}}, 8*time.Minute)
 		t.Logf("SeaBIOS PXE -> iPXE ROM -> menu: power-on to marker %.1f s", s)
-		l.served(t, []string{"PXE (BIOS, iPXE) DISCOVER on port 67: http http://10.77.0.2:80/boot.ipxe",
+		l.served(t, []string{"PXE (BIOS, iPXE) DISCOVER on port 67: http http://10.77.0.2/boot.ipxe",
 			"GET /boot.ipxe 200", "GET /boot/vmlinuz 200", "GET /boot/initrd.img 200", "GET /images/bb/latest 200"},
 			[]string{"tftp: "})
 		// A BIOS PXE ROM that is not iPXE (all of qemu's are): a Go DHCP client on the
@@ -353,7 +351,7 @@ func TestPXE(t *testing.T) {
 		_, s := l.boot(t, pxeVM{firmware: "ovmf", expect: []string{"PXEv4", "iPXE", "nowhere: booting image bb", "E2E-MARK-OK"}}, 8*time.Minute)
 		t.Logf("OVMF PXE -> ipxe.efi by TFTP -> menu: power-on to marker %.1f s", s)
 		l.served(t, []string{"PXE (x64 UEFI) DISCOVER on port 67: tftp ipxe.efi", "read ipxe.efi:",
-			"PXE (x64 UEFI, iPXE) DISCOVER on port 67: http http://10.77.0.2:80/boot.ipxe", "GET /boot.ipxe 200", "GET /images/bb/latest 200"}, nil)
+			"PXE (x64 UEFI, iPXE) DISCOVER on port 67: http http://10.77.0.2/boot.ipxe", "GET /boot.ipxe 200", "GET /images/bb/latest 200"}, nil)
 	})
 	t.Run("OVMF-HTTP", func(t *testing.T) {
 		// UEFI HTTP Boot: PXE switched off in the firmware (fw_cfg), so HTTP Boot runs
@@ -362,7 +360,7 @@ func TestPXE(t *testing.T) {
 		_, s := l.boot(t, pxeVM{firmware: "ovmf", fwCfg: pxeOff,
 			expect: []string{"HTTP", "iPXE", "nowhere: booting image bb", "E2E-MARK-OK"}}, 8*time.Minute)
 		t.Logf("OVMF HTTP Boot -> ipxe.efi by HTTP -> menu: power-on to marker %.1f s", s)
-		l.served(t, []string{"HTTP (x64 UEFI HTTP) DISCOVER on port 67: http http://10.77.0.2:80/boot/ipxe.efi",
+		l.served(t, []string{"HTTP (x64 UEFI HTTP) DISCOVER on port 67: http http://10.77.0.2/boot/ipxe.efi",
 			"GET /boot/ipxe.efi 200", "GET /boot.ipxe 200", "GET /images/bb/latest 200"}, []string{"tftp: "})
 	})
 	t.Run("SecureBoot", func(t *testing.T) {
@@ -376,7 +374,7 @@ func TestPXE(t *testing.T) {
 		c, s := l.boot(t, pxeVM{firmware: "secureboot", fwCfg: pxeOff,
 			expect: []string{"nowhere: booting image bb", "Secure Boot is enabled", "E2E-MARK-OK"}}, 8*time.Minute)
 		t.Logf("OVMF Secure Boot HTTP Boot -> shim -> GRUB -> kernel: power-on to marker %.1f s", s)
-		l.served(t, []string{"HTTP (x64 UEFI HTTP) DISCOVER on port 67: http http://10.77.0.2:80/boot/shimx64.efi",
+		l.served(t, []string{"HTTP (x64 UEFI HTTP) DISCOVER on port 67: http http://10.77.0.2/boot/shimx64.efi",
 			"GET /boot/shimx64.efi 200", "GET /boot/grubx64.efi 200", "grub.cfg 200",
 			"GET /boot/vmlinuz 200", "GET /boot/initrd.img 200", "GET /images/bb/latest 200"}, []string{"ipxe.efi", "boot.ipxe", "tftp: "})
 		if strings.Contains(c, "iPXE") {
