@@ -62,8 +62,12 @@ network (PXE or UEFI HTTP Boot), without touching the LAN's DHCP: a proxyDHCP re
 (UDP 67 and 4011) answers only PXE and HTTP Boot clients, never with an address, naming
 a boot loader: iPXE (undionly.kpxe for BIOS, ipxe.efi for UEFI) over TFTP (UDP 69,
 read-only, those files only), which then loads the menu; or with --secure-boot,
-Microsoft-signed shim and Debian-signed GRUB, whose grub.cfg lists the same images. The
-LAN's DHCP server still hands out the addresses (docs/boot.md, "LAN boot").`,
+Microsoft-signed shim and Debian-signed GRUB over TFTP for UEFI PXE clients, whose
+grub.cfg lists the same images and loads --kernel and --initrd by TFTP. Debian 12's GRUB
+finds its server only as the LAN DHCP server's next-server, not from a proxyDHCP offer:
+with --secure-boot, set next-server (the "TFTP server" of most routers) to this machine.
+UEFI HTTP Boot clients get ipxe.efi (Secure Boot off). The LAN's DHCP server still hands
+out the addresses (docs/boot.md, "On real hardware").`,
 		Example: `  nowhere serve ./store
   nowhere serve /srv/nowhere --listen 0.0.0.0:8080
   AWS_PROFILE=publisher nowhere serve s3://images/nowhere --s3-endpoint http://minio:9000 --listen 0.0.0.0:8080
@@ -235,6 +239,10 @@ func checkPXE(o serveOptions) (*pxeLAN, error) {
 	if err := pxe.CheckLoaders(pxe.Loaders(o.pxe.secureBoot)); err != nil {
 		return nil, err
 	}
+	if o.pxe.secureBoot && (o.menu.Kernel == "" || o.menu.Initrd == "") {
+		// GRUB fetches them by TFTP, which serves files of this machine only.
+		return nil, errors.New("--secure-boot needs --kernel and --initrd: Debian's signed GRUB loads them by TFTP from this server")
+	}
 	host, _, err := net.SplitHostPort(o.listen)
 	if err != nil {
 		return nil, fmt.Errorf("--listen %s: %w", o.listen, err)
@@ -259,13 +267,12 @@ func (l *pxeLAN) start(port int, st *served, o serveOptions, h http.Handler) (fu
 		base = "http://" + l.addr.String()
 		if port != 80 {
 			base = "http://" + netip.AddrPortFrom(l.addr, uint16(port)).String()
-			if o.pxe.secureBoot {
-				logf("warning: --secure-boot: GRUB booted by UEFI HTTP Boot reaches this server only on port 80 (listening on %d)", port)
-			}
 		}
 	}
 	files := &pxe.Files{Loaders: pxe.Loaders(o.pxe.secureBoot)}
 	if o.pxe.secureBoot {
+		files.Loaders = append(files.Loaders,
+			pxe.Loader{Name: pxe.GrubKernel, Path: o.menu.Kernel}, pxe.Loader{Name: pxe.GrubInitrd, Path: o.menu.Initrd})
 		gen, err := pxe.GrubMenu(base, st.list, o.menu)
 		if err != nil {
 			return nil, nil, err
@@ -311,7 +318,7 @@ func (l *pxeLAN) start(port int, st *served, o serveOptions, h http.Handler) (fu
 	}()
 	loaders := "undionly.kpxe, ipxe.efi"
 	if o.pxe.secureBoot {
-		loaders += ", shimx64.efi, grubx64.efi, grub/grub.cfg"
+		loaders += ", shimx64.efi, grubx64.efi, grub/grub.cfg, " + pxe.GrubKernel + ", " + pxe.GrubInitrd
 	}
 	fmt.Printf("pxe: proxyDHCP on %s (%s, UDP 67 and 4011), TFTP on %s (%s), loaders also at %s/boot/\n", l.iface, l.addr, tftp.Addr(), loaders, base)
 	stop := func() {

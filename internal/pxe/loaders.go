@@ -65,7 +65,9 @@ type Files struct {
 	Generated map[string]func(ctx context.Context) ([]byte, error)
 }
 
-// maxFile bounds what is served (the largest loader, GRUB, is 4 MB).
+// maxFile bounds what is served: the largest loader (GRUB) is 4 MB, the kernel and the
+// initramfs GRUB loads under --secure-boot 8 and 10-20 MB. A transfer holds its file in
+// memory, and at most maxTransfers run at once.
 const maxFile = 64 << 20
 
 // open returns the file called name (exactly: no cleaning, no directories), or false.

@@ -8,10 +8,10 @@
 //	BIOS PXE ROM (arch 0)           -> TFTP undionly.kpxe (iPXE)       -> /boot.ipxe
 //	UEFI PXE (arch 7, 9)            -> TFTP ipxe.efi                   -> /boot.ipxe
 //	  with Secure Boot              -> TFTP shimx64.efi -> grubx64.efi -> grub/grub.cfg
-//	UEFI HTTP Boot (arch 16)        -> http://SERVER/boot/ipxe.efi (or shimx64.efi)
+//	UEFI HTTP Boot (arch 16)        -> http://SERVER/boot/ipxe.efi (Secure Boot off)
 //	iPXE (user class "iPXE")        -> http://SERVER/boot.ipxe
 //
-// docs/boot.md, "LAN boot with proxyDHCP", has the flags and what was measured.
+// docs/boot.md, "On real hardware", has the flags and what was measured.
 package pxe
 
 import (
@@ -177,11 +177,10 @@ func (cfg *Config) Choose(c Client) (Boot, bool) {
 		}
 		return Boot{File: IPXEEFI, Via: "tftp"}, true
 	case c.Kind == HTTP && c.Arch == ArchEFIx64HT:
-		f := IPXEEFI
-		if cfg.SecureBoot {
-			f = ShimEFI
-		}
-		return Boot{File: strings.TrimSuffix(cfg.HTTPBase, "/") + HTTPLoaderPrefix + f, Via: "http"}, true
+		// iPXE even with --secure-boot: Debian 12's signed network GRUB has no http
+		// module, so shim -> GRUB started by HTTP Boot cannot read its menu; a machine
+		// with Secure Boot on boots by PXE instead (docs/boot.md).
+		return Boot{File: strings.TrimSuffix(cfg.HTTPBase, "/") + HTTPLoaderPrefix + IPXEEFI, Via: "http"}, true
 	}
 	return Boot{}, false
 }

@@ -92,7 +92,7 @@ func TestReply(t *testing.T) {
 		{"UEFI PXE, Secure Boot", sb, discover(t, "PXEClient:Arch:00007:UNDI:003000", 7, ""), "shimx64.efi", "PXEClient"},
 		{"BIOS PXE, Secure Boot", sb, discover(t, "PXEClient:Arch:00000:UNDI:002001", 0, ""), "undionly.kpxe", "PXEClient"},
 		{"UEFI HTTP Boot", testCfg, discover(t, "HTTPClient:Arch:00016:UNDI:003001", 16, ""), "http://10.77.0.1:80/boot/ipxe.efi", "HTTPClient"},
-		{"UEFI HTTP Boot, Secure Boot", sb, discover(t, "HTTPClient:Arch:00016:UNDI:003001", 16, ""), "http://10.77.0.1:80/boot/shimx64.efi", "HTTPClient"},
+		{"UEFI HTTP Boot, Secure Boot", sb, discover(t, "HTTPClient:Arch:00016:UNDI:003001", 16, ""), "http://10.77.0.1:80/boot/ipxe.efi", "HTTPClient"},
 		{"iPXE", testCfg, discover(t, "PXEClient:Arch:00000:UNDI:002001", 0, "iPXE"), "http://10.77.0.1:80/boot.ipxe", "PXEClient"},
 		{"iPXE, RFC 3004 user class", testCfg, discover(t, "PXEClient:Arch:00007:UNDI:003001", 7, "\x04iPXE"), "http://10.77.0.1:80/boot.ipxe", "PXEClient"},
 		{"UEFI iPXE, Secure Boot", sb, discover(t, "PXEClient:Arch:00007:UNDI:003001", 7, "iPXE"), "http://10.77.0.1:80/boot.ipxe", "PXEClient"},

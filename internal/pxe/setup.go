@@ -31,23 +31,30 @@ func InterfaceIPv4(iface string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("--pxe %s: the interface has no IPv4 address (PXE is IPv4)", iface)
 }
 
-// GrubMenu returns the generator of grub.cfg for GRUB loaded over the network: the
-// store's images (list, on every request), the kernel and initramfs fetched over HTTP
-// from base (http://HOST[:PORT], this server as the LAN reaches it) by GRUB's http
-// module, as (http,HOST:PORT)/boot/vmlinuz.
+// GRUB's TFTP names of the kernel and the initramfs: Debian 12's signed network GRUB has
+// no http module (and, locked down by Secure Boot, cannot load one), so it fetches both
+// over TFTP from the server it was started from.
+const (
+	GrubKernel = "boot/vmlinuz"
+	GrubInitrd = "boot/initrd.img"
+)
+
+// GrubMenu returns the generator of the GRUB menu for --secure-boot: the store's images
+// (list, on every request), each booting /boot/vmlinuz and /boot/initrd.img from GRUB's
+// own server (TFTP) with nowhere.image= naming the image at base (HTTP: the root streams
+// over HTTP as always).
 func GrubMenu(base string, list func(context.Context) ([]bootmenu.Entry, error), o bootmenu.Options) (func(context.Context) ([]byte, error), error) {
 	u, err := url.Parse(base)
-	if err != nil || u.Scheme != "http" || u.Host == "" {
-		return nil, fmt.Errorf("--secure-boot: GRUB fetches the kernel over plain http, not %q", base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--secure-boot: the store's base URL %q is not an http(s) URL", base)
 	}
-	dev := "(http," + u.Host + ")" + strings.TrimSuffix(u.Path, "/")
 	return func(ctx context.Context) ([]byte, error) {
 		entries, err := list(ctx)
 		if err != nil {
 			return nil, err
 		}
 		return bootmenu.GRUB(bootmenu.Menu{
-			Base: strings.TrimSuffix(base, "/"), Kernel: dev + bootmenu.KernelPath, Initrd: dev + bootmenu.InitrdPath,
+			Base: strings.TrimSuffix(base, "/"), Kernel: "/" + GrubKernel, Initrd: "/" + GrubInitrd,
 			Entries: entries, Default: o.Default, Timeout: o.Timeout, Mirrors: o.Mirrors, Append: o.Append,
 		})
 	}, nil
