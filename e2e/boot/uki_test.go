@@ -147,15 +147,7 @@ func firmwareBoot(t *testing.T, s *served, fw vm.Firmware, esp string, timeout t
 	for _, e := range expect {
 		res = append(res, regexp.MustCompile(e))
 	}
-	logDir := os.Getenv("NOWHERE_E2E_LOGS")
-	if logDir == "" {
-		logDir = t.TempDir()
-	}
-	os.MkdirAll(logDir, 0o755)
-	log, err := os.Create(filepath.Join(logDir, strings.ReplaceAll(t.Name(), "/", "_")+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := consoleLog(t)
 	defer log.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
