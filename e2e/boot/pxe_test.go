@@ -1,7 +1,6 @@
 package boot
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -155,111 +155,41 @@ func start(t *testing.T, h *testnet.Host, out io.Writer, name string, args ...st
 
 // pxeVM is one firmware to power on.
 type pxeVM struct {
-	firmware string // "seabios", "ovmf", "secureboot"
-	nicROM   bool   // keep the virtio NIC's iPXE ROM
+	firmware vm.Firmware
+	nicROM   bool // keep the virtio NIC's iPXE ROM
 	fwCfg    []string
 	expect   []string // console text to see, in order, before E2E-MARK-OK
 }
 
 // boot powers on a diskless VM on the LAN's tap until the guest's init prints its
-// marker, and returns the console and the seconds from power-on to the marker.
+// marker and powers off, and returns the console and the seconds from power-on to the
+// marker.
 func (l *pxeLAN) boot(t *testing.T, v pxeVM, timeout time.Duration) (string, float64) {
 	t.Helper()
-	args := []string{"-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot",
-		"-netdev", "tap,id=n0,ifname=" + l.tap + ",script=no,downscript=no"}
-	nic := "virtio-net-pci,netdev=n0,bootindex=1"
-	if !v.nicROM {
-		nic += ",romfile="
-	}
-	switch v.firmware {
-	case "seabios":
-		dir, err := vm.FindROMDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, "-machine", "pc,graphics=off", "-L", dir, "-L", "/usr/share/qemu", "-L", "/usr/share/seabios")
-	case "ovmf", "secureboot":
-		code, vars := "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
-		machine := "q35"
-		if v.firmware == "secureboot" {
-			code, vars = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
-			machine = "q35,smm=on"
-			args = append(args, "-global", "driver=cfi.pflash01,property=secure,value=on")
-		}
-		b, err := os.ReadFile(vars)
-		if err != nil {
-			t.Fatalf("%v (scripts/install-deps.sh installs ovmf)", err)
-		}
-		varsCopy := filepath.Join(t.TempDir(), "vars.fd")
-		os.WriteFile(varsCopy, b, 0o644)
-		args = append(args, "-machine", machine,
-			"-drive", "if=pflash,format=raw,unit=0,file="+code+",readonly=on",
-			"-drive", "if=pflash,format=raw,unit=1,file="+varsCopy)
-	}
-	for _, f := range v.fwCfg {
-		args = append(args, "-fw_cfg", f)
-	}
-	args = append(args, "-device", nic)
 	logFile := consoleLog(t)
 	defer logFile.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + l.swNS, "--", "qemu-system-x86_64"}, args...)...)
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.Stdin = nil
-	powerOn := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	mark := regexp.MustCompile("E2E-MARK-OK")
+	r, err := vm.Run(ctx, vm.Config{
+		Firmware: v.firmware, NICROM: v.nicROM, FwCfg: v.fwCfg, Tap: l.tap, NetNS: l.swNS,
+		Memory: 1024, CPUs: 1, Accel: "auto", Console: logFile, Expect: []*regexp.Regexp{mark},
+	})
+	at, marked := r.Matches[mark.String()]
+	if !marked {
+		t.Fatalf("no marker (err=%v, after %.0f s); console:\n%s\nserver:\n%s", err, r.Elapsed.Seconds(), tail(r.Console, 80), tail(l.serveLog.String(), 40))
 	}
-	var console syncBuffer
-	marked := make(chan float64, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text() + "\n"
-			console.Write([]byte(line))
-			logFile.WriteString(line)
-			if strings.Contains(line, "E2E-MARK-OK") {
-				select {
-				case marked <- time.Since(powerOn).Seconds():
-				default:
-				}
-			}
+	c := r.Console
+	pos := 0
+	for _, want := range v.expect {
+		i := strings.Index(c[pos:], want)
+		if i < 0 {
+			t.Errorf("the console lacks %q (after what came before it):\n%s", want, tail(c, 60))
+			continue
 		}
-		io.Copy(io.Discard, pr)
-	}()
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); pw.Close(); close(exited) }()
-	defer func() {
-		cmd.Process.Kill()
-		<-exited
-	}()
-	select {
-	case s := <-marked:
-		select { // the guest powers off right after the marker
-		case <-exited:
-		case <-time.After(20 * time.Second):
-		}
-		c := console.String()
-		at := 0
-		for _, want := range v.expect {
-			i := strings.Index(c[at:], want)
-			if i < 0 {
-				t.Errorf("the console lacks %q (after what came before it):\n%s", want, tail(c, 60))
-				continue
-			}
-			at += i
-		}
-		return c, s
-	case <-exited:
-		t.Fatalf("qemu exited (%v) before the marker; console:\n%s\nserver:\n%s", waitErr, tail(console.String(), 80), tail(l.serveLog.String(), 40))
-	case <-ctx.Done():
-		t.Fatalf("no marker after %s; console:\n%s\nserver:\n%s", timeout, tail(console.String(), 80), tail(l.serveLog.String(), 40))
+		pos += i
 	}
-	return "", 0
+	return c, at.Seconds()
 }
 
 // served checks that the server's log has every line, and none of the lines in not.
@@ -292,7 +222,7 @@ func TestPXE(t *testing.T) {
 	t.Run("SeaBIOS", func(t *testing.T) {
 		// The virtio NIC's ROM is iPXE: it asks with user class iPXE and gets the menu.
 		l := newPXELAN(t, nil)
-		_, s := l.boot(t, pxeVM{firmware: "seabios", nicROM: true, expect: []string{
+		_, s := l.boot(t, pxeVM{firmware: vm.SeaBIOS, nicROM: true, expect: []string{
 			"iPXE", "http://10.77.0.2/boot.ipxe", "nowhere: booting image bb from http://10.77.0.2", "E2E-MARK-OK"}}, 8*time.Minute)
 		t.Logf("SeaBIOS PXE -> iPXE ROM -> menu: power-on to marker %.1f s", s)
 		l.served(t, []string{"PXE (BIOS, iPXE) DISCOVER on port 67: http http://10.77.0.2/boot.ipxe",
@@ -348,7 +278,7 @@ func TestPXE(t *testing.T) {
 	t.Run("OVMF-PXE", func(t *testing.T) {
 		// OVMF's own PXE (no NIC ROM): ipxe.efi by TFTP, which then asks as iPXE for the menu.
 		l := newPXELAN(t, nil)
-		_, s := l.boot(t, pxeVM{firmware: "ovmf", expect: []string{"PXEv4", "iPXE", "nowhere: booting image bb", "E2E-MARK-OK"}}, 8*time.Minute)
+		_, s := l.boot(t, pxeVM{firmware: vm.OVMF, expect: []string{"PXEv4", "iPXE", "nowhere: booting image bb", "E2E-MARK-OK"}}, 8*time.Minute)
 		t.Logf("OVMF PXE -> ipxe.efi by TFTP -> menu: power-on to marker %.1f s", s)
 		l.served(t, []string{"PXE (x64 UEFI) DISCOVER on port 67: tftp ipxe.efi", "read ipxe.efi:",
 			"PXE (x64 UEFI, iPXE) DISCOVER on port 67: http http://10.77.0.2/boot.ipxe", "GET /boot.ipxe 200", "GET /images/bb/latest 200"}, nil)
@@ -357,7 +287,7 @@ func TestPXE(t *testing.T) {
 		// UEFI HTTP Boot: PXE switched off in the firmware (fw_cfg), so HTTP Boot runs
 		// first; ipxe.efi by HTTP, then the menu.
 		l := newPXELAN(t, nil)
-		_, s := l.boot(t, pxeVM{firmware: "ovmf", fwCfg: pxeOff,
+		_, s := l.boot(t, pxeVM{firmware: vm.OVMF, fwCfg: pxeOff,
 			expect: []string{"HTTP", "iPXE", "nowhere: booting image bb", "E2E-MARK-OK"}}, 8*time.Minute)
 		t.Logf("OVMF HTTP Boot -> ipxe.efi by HTTP -> menu: power-on to marker %.1f s", s)
 		l.served(t, []string{"HTTP (x64 UEFI HTTP) DISCOVER on port 67: http http://10.77.0.2/boot/ipxe.efi",
@@ -373,7 +303,7 @@ func TestPXE(t *testing.T) {
 		// setting on most routers; docs/boot.md), and nothing else changes.
 		efi := []string{"--dhcp-match=set:efi64,option:client-arch,7", "--dhcp-boot=tag:efi64,shimx64.efi,,10.77.0.2"}
 		l := newPXELAN(t, efi, "--secure-boot")
-		c, s := l.boot(t, pxeVM{firmware: "secureboot",
+		c, s := l.boot(t, pxeVM{firmware: vm.SecureBoot,
 			expect: []string{"PXEv4", "nowhere: booting image bb", "Secure Boot is enabled", "E2E-MARK-OK"}}, 8*time.Minute)
 		t.Logf("OVMF Secure Boot PXE -> shim -> GRUB -> kernel: power-on to marker %.1f s", s)
 		l.served(t, []string{"shimx64.efi:", "grubx64.efi:", "grub.cfg:", "boot/vmlinuz:", "boot/initrd.img:",

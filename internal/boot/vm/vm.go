@@ -92,7 +92,8 @@ func Args(cfg Config, accel string) []string {
 	case cfg.Firmware != Direct:
 		a = append(a, mediaArgs(cfg)...)
 		if cfg.NICROM {
-			a = append(a, "-L", cfg.ROMDir)
+			// As for NetBoot: the ROM by its default name, then qemu's and SeaBIOS's own files.
+			a = append(a, "-L", cfg.ROMDir, "-L", "/usr/share/qemu", "-L", "/usr/share/seabios")
 		}
 		for _, f := range cfg.FwCfg {
 			a = append(a, "-fw_cfg", f)
