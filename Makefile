@@ -6,7 +6,7 @@ BIN      := bin/nowhere
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD := -trimpath -ldflags '-s -w -X main.version=$(VERSION)'
 FUZZTIME ?= 10s
-TEST_FUZZTIME ?= 4s
+TEST_FUZZTIME ?= 20000x
 
 .PHONY: all build deps test test-short test-e2e demo bench fuzz clean
 
@@ -20,7 +20,8 @@ deps:
 
 # The whole test suite: unit tests, real FUSE mounts, loop-mounted ext4/squashfs/erofs,
 # nowhere serve and nginx on loopback, qemu boots; then every fuzz target briefly
-# (TEST_FUZZTIME each). Needs root (CI runs as root).
+# (TEST_FUZZTIME executions each: a count, not a duration, see scripts/fuzz.sh).
+# Needs root (CI runs as root).
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
