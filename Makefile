@@ -12,8 +12,13 @@ TEST_FUZZTIME ?= 20000x
 
 all: build
 
+# bin/nowhere runs here; bin/nowhere-amd64 and bin/nowhere-arm64 are what `nowhere
+# initramfs` puts in a machine's /init, picked by the kernel's architecture.
+ARCHES := amd64 arm64
+
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/nowhere
+	for a in $(ARCHES); do CGO_ENABLED=0 GOARCH=$$a $(GO) build $(GOFLAGS_BUILD) -o $(BIN)-$$a ./cmd/nowhere || exit 1; done
 
 deps:
 	scripts/install-deps.sh test
