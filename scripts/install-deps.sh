@@ -55,6 +55,11 @@ for w in "${want[@]}"; do
       need mkfs.vfat dosfstools
       need sfdisk fdisk
       need dnsmasq dnsmasq-base   # the LAN's own DHCP server in the PXE tests
+      # arm64 machines: qemu-system-aarch64 and AAVMF (arm64 UEFI, also with Secure Boot keys). The arm64
+      # kernel and loaders are foreign-architecture packages that scripts/fetch-kernel.sh arm64 downloads
+      # and unpacks under .cache, never installs.
+      need qemu-system-aarch64 qemu-system-arm
+      [ -e /usr/share/AAVMF/AAVMF_CODE.ms.fd ] || pkgs+=(qemu-efi-aarch64)
       ;;
     *) echo "install-deps: unknown set '$w' (want test, demo or bench)" >&2; exit 2 ;;
   esac
