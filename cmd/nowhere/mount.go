@@ -165,3 +165,6 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 		}
 	}
 }
+
+// The image file's content as mount composes it keeps the zero-copy (writev) read path.
+var _ fusefs.Slicer = (*profile.Recording)(nil)

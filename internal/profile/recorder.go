@@ -102,3 +102,24 @@ func (r *Recording) ReadAtContext(ctx context.Context, p []byte, off int64) (int
 	r.rec.Note(off, len(p))
 	return r.Content.ReadAtContext(ctx, p, off)
 }
+
+// slicer is fusefs.Slicer: content that answers a read with views of memory it holds.
+type slicer interface {
+	ReadSlices(ctx context.Context, vecs [][]byte, off int64, n int) ([][]byte, int, error)
+}
+
+// ReadSlices notes the read, then serves it with the wrapped content's ReadSlices, so the
+// zero-copy (writev) path survives the wrapping. Content without ReadSlices is read into a
+// fresh buffer, which is then the one view.
+func (r *Recording) ReadSlices(ctx context.Context, vecs [][]byte, off int64, n int) ([][]byte, int, error) {
+	r.rec.Note(off, n)
+	if s, ok := r.Content.(slicer); ok {
+		return s.ReadSlices(ctx, vecs, off, n)
+	}
+	p := make([]byte, n)
+	k, err := r.Content.ReadAtContext(ctx, p, off)
+	return append(vecs, p[:k]), k, err
+}
+
+// Unwrap returns the wrapped content (as net/http's ResponseController unwraps writers).
+func (r *Recording) Unwrap() Content { return r.Content }
