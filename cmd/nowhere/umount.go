@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -29,6 +32,9 @@ func runUmount(mnt string) error {
 	if ok, _ := fusefs.IsMountpoint(mnt); !ok {
 		return fmt.Errorf("umount %s: not a mountpoint", mnt)
 	}
+	if fstype, err := mountType(mnt); err == nil && fstype != nowhereFstype {
+		return fmt.Errorf("umount %s: not a nowhere mount (it is %s); use umount(8)", mnt, fstype)
+	}
 	err := syscall.Unmount(mnt, 0)
 	if errors.Is(err, syscall.EPERM) {
 		// Not root: FUSE mounts of ordinary users go through the setuid helper.
@@ -44,4 +50,61 @@ func runUmount(mnt string) error {
 		return fmt.Errorf("umount %s: %w", mnt, err)
 	}
 	return nil
+}
+
+// nowhereFstype is the type /proc/self/mountinfo shows for a nowhere mount (FUSE's
+// "fuse." and the Name fusefs.Mount gives the mount).
+const nowhereFstype = "fuse.nowhere"
+
+// mountType returns the filesystem type of the mount at mnt, the topmost one when several
+// are stacked, from /proc/self/mountinfo.
+func mountType(mnt string) (string, error) {
+	abs, err := filepath.Abs(mnt)
+	if err != nil {
+		return "", err
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	fstype := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		// id parent major:minor root mountpoint options [optional...] - fstype source super
+		f := strings.Fields(line)
+		if len(f) < 5 || unescapeMountinfo(f[4]) != abs {
+			continue
+		}
+		for i, x := range f {
+			if x == "-" && i+1 < len(f) {
+				fstype = f[i+1] // later lines are mounted on top of earlier ones
+				break
+			}
+		}
+	}
+	if fstype == "" {
+		return "", fmt.Errorf("%s not in /proc/self/mountinfo", abs)
+	}
+	return fstype, nil
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s)+0 && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// umount refuses a mount that is not nowhere's (a tmpfs) with one line, and leaves it
+// mounted.
+func TestUmountRefusesOtherFilesystems(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	mnt := t.TempDir()
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(mnt, 0) })
+	err := runUmount(mnt)
+	if err == nil || !strings.Contains(err.Error(), "not a nowhere mount") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("umount of a tmpfs: %v, want one line saying it is not a nowhere mount", err)
+	}
+	if typ, err := mountType(mnt); err != nil || typ != "tmpfs" {
+		t.Fatalf("after the refusal: %q, %v; want the tmpfs still mounted", typ, err)
+	}
+}
+
+func TestUnescapeMountinfo(t *testing.T) {
+	if got := unescapeMountinfo(`/mnt/a\040b`); got != "/mnt/a b" {
+		t.Fatalf("got %q", got)
+	}
+}
