@@ -65,8 +65,9 @@ func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, "bad path", http.StatusBadRequest)
 		return
 	}
-	if strings.HasPrefix(path.Base(name), ".tmp-") {
-		// A file being written does not exist yet, as far as clients are concerned.
+	if strings.HasPrefix(path.Base(name), ".tmp-") || !InLayout(name) {
+		// A file being written does not exist yet, as far as clients are concerned; and
+		// nothing outside the store's layout is served (a key or a note left in DIR).
 		fail(w, "404 not found", http.StatusNotFound)
 		return
 	}
@@ -100,6 +101,25 @@ func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("ETag", etag)
 	}
 	http.ServeContent(w, r, "", file.ModTime, file.Content)
+}
+
+// InLayout reports whether name (cleaned, inside the store) is part of a store's layout:
+// the chunks/, images/ and boot/ trees and the mirrors list. Hidden names (a lock, a file
+// being written) and secret keys (*.key) are not, wherever they are.
+func InLayout(name string) bool {
+	for _, seg := range strings.Split(name, "/") {
+		if strings.HasPrefix(seg, ".") {
+			return false
+		}
+	}
+	if strings.HasSuffix(name, ".key") {
+		return false
+	}
+	if name == "mirrors" {
+		return true
+	}
+	top, rest, ok := strings.Cut(name, "/")
+	return ok && rest != "" && (top == "chunks" || top == "images" || top == "boot")
 }
 
 // cleanPath turns a URL path into a name inside the store, refusing anything that tries

@@ -373,3 +373,35 @@ func TestAccessLog(t *testing.T) {
 		}
 	}
 }
+
+// Only the store's layout is served: a secret key, its password file or any other file
+// left in the store's directory is a 404, and so is a hidden name in the layout.
+func TestOnlyTheLayout(t *testing.T) {
+	f := newFixture(t, false)
+	for name, text := range map[string]string{
+		"publisher.key": "SECRET KEY", "password": "hunter2", "notes.txt": "private",
+		"images/a/publisher.key": "SECRET KEY", "boot/.env": "TOKEN=1", ".nowhere-lock": "",
+	} {
+		_ = os.MkdirAll(filepath.Dir(filepath.Join(f.dir, name)), 0o755)
+		if err := os.WriteFile(filepath.Join(f.dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"/publisher.key", "/password", "/notes.txt", "/images/a/publisher.key", "/boot/.env", "/.nowhere-lock"} {
+		resp, body := f.do(t, "GET", p)
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404 (%q)", p, resp.StatusCode, body)
+		}
+	}
+	if resp, _ := f.do(t, "GET", "/images/a/latest"); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /images/a/latest: %d, want 200", resp.StatusCode)
+	}
+	for name, want := range map[string]bool{
+		"mirrors": true, "chunks/ab/x.cacnk": true, "images/a/1.index": true, "boot/vmlinuz": true,
+		"chunks": false, "secret": false, "images/a/x.key": false, "mirrors/x": false,
+	} {
+		if got := server.InLayout(name); got != want {
+			t.Errorf("InLayout(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
