@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/net/netutil"
 
 	"github.com/nowhere-boot/nowhere/internal/bootmenu"
 	"github.com/nowhere-boot/nowhere/internal/catalog"
@@ -24,6 +25,7 @@ import (
 type serveOptions struct {
 	listen string
 	quiet  bool
+	limits serveLimits
 	menu   bootmenu.Options
 	pxe    pxeOptions
 }
@@ -85,6 +87,10 @@ out the addresses (docs/boot.md, "On real hardware").`,
 	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on (port 0 picks a free one)")
 	cmd.Flags().BoolVar(&o.quiet, "quiet", false, "no access log")
 	f := cmd.Flags()
+	durationVar(f, &o.limits.read, "read-timeout", defaultServeLimits.read, "drop a client that takes longer to send its request")
+	durationVar(f, &o.limits.write, "write-timeout", defaultServeLimits.write, "drop a client that takes longer to take an answer (one that never reads)")
+	durationVar(f, &o.limits.idle, "idle-timeout", defaultServeLimits.idle, "close a kept-alive connection idle this long")
+	f.IntVar(&o.limits.conns, "max-conns", defaultServeLimits.conns, "connections served at once; more wait to be accepted")
 	f.StringVar(&o.menu.Kernel, "kernel", "", "boot menu: serve this kernel (a bzImage) as /boot/vmlinuz (default: the store's boot/vmlinuz)")
 	f.StringVar(&o.menu.Initrd, "initrd", "", "boot menu: serve this nowhere initramfs as /boot/initrd.img (default: the store's boot/initrd.img)")
 	f.StringVar(&o.menu.Default, "boot-default", "", "boot menu: the default image (default: the first by name)")
@@ -119,10 +125,17 @@ func runServe(loc string, o serveOptions) error {
 			return err
 		}
 	}
+	if err := o.limits.check(); err != nil {
+		return err
+	}
+	if !store.IsS3(loc) && st.exists("images") != nil {
+		logf("warning: %s holds no images/: is it a store? (nothing to boot or mount from it yet)", st.name)
+	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", o.listen, err)
 	}
+	ln = netutil.LimitListener(ln, o.limits.conns)
 	h := server.FilesHandler(st.files)
 	if menu {
 		h = bootmenu.StoreHandler(st.list, h, o.menu)
@@ -140,7 +153,7 @@ func runServe(loc string, o serveOptions) error {
 		access := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
 		h = server.AccessLog(h, access.Printf)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := o.limits.server(h)
 	// Catch signals before anyone can know we serve: a SIGTERM that arrived in between
 	// would kill the process instead of shutting it down gracefully.
 	sigs := interrupted()
@@ -326,4 +339,39 @@ func (l *pxeLAN) start(port int, st *served, o serveOptions, h http.Handler) (fu
 		tftp.Close()
 	}
 	return stop, files.Handler(h, say), nil
+}
+
+// serveLimits bound what one client can hold of the server.
+type serveLimits struct {
+	read, write, idle time.Duration
+	conns             int
+}
+
+// defaultServeLimits: a request is a few hundred bytes; the largest answer is a kernel
+// or initramfs (tens of MB), which a slow link still takes within the write timeout.
+var defaultServeLimits = serveLimits{read: 30 * time.Second, write: 5 * time.Minute, idle: 2 * time.Minute, conns: 1024}
+
+func (l serveLimits) check() error {
+	switch {
+	case l.read <= 0:
+		return fmt.Errorf("--read-timeout %s: must be positive", l.read)
+	case l.write <= 0:
+		return fmt.Errorf("--write-timeout %s: must be positive", l.write)
+	case l.idle <= 0:
+		return fmt.Errorf("--idle-timeout %s: must be positive", l.idle)
+	case l.conns < 1:
+		return fmt.Errorf("--max-conns %d: must be at least 1", l.conns)
+	}
+	return nil
+}
+
+// server returns the HTTP server for h with the limits' timeouts.
+func (l serveLimits) server(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(10*time.Second, l.read),
+		ReadTimeout:       l.read,
+		WriteTimeout:      l.write,
+		IdleTimeout:       l.idle,
+	}
 }
