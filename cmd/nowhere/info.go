@@ -44,6 +44,7 @@ func runInfo(ctx context.Context, src string, so *sourceOptions, t *trustOptions
 	signed := signedBy(ix.Signature, img.verifier)
 	fmt.Printf("name:      %s\n", ix.Name)
 	fmt.Printf("version:   %d\n", ix.Version)
+	fmt.Printf("arch:      %s\n", ix.ArchOrAny())
 	fmt.Printf("store:     %s\n", img.store)
 	fmt.Printf("created:   %s\n", ix.Created.Format(time.RFC3339))
 	fmt.Printf("expires:   %s\n", expires)

@@ -33,6 +33,7 @@ type packOptions struct {
 	fs       string
 	saveAs   string
 	profiles []string
+	arch     string
 }
 
 // chunkingAuto is the default --chunking: cut at file-data boundaries read from a known
@@ -87,6 +88,7 @@ filesystem's own metadata, so an update re-downloads little more than the change
 	f.StringVar(&o.key, "key", "", "sign with this minisign secret key file (clients refuse unsigned images by default)")
 	f.StringArrayVar(&o.profiles, "profile", nil, "put this boot profile (nowhere profile record) in the index; repeatable: the boots are merged")
 	f.StringVar(&o.password, "password-file", "", "the secret key's password is the first line of this file (default: asked on the terminal)")
+	f.StringVar(&o.arch, "arch", "", "the machine architecture the image is for (amd64, arm64, or any for a data image); default: with --from-dir, the ELF machine of the tree's /sbin/init or /bin/sh, else none (any)")
 	_ = cmd.MarkFlagRequired("store")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
@@ -105,6 +107,13 @@ func runPackTree(ctx context.Context, o packOptions) error {
 	if o.chunking != chunkingAuto { // check before a long build
 		if _, err := chunk.ParseSpec(o.chunking); err != nil {
 			return err
+		}
+	}
+	if o.arch == "" {
+		if a, err := treeArch(o.fromDir); err == nil {
+			o.arch = a
+		} else {
+			logf("note: %s: %v; the index records no architecture (pass --arch)", o.fromDir, err)
 		}
 	}
 	out := o.saveAs
@@ -161,8 +170,16 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 		}
 		boots = profile.Merge(trs...)
 	}
+	arch := o.arch
+	if arch == "any" {
+		arch = ""
+	}
+	if err := index.ValidArch(arch); err != nil {
+		return fmt.Errorf("--arch: %w", err)
+	}
 	var applied profile.ApplyResult
 	finish := func(ix *index.Index) error {
+		ix.Arch = arch
 		if boots != nil {
 			applied = profile.Apply(ix, boots)
 			ix.Profile = applied.Profile
@@ -209,7 +226,7 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 	if fs == "" {
 		fs = "unknown filesystem"
 	}
-	fmt.Printf("packed %s version %d: %s image (%s), chunking %s\n", ix.Name, ix.Version, units.Bytes(ix.Size), fs, ix.Chunking)
+	fmt.Printf("packed %s version %d: %s image (%s), arch %s, chunking %s\n", ix.Name, ix.Version, units.Bytes(ix.Size), fs, ix.ArchOrAny(), ix.Chunking)
 	fmt.Printf("  chunks: %d total, %d unique: %d new, %d already stored; %d zero runs (%s)\n",
 		res.Chunks, res.Unique, res.New, res.Existing, res.Zero, units.Bytes(res.ZeroBytes))
 	fmt.Printf("  bytes:  %s read, %s stored\n", units.Bytes(res.Read), units.Bytes(res.Stored))

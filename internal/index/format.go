@@ -58,6 +58,9 @@ func Encode(ix *Index) ([]byte, error) {
 	if err := ValidName(ix.Name); err != nil {
 		return nil, err
 	}
+	if err := ValidArch(ix.Arch); err != nil {
+		return nil, err
+	}
 	if err := ix.check(); err != nil {
 		return nil, err
 	}
@@ -76,6 +79,11 @@ func Encode(ix *Index) ([]byte, error) {
 	h = le.AppendUint32(h, ix.Chunking.Align)
 	h = le.AppendUint16(h, uint16(len(ix.Name)))
 	h = append(h, ix.Name...)
+	if ix.Arch != "" {
+		// Appended after the name (section 3.3): readers from before it ignore it.
+		h = append(h, byte(len(ix.Arch)))
+		h = append(h, ix.Arch...)
+	}
 	writeSection(&body, sectionHeader, criticalFlag, h)
 
 	t := make([]byte, 0, 8+len(ix.Entries)*entrySize)
@@ -280,7 +288,20 @@ func (ix *Index) decodeHeader(p []byte) error {
 		return fmt.Errorf("name of %d bytes declared, %d present", n, len(p)-fixed)
 	}
 	ix.Name = string(p[fixed : fixed+n])
-	return ValidName(ix.Name)
+	if err := ValidName(ix.Name); err != nil {
+		return err
+	}
+	if rest := p[fixed+n:]; len(rest) > 0 {
+		a := int(rest[0])
+		if len(rest) < 1+a {
+			return fmt.Errorf("architecture of %d bytes declared, %d present", a, len(rest)-1)
+		}
+		ix.Arch = string(rest[1 : 1+a])
+		if err := ValidArch(ix.Arch); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (ix *Index) decodeChunks(p []byte) error {

@@ -69,7 +69,12 @@ func headerPayload(ix *Index) []byte {
 		b = le.AppendUint32(b, v)
 	}
 	b = le.AppendUint16(b, uint16(len(ix.Name)))
-	return append(b, ix.Name...)
+	b = append(b, ix.Name...)
+	if ix.Arch != "" {
+		b = append(b, byte(len(ix.Arch)))
+		b = append(b, ix.Arch...)
+	}
+	return b
 }
 
 func entryRecord(e Entry) []byte {

@@ -25,8 +25,11 @@ func (e Entry) End() int64 { return e.Off + int64(e.Len) }
 
 // Index describes one version of one image.
 type Index struct {
-	Name     string
-	Version  uint64
+	Name    string
+	Version uint64
+	// Arch is the machine architecture the image is for, in GOARCH spelling ("amd64",
+	// "arm64"); empty means any (an arch-independent data image, or an old index).
+	Arch     string
 	Created  time.Time
 	Expires  time.Time // zero: never
 	Size     int64
@@ -94,4 +97,26 @@ func ValidName(name string) error {
 		}
 	}
 	return nil
+}
+
+// ValidArch reports whether arch can be recorded as an index's architecture: empty
+// (any) or 1 to 32 characters from a-z and 0-9 (GOARCH spelling, e.g. amd64, arm64).
+func ValidArch(arch string) error {
+	if len(arch) > 32 {
+		return fmt.Errorf("architecture %q: longer than 32 characters", arch)
+	}
+	for _, r := range arch {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return fmt.Errorf("architecture %q: use lower-case letters and digits (amd64, arm64)", arch)
+		}
+	}
+	return nil
+}
+
+// ArchOrAny returns the index's architecture, or "any" when it records none.
+func (ix *Index) ArchOrAny() string {
+	if ix.Arch == "" {
+		return "any"
+	}
+	return ix.Arch
 }
