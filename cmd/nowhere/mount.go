@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -100,6 +101,11 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	defer o.sources.close()
 	defer o.share.close()
 	if err == nil {
+		// Reading another architecture's image (for inspection) is legitimate: only the
+		// boot daemon refuses it.
+		if aerr := img.index.CheckArch(runtime.GOARCH); aerr != nil {
+			logf("warning: %v (mounting it anyway: only booting it is refused)", aerr)
+		}
 		err = o.sources.openSeeds(ctx, img.index)
 	}
 	if err != nil {

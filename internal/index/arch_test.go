@@ -53,3 +53,17 @@ func TestArchRejects(t *testing.T) {
 		t.Fatalf("truncated arch: %v", err)
 	}
 }
+
+func TestCheckArch(t *testing.T) {
+	ix := &Index{Name: "debian", Arch: "arm64"}
+	if err := ix.CheckArch("amd64"); err == nil || err.Error() != "image debian is arm64, this machine is amd64" {
+		t.Fatalf("arm64 on amd64: %v", err)
+	}
+	if err := ix.CheckArch("arm64"); err != nil {
+		t.Fatal(err)
+	}
+	ix.Arch = ""
+	if err := ix.CheckArch("amd64"); err != nil {
+		t.Fatalf("any: %v", err)
+	}
+}

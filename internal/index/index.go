@@ -120,3 +120,13 @@ func (ix *Index) ArchOrAny() string {
 	}
 	return ix.Arch
 }
+
+// CheckArch returns nil when the image can run on a machine of architecture machine
+// (GOARCH spelling): its arch is that one, or any. Otherwise the error is the one line
+// "image NAME is ARCH, this machine is MACHINE".
+func (ix *Index) CheckArch(machine string) error {
+	if ix.Arch == "" || ix.Arch == machine {
+		return nil
+	}
+	return fmt.Errorf("image %s is %s, this machine is %s", ix.Name, ix.Arch, machine)
+}

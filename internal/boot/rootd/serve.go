@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -117,6 +118,10 @@ func open(spec Spec, m *store.Metrics, log *bootlog.Log) (*served, Ready, error)
 		indexFrom = lan.IndexStore(src.store)
 	}
 	ix, files := loadIndex(indexFrom, loc, v, log)
+	if err := ix.CheckArch(runtime.GOARCH); err != nil {
+		// Booting another machine's root cannot work: say so in one line, not a kernel panic.
+		return nil, Ready{}, err
+	}
 	from := src.servedBy()
 	src.keep(files, log)
 	src.learn(log)
