@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,7 +107,7 @@ func kernelHas(t *testing.T, fstype string) {
 	if exec.Command("modprobe", fstype).Run() == nil {
 		return
 	}
-	t.Skipf("this kernel cannot mount %s (not in /proc/filesystems, modprobe %s failed)", fstype, fstype)
+	testutil.Missingf(t, "this kernel cannot mount %s (not in /proc/filesystems, modprobe %s failed)", fstype, fstype)
 }
 
 // skipLostFound leaves out what mkfs.ext4 adds on its own.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,10 +45,10 @@ func TestServePXERefusals(t *testing.T) {
 // serves; with another PXE server there it refuses to start.
 func TestServePXEOnLAN(t *testing.T) {
 	if err := testnet.Available(); err != nil {
-		t.Skip(err)
+		testutil.Missing(t, err)
 	}
 	if err := pxe.CheckLoaders(pxe.Loaders(false)); err != nil {
-		t.Skip(err)
+		testutil.Missing(t, err)
 	}
 	bin := fsPackBinary(t)
 	n, err := testnet.New()

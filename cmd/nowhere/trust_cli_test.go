@@ -557,7 +557,7 @@ func runMinisign(t *testing.T, args ...string) string {
 func mountAndRead(t *testing.T, c *trustCLI, src, mnt, want string, args ...string) {
 	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse in this kernel")
+		testutil.Missing(t, "no /dev/fuse in this kernel")
 	}
 	out, _ := c.ok(append([]string{"mount", src, mnt, "--daemon"}, args...)...)
 	var pid int

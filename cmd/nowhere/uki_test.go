@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +16,7 @@ import (
 func TestUKICommand(t *testing.T) {
 	m, _ := filepath.Glob("../../.cache/kernel/*/vmlinuz")
 	if len(m) == 0 {
-		t.Skip("no cached kernel: run scripts/fetch-kernel.sh (make test does)")
+		testutil.Missing(t, "no cached kernel: run scripts/fetch-kernel.sh (make test does)")
 	}
 	for _, tool := range []string{"objcopy", "sbsign", "sbverify", "openssl"} {
 		if _, err := exec.LookPath(tool); err != nil {

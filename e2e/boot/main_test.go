@@ -7,6 +7,7 @@ package boot
 import (
 	"context"
 	"fmt"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
@@ -93,7 +94,7 @@ func needEnv(t *testing.T) {
 		t.Skip("boots a VM: not in -short")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (images are built from root-owned trees; make test runs as root)")
+		testutil.Missing(t, "needs root (images are built from root-owned trees; make test runs as root)")
 	}
 	setupOnce.Do(func() {
 		setupDir, env.err = os.MkdirTemp("", "nowhere-e2e-boot-")

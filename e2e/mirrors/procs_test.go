@@ -284,11 +284,11 @@ func needFUSE(t testing.TB) {
 		t.Skip("-short: no FUSE mounts")
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse: the kernel lacks FUSE")
+		testutil.Missing(t, "no /dev/fuse: the kernel lacks FUSE")
 	}
 	if os.Geteuid() != 0 {
 		if _, err := exec.LookPath("fusermount3"); err != nil {
-			t.Skip("not root and no fusermount3")
+			testutil.Missing(t, "not root and no fusermount3")
 		}
 	}
 }

@@ -56,7 +56,7 @@ func TestLANPeers(t *testing.T) {
 		t.Fatal(err) // as root, only a missing tool is left: make test installs them
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse: the kernel lacks FUSE")
+		testutil.Missing(t, "no /dev/fuse: the kernel lacks FUSE")
 	}
 	st, want := makeStore(t, 12<<20, 1)
 	chunkFiles := 0

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,10 +24,10 @@ func needTools(t *testing.T, iso bool) {
 		err = DefaultLoaders.CheckDisk(true)
 	}
 	if err != nil {
-		t.Skip(err)
+		testutil.Missing(t, err)
 	}
 	if _, err := exec.LookPath("mdir"); err != nil {
-		t.Skip("mtools is not installed")
+		testutil.Missing(t, "mtools is not installed")
 	}
 }
 

@@ -3,6 +3,7 @@ package fusefs
 import (
 	"bytes"
 	"context"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 	"io"
 	"os"
 	"path/filepath"
@@ -37,10 +38,10 @@ func (c *recordingContent) ReadAtContext(ctx context.Context, p []byte, off int6
 // default 128 KiB read-ahead for a FUSE mount would otherwise cut them 8-fold.
 func TestSequentialReadsArriveInLargeRequests(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("mounting FUSE directly needs root")
+		testutil.Missing(t, "mounting FUSE directly needs root")
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse in this kernel")
+		testutil.Missing(t, "no /dev/fuse in this kernel")
 	}
 	mnt := t.TempDir()
 	c := &recordingContent{size: 16 << 20}
@@ -110,10 +111,10 @@ func (c *slicedContent) ReadSlices(ctx context.Context, vecs [][]byte, off int64
 // writev) and with more pieces than one writev takes (copied into one buffer).
 func TestSlicerReadsAreExact(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("mounting FUSE directly needs root")
+		testutil.Missing(t, "mounting FUSE directly needs root")
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse in this kernel")
+		testutil.Missing(t, "no /dev/fuse in this kernel")
 	}
 	data := make([]byte, 6<<20+333)
 	for i := range data {

@@ -346,7 +346,7 @@ func TestFSAwareUpdateStoresLessThanCDC(t *testing.T) {
 // the stream continues from must not move.
 func TestFSAwareBlockDevice(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("attaching a loop device needs root (CI runs as root)")
+		testutil.Missing(t, "attaching a loop device needs root (CI runs as root)")
 	}
 	testutil.Tool(t, "losetup")
 	tree := t.TempDir()
@@ -354,7 +354,7 @@ func TestFSAwareBlockDevice(t *testing.T) {
 	path := build(t, fstype.Erofs, tree)
 	out, err := exec.Command("losetup", "--find", "--show", "--read-only", path).Output()
 	if err != nil {
-		t.Skipf("no loop device available: %v", err)
+		testutil.Missingf(t, "no loop device available: %v", err)
 	}
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })

@@ -3,6 +3,7 @@ package pxe
 import (
 	"bytes"
 	"context"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -164,7 +165,7 @@ func FuzzReply(f *testing.F) {
 func lan(t *testing.T) (*testnet.Net, *testnet.Host, *testnet.Host) {
 	t.Helper()
 	if err := testnet.Available(); err != nil {
-		t.Skip(err)
+		testutil.Missing(t, err)
 	}
 	n, err := testnet.New()
 	if err != nil {
@@ -324,7 +325,7 @@ func TestTFTP(t *testing.T) {
 		}
 	}
 	if len(ls) == 0 {
-		t.Skip("no Debian loader installed (ipxe, shim-signed, grub-efi-amd64-signed)")
+		testutil.Missing(t, "no Debian loader installed (ipxe, shim-signed, grub-efi-amd64-signed)")
 	}
 	files := &Files{Loaders: ls, Generated: map[string]func(context.Context) ([]byte, error){
 		GrubCfg: func(context.Context) ([]byte, error) { return []byte("set timeout=1\n"), nil },
@@ -393,7 +394,7 @@ func TestHTTPLoaders(t *testing.T) {
 		}
 	}
 	if len(ls) == 0 {
-		t.Skip("no Debian loader installed")
+		testutil.Missing(t, "no Debian loader installed")
 	}
 	files := &Files{Loaders: ls, Generated: map[string]func(context.Context) ([]byte, error){
 		GrubCfg: func(context.Context) ([]byte, error) { return []byte("menu"), nil },

@@ -35,9 +35,33 @@ func Tool(t testing.TB, name string) string {
 func NetNamespaces(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces (make test runs as root)")
+		Missing(t, "needs root: network namespaces (make test runs as root)")
 	}
 	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
-		t.Skip("the kernel has no network namespaces")
+		Missing(t, "the kernel has no network namespaces")
 	}
+}
+
+// CI reports whether the tests run in CI (CI=true, which .ci/run exports).
+func CI() bool { return os.Getenv("CI") == "true" }
+
+// Missing ends a test that cannot run because a kernel feature, a program or a privilege
+// is missing: it skips, except in CI (CI=true), where a missing part is a broken machine
+// and fails the test, so CI cannot go green by skipping. A test that skips by design
+// (under -short) calls t.Skip itself.
+func Missing(t testing.TB, args ...any) {
+	t.Helper()
+	if CI() && !testing.Short() {
+		t.Fatal(append([]any{"CI=true, and a part is missing: "}, args...)...)
+	}
+	t.Skip(args...)
+}
+
+// Missingf is Missing with a format.
+func Missingf(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if CI() && !testing.Short() {
+		t.Fatalf("CI=true, and a part is missing: "+format, args...)
+	}
+	t.Skipf(format, args...)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"debug/pe"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +27,7 @@ func kernel(t *testing.T) (vmlinuz, vmlinux string) {
 	t.Helper()
 	m, _ := filepath.Glob("../../.cache/kernel/*/vmlinuz")
 	if len(m) == 0 {
-		t.Skip("no cached kernel: run scripts/fetch-kernel.sh (make test does)")
+		testutil.Missing(t, "no cached kernel: run scripts/fetch-kernel.sh (make test does)")
 	}
 	return m[0], filepath.Join(filepath.Dir(m[0]), "vmlinux")
 }

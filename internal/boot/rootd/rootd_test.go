@@ -454,6 +454,6 @@ func needRootDaemonEnv(t *testing.T) {
 		t.Skip("builds the binary and mounts FUSE")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: FUSE without fusermount (make test runs as root)")
+		testutil.Missing(t, "needs root: FUSE without fusermount (make test runs as root)")
 	}
 }

@@ -1,6 +1,7 @@
 package sysmount
 
 import (
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +18,7 @@ import (
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: mounts and loop devices (make test runs as root)")
+		testutil.Missing(t, "needs root: mounts and loop devices (make test runs as root)")
 	}
 }
 
