@@ -1,20 +1,33 @@
 # nowhere: two commands matter. `make demo` runs the main job, `make test` runs the tests.
 # Both install what is missing first (Debian packages via apt, Go modules via the proxy).
 
-GO       ?= go
+# Go >= go.mod's version: the one on the PATH, /usr/local/go, or one scripts/check-go.sh
+# bootstraps into .cache/go (through Debian's golang-go and the Go module proxy). Evaluated
+# once, before any target, so `make demo` on a Debian without Go never stops at `go: not found`.
+ifeq ($(origin GO),undefined)
+GO := $(shell scripts/check-go.sh --print)
+ifeq ($(GO),)
+$(error scripts/check-go.sh found no usable Go (see its message above))
+endif
+endif
+# Tests that build the binary run `go` themselves: the same one.
+export PATH := $(dir $(GO)):$(PATH)
 BIN      := bin/nowhere
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD := -trimpath -ldflags '-s -w -X main.version=$(VERSION)'
 FUZZTIME ?= 10s
 TEST_FUZZTIME ?= 20000x
 
-.PHONY: all build deps test test-short test-e2e demo bench fuzz clean
+.PHONY: all check-go build deps test test-short test-e2e demo bench fuzz clean
 
 all: build
 
 # bin/nowhere runs here; bin/nowhere-amd64 and bin/nowhere-arm64 are what `nowhere
 # initramfs` puts in a machine's /init, picked by the kernel's architecture.
 ARCHES := amd64 arm64
+
+check-go:
+	@scripts/check-go.sh
 
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/nowhere

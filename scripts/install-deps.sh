@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [test|demo|bench]...
 set -euo pipefail
 want=("$@"); [ ${#want[@]} -gt 0 ] || want=(test)
-"$(dirname "$0")/check-go.sh" # Go itself is not a Debian package here (Debian 12 has 1.19): README.md, "Go"
+"$(dirname "$0")/check-go.sh" # Go >= go.mod's, bootstrapped into .cache/go when missing (Debian 12 has 1.19)
 
 pkgs=()
 need() { # need COMMAND PACKAGE
