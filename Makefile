@@ -40,7 +40,7 @@ deps:
 # nowhere serve and nginx on loopback, qemu boots; then every fuzz target briefly
 # (TEST_FUZZTIME executions each: a count, not a duration, see scripts/fuzz.sh).
 # Needs root (CI runs as root).
-test: deps build
+test: check-go deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 	GO=$(GO) FUZZTIME=$(TEST_FUZZTIME) scripts/fuzz.sh
@@ -58,8 +58,9 @@ test-short:
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
-demo: build
+demo: check-go
 	scripts/install-deps.sh demo
+	$(MAKE) build
 	scripts/demo.sh
 
 bench: build

@@ -21,7 +21,12 @@ for w in "${want[@]}"; do
       need mkfs.ext4 e2fsprogs
       need mksquashfs squashfs-tools
       need mkfs.erofs erofs-utils
-      need nginx nginx-light
+      # Only the tests and benchmarks serve through nginx, a squid proxy and minisign keys; the demo does not.
+      if [ "$w" != demo ]; then
+        need nginx nginx-light
+        need squid squid   # caching proxy for the mirror/proxy tests (started by the tests, not as a service)
+        need minisign minisign
+      fi
       need zstd zstd
       need sha256sum coreutils
       need cpio cpio
@@ -34,8 +39,6 @@ for w in "${want[@]}"; do
       need python3 python3
       need ip iproute2
       need curl curl
-      need squid squid   # caching proxy for the mirror/proxy tests (started by the tests, not as a service)
-      need minisign minisign
       # Real-PC boots (bootdisk, uki, serve --pxe) and their firmware tests: loaders and firmware come from
       # Debian's packages, never built here.
       [ -e /usr/share/OVMF/OVMF_CODE_4M.secboot.fd ] || pkgs+=(ovmf)
