@@ -58,9 +58,8 @@ test-short:
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
-demo: check-go
+demo: check-go build
 	scripts/install-deps.sh demo
-	$(MAKE) build
 	scripts/demo.sh
 
 bench: build
