@@ -110,10 +110,9 @@ func runPackTree(ctx context.Context, o packOptions) error {
 		}
 	}
 	if o.arch == "" {
+		// A tree without an ELF init or shell is a data image: no architecture (any).
 		if a, err := treeArch(o.fromDir); err == nil {
 			o.arch = a
-		} else {
-			logf("note: %s: %v; the index records no architecture (pass --arch)", o.fromDir, err)
 		}
 	}
 	out := o.saveAs
@@ -226,7 +225,7 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 	if fs == "" {
 		fs = "unknown filesystem"
 	}
-	fmt.Printf("packed %s version %d: %s image (%s), arch %s, chunking %s\n", ix.Name, ix.Version, units.Bytes(ix.Size), fs, ix.ArchOrAny(), ix.Chunking)
+	fmt.Printf("packed %s version %d: %s image (%s), chunking %s, arch %s\n", ix.Name, ix.Version, units.Bytes(ix.Size), fs, ix.Chunking, ix.ArchOrAny())
 	fmt.Printf("  chunks: %d total, %d unique: %d new, %d already stored; %d zero runs (%s)\n",
 		res.Chunks, res.Unique, res.New, res.Existing, res.Zero, units.Bytes(res.ZeroBytes))
 	fmt.Printf("  bytes:  %s read, %s stored\n", units.Bytes(res.Read), units.Bytes(res.Stored))
