@@ -25,6 +25,8 @@ type initramfsOptions struct {
 	extraDrivers  []string
 	noDefaultMods bool
 	binary        string
+	arch          string // amd64 or arm64 ("": the kernel's)
+	kernel        string // the kernel image, to tell its architecture
 	compress      string
 	caCerts       string
 	keys          []string
@@ -84,6 +86,8 @@ nowhere.insecure on the kernel command line (unsafe).`,
 	f.StringArrayVar(&o.extraDrivers, "driver", nil, "also include this driver, loaded when its hardware is present (repeatable)")
 	f.BoolVar(&o.noDefaultMods, "no-default-modules", false, "include only the modules and drivers given with --module and --driver")
 	f.StringVar(&o.binary, "binary", "", "the static nowhere binary to use as /init (default: this one)")
+	f.StringVar(&o.arch, "arch", "", "the machine architecture, amd64 or arm64 (default: the kernel's, from --kernel or the --modules name)")
+	f.StringVar(&o.kernel, "kernel", "", "the kernel image the initramfs is for, to pick /init for its architecture")
 	f.StringVar(&o.compress, "compress", "gzip", "gzip, zstd or none")
 	f.StringVar(&o.caCerts, "ca-certs", defaultCACerts, "CA bundle for https mirrors (none: leave out)")
 	f.StringArrayVar(&o.keys, "key", nil, "trust this publisher key at boot: a minisign public key file or its base64 string (repeatable)")
@@ -102,13 +106,9 @@ nowhere.insecure on the kernel command line (unsafe).`,
 }
 
 func runInitramfs(o initramfsOptions) error {
-	bin := o.binary
-	if bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		bin = exe
+	bin, err := initBinary(o)
+	if err != nil {
+		return err
 	}
 	load, drivers := kmod.DefaultLoad, kmod.DefaultDrivers
 	if o.noDefaultMods {
