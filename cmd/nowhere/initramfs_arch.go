@@ -35,22 +35,21 @@ func kernelArch(file string) (string, error) {
 	case len(head) >= 0x206 && bytes.Equal(head[0x202:0x206], []byte("HdrS")):
 		return "amd64", nil
 	case len(head) >= 4 && bytes.Equal(head[:4], []byte(elf.ELFMAG)):
-		return elfArch(file)
+		return elfFileArch(file)
 	}
 	return "", nil
 }
 
-// elfArch names the architecture of an ELF file by its e_machine ("" for one not listed).
-func elfArch(file string) (string, error) {
+// elfFileArch names the architecture of an ELF file by its e_machine ("" for one
+// initramfs cannot build for).
+func elfFileArch(file string) (string, error) {
 	e, err := elf.Open(file)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", file, err)
 	}
 	defer e.Close()
-	for a, m := range initArches {
-		if e.Machine == m {
-			return a, nil
-		}
+	if a := elfArch(e.Machine); initArches[a] != 0 {
+		return a, nil
 	}
 	return "", nil
 }
@@ -100,7 +99,7 @@ func initBinary(o initramfsOptions) (string, error) {
 		if arch == "" {
 			return o.binary, nil
 		}
-		a, err := elfArch(o.binary)
+		a, err := elfFileArch(o.binary)
 		if err != nil {
 			return "", fmt.Errorf("--binary: %w", err)
 		}
@@ -120,7 +119,7 @@ func initBinary(o initramfsOptions) (string, error) {
 		return exe, nil
 	}
 	bin := filepath.Join(filepath.Dir(exe), "nowhere-"+arch)
-	a, err := elfArch(bin)
+	a, err := elfFileArch(bin)
 	if err != nil {
 		return "", fmt.Errorf("%s is %s, so /init must be a nowhere for %s: %w (make build makes it; or give --binary)", from, arch, arch, err)
 	}
