@@ -18,7 +18,7 @@ GOFLAGS_BUILD := -trimpath -ldflags '-s -w -X main.version=$(VERSION)'
 FUZZTIME ?= 10s
 TEST_FUZZTIME ?= 20000x
 
-.PHONY: all check-go build deps test test-short test-e2e demo bench fuzz clean
+.PHONY: all check-go build deps kernel test test-short test-e2e demo bench fuzz clean
 
 all: build
 
@@ -36,11 +36,16 @@ build:
 deps:
 	scripts/install-deps.sh test
 
+# Debian's kernel and modules, cached in .cache/kernel/VERSION: packages test in parallel,
+# so the ones that need it (uki, bootdisk, the boots) find it there from the start.
+kernel:
+	scripts/fetch-kernel.sh >/dev/null
+
 # The whole test suite: unit tests, real FUSE mounts, loop-mounted ext4/squashfs/erofs,
 # nowhere serve and nginx on loopback, qemu boots; then every fuzz target briefly
 # (TEST_FUZZTIME executions each: a count, not a duration, see scripts/fuzz.sh).
 # Needs root (CI runs as root).
-test: check-go deps build
+test: check-go deps build kernel
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 	GO=$(GO) FUZZTIME=$(TEST_FUZZTIME) scripts/fuzz.sh

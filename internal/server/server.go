@@ -104,10 +104,13 @@ func (f files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // InLayout reports whether name (cleaned, inside the store) is part of a store's layout:
-// the chunks/, images/ and boot/ trees and the mirrors list. Hidden names (a lock, a file
-// being written) and secret keys (*.key) are not, wherever they are.
+// the chunks/, images/ and boot/ trees and the mirrors list, of the store at DIR or of one
+// below it (DIR/m1/chunks/..., a second store served from the same tree, as a mirror at
+// a path). Hidden names (a lock, a file being written) and secret keys (*.key) are not,
+// wherever they are.
 func InLayout(name string) bool {
-	for _, seg := range strings.Split(name, "/") {
+	segs := strings.Split(name, "/")
+	for _, seg := range segs {
 		if strings.HasPrefix(seg, ".") {
 			return false
 		}
@@ -115,11 +118,15 @@ func InLayout(name string) bool {
 	if strings.HasSuffix(name, ".key") {
 		return false
 	}
-	if name == "mirrors" {
+	if segs[len(segs)-1] == "mirrors" {
 		return true
 	}
-	top, rest, ok := strings.Cut(name, "/")
-	return ok && rest != "" && (top == "chunks" || top == "images" || top == "boot")
+	for _, seg := range segs[:len(segs)-1] {
+		if seg == "chunks" || seg == "images" || seg == "boot" {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanPath turns a URL path into a name inside the store, refusing anything that tries

@@ -399,6 +399,8 @@ func TestOnlyTheLayout(t *testing.T) {
 	for name, want := range map[string]bool{
 		"mirrors": true, "chunks/ab/x.cacnk": true, "images/a/1.index": true, "boot/vmlinuz": true,
 		"chunks": false, "secret": false, "images/a/x.key": false, "mirrors/x": false,
+		"m1/chunks/ab/x.cacnk": true, "m1/images/a/latest": true, "m1/mirrors": true,
+		"m1/secret": false, "m1/chunks": false, "m1/.lock": false,
 	} {
 		if got := server.InLayout(name); got != want {
 			t.Errorf("InLayout(%q) = %v, want %v", name, got, want)
