@@ -36,10 +36,11 @@ build:
 deps:
 	scripts/install-deps.sh test
 
-# Debian's kernel and modules, cached in .cache/kernel/VERSION: packages test in parallel,
-# so the ones that need it (uki, bootdisk, the boots) find it there from the start.
+# Debian's kernels and modules (amd64, and arm64 with its loaders), cached in
+# .cache/kernel/VERSION: packages test in parallel, so the ones that need them (uki,
+# bootdisk, the boots) find them there from the start.
 kernel:
-	scripts/fetch-kernel.sh >/dev/null
+	for a in $(ARCHES); do scripts/fetch-kernel.sh $$a >/dev/null || exit 1; done
 
 # The whole test suite: unit tests, real FUSE mounts, loop-mounted ext4/squashfs/erofs,
 # nowhere serve and nginx on loopback, qemu boots; then every fuzz target briefly

@@ -63,6 +63,7 @@ for w in "${want[@]}"; do
       # and unpacks under .cache, never installs.
       need qemu-system-aarch64 qemu-system-arm
       [ -e /usr/share/AAVMF/AAVMF_CODE.ms.fd ] || pkgs+=(qemu-efi-aarch64)
+      need aarch64-linux-gnu-objcopy binutils-aarch64-linux-gnu   # writes arm64 PE images: nowhere uki --arch arm64
       ;;
     *) echo "install-deps: unknown set '$w' (want test, demo or bench)" >&2; exit 2 ;;
   esac

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -38,6 +39,7 @@ type bootdiskOptions struct {
 
 	uki                             bool
 	signKey, signCert, signPassFile string
+	arch                            string // amd64 or arm64 ("": the kernel's, else amd64)
 }
 
 func newBootdiskCommand() *cobra.Command {
@@ -83,14 +85,22 @@ still boots SYSLINUX's menu of every --image.
 Security: without --uki, GRUB has shim check the kernel's signature, but nobody checks
 the initramfs on the stick (nor the keys baked in it) or grub.cfg: whoever can write to
 the stick can change what it trusts. The image itself is verified at boot against the
-baked keys. See docs/security.md.`,
+baked keys. See docs/security.md.
+
+--arch arm64 writes media for arm64 machines (servers, cloud instances that boot from
+a disk): UEFI only (no BIOS part), shimaa64 as EFI/BOOT/BOOTAA64.EFI with grubaa64
+(Debian's signed arm64 loaders: shim-signed:arm64, grub-efi-arm64-signed:arm64, which
+scripts/fetch-kernel.sh arm64 unpacks under .cache/kernel/VERSION/x on another machine)
+and Debian's arm64 kernel, whose EFI stub is an Image; the console is ttyAMA0 by
+default. The architecture is also read from --kernel when that is given.`,
 		Example: `  nowhere bootdisk -o nowhere.img --image http://boot.example.org/store/images/debian --key publisher.pub
   dd if=nowhere.img of=/dev/sdX bs=4M conv=fsync
   nowhere bootdisk -o nowhere.iso --iso --image http://boot.example.org/store/images/debian \
       --image http://boot.example.org/store/images/alpine --mirror http://mirror.example.org/store \
       --key publisher.pub --timeout 10s --append "console=tty0 quiet"
   nowhere bootdisk -o signed.img --uki --sign-key db.key --sign-cert db.pem \
-      --image http://boot.example.org/store/images/debian --key publisher.pub`,
+      --image http://boot.example.org/store/images/debian --key publisher.pub
+  nowhere bootdisk -o arm64.img --arch arm64 --image http://boot.example.org/store/images/debian-arm64 --key publisher.pub`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBootdisk(o)
@@ -103,7 +113,8 @@ baked keys. See docs/security.md.`,
 	f.StringArrayVar(&o.images, "image", nil, "an image to offer, http(s)://HOST/PATH/images/NAME[/VERSION] (repeatable; the first is the default)")
 	f.StringArrayVar(&o.mirrors, "mirror", nil, "another base URL of the same store, on every entry (repeatable)")
 	f.StringArrayVar(&o.keys, "key", nil, "trust this publisher key at boot: a minisign public key file or its base64 string (repeatable; baked into the initramfs)")
-	f.StringVar(&o.append, "append", bootdisk.DefaultAppend, "the rest of every entry's kernel command line")
+	f.StringVar(&o.append, "append", "", "the rest of every entry's kernel command line (default \""+bootdisk.DefaultAppend+"\", on arm64 \""+bootdisk.ArmAppend+"\")")
+	f.StringVar(&o.arch, "arch", "", "the machines' architecture, amd64 or arm64 (default: --kernel's, else amd64)")
 	durationVar(f, &o.timeout, "timeout", bootdisk.DefaultTimeout, "how long the menus wait before booting the first entry (at least 1s)")
 	f.StringArrayVar(&o.drivers, "driver", nil, "also put this driver in the initramfs, loaded when its hardware is present (repeatable; as nowhere initramfs --driver)")
 	f.BoolVar(&o.iso, "iso", false, "write a hybrid ISO 9660 image (CD, or USB stick) instead of a disk image")
@@ -117,6 +128,16 @@ baked keys. See docs/security.md.`,
 }
 
 func runBootdisk(o bootdiskOptions) error {
+	arch, err := bootArch(o.arch, o.kernel)
+	if err != nil {
+		return err
+	}
+	if o.append == "" {
+		o.append = bootdisk.DefaultAppend
+		if arch == "arm64" {
+			o.append = bootdisk.ArmAppend
+		}
+	}
 	menu := bootdisk.Menu{Mirrors: o.mirrors, Append: o.append, Timeout: o.timeout}
 	for _, u := range o.images {
 		menu.Entries = append(menu.Entries, bootdisk.Entry{URL: u})
@@ -142,12 +163,29 @@ func runBootdisk(o bootdiskOptions) error {
 		pass, _, _ = strings.Cut(string(b), "\n")
 		pass = strings.TrimSuffix(pass, "\r")
 	}
-	if o.uki {
-		if _, err := os.Stat(uki.DefaultStub); err != nil {
-			return fmt.Errorf("%s is missing (apt-get install systemd-boot-efi)", uki.DefaultStub)
+	loaders := bootdisk.DefaultLoaders
+	stub, objcopy := uki.DefaultStub, [2]string{"objcopy", "binutils"}
+	if arch == "arm64" {
+		root, err := archRoot(arch)
+		if err != nil {
+			return err
 		}
-		for _, t := range [][2]string{{"objcopy", "binutils"}, {"sbsign", "sbsigntool"}, {"sbverify", "sbsigntool"}} {
-			if _, err := exec.LookPath(t[0]); err != nil && (t[0] == "objcopy" || o.signKey != "") {
+		loaders = bootdisk.ArmLoaders(root)
+		stub = filepath.Join(root, uki.ArmStub)
+		if runtime.GOARCH != "arm64" {
+			objcopy = [2]string{"aarch64-linux-gnu-objcopy", "binutils-aarch64-linux-gnu"}
+		}
+	}
+	if o.uki {
+		if _, err := os.Stat(stub); err != nil {
+			pkg := "systemd-boot-efi"
+			if arch == "arm64" {
+				pkg = "systemd-boot-efi:arm64; on another architecture scripts/fetch-kernel.sh arm64 unpacks it"
+			}
+			return fmt.Errorf("%s is missing (apt-get install %s)", stub, pkg)
+		}
+		for _, t := range [][2]string{objcopy, {"sbsign", "sbsigntool"}, {"sbverify", "sbsigntool"}} {
+			if _, err := exec.LookPath(t[0]); err != nil && (t == objcopy || o.signKey != "") {
 				return fmt.Errorf("%s is not installed (apt-get install %s)", t[0], t[1])
 			}
 		}
@@ -158,7 +196,6 @@ func runBootdisk(o bootdiskOptions) error {
 	if st, err := os.Stat(filepath.Dir(o.output)); err != nil || !st.IsDir() {
 		return fmt.Errorf("%s: the directory %s does not exist", o.output, filepath.Dir(o.output))
 	}
-	loaders := bootdisk.DefaultLoaders
 	check := loaders.CheckDisk
 	if o.iso {
 		check = loaders.CheckISO
@@ -167,7 +204,7 @@ func runBootdisk(o bootdiskOptions) error {
 		return err
 	}
 	if o.kernel == "" || o.modules == "" {
-		kdir, err := cachedKernel()
+		kdir, err := cachedKernel(arch)
 		if err != nil {
 			return err
 		}
@@ -179,7 +216,13 @@ func runBootdisk(o bootdiskOptions) error {
 		}
 		fmt.Fprintf(os.Stderr, "bootdisk: kernel %s, modules %s\n", o.kernel, o.modules)
 	}
-	if err := checkBzImage(o.kernel); err != nil {
+	if arch == "arm64" {
+		if got, err := kernelArch(o.kernel); err != nil {
+			return fmt.Errorf("--kernel: %w", err)
+		} else if got != "arm64" {
+			return fmt.Errorf("--kernel %s is not an arm64 Image", o.kernel)
+		}
+	} else if err := checkBzImage(o.kernel); err != nil {
 		return err
 	}
 
@@ -208,9 +251,9 @@ func runBootdisk(o bootdiskOptions) error {
 	}
 	var ukiFile string
 	if o.uki {
-		ukiFile = filepath.Join(tmp, "BOOTX64.EFI")
+		ukiFile = filepath.Join(tmp, filepath.Base(loaders.BootFile()))
 		fmt.Fprintf(os.Stderr, "bootdisk: building the unified kernel image (command line: %s)\n", menu.Cmdline(0))
-		err := uki.Build(ctx, uki.Options{Output: ukiFile, Kernel: o.kernel, Initrd: initrd, Cmdline: menu.Cmdline(0),
+		err := uki.Build(ctx, uki.Options{Output: ukiFile, Kernel: o.kernel, Initrd: initrd, Cmdline: menu.Cmdline(0), Arch: arch, Stub: stub,
 			SignKey: o.signKey, SignCert: o.signCert, Passphrase: pass})
 		if errors.Is(err, uki.ErrNeedPassphrase) {
 			return fmt.Errorf("%w (--sign-pass-file FILE)", err)
@@ -226,11 +269,11 @@ func runBootdisk(o bootdiskOptions) error {
 	if err != nil {
 		return err
 	}
-	printBootdisk(os.Stdout, o, menu, rep)
+	printBootdisk(os.Stdout, o, arch, menu, rep)
 	return nil
 }
 
-func printBootdisk(w io.Writer, o bootdiskOptions, menu bootdisk.Menu, rep bootdisk.Report) {
+func printBootdisk(w io.Writer, o bootdiskOptions, arch string, menu bootdisk.Menu, rep bootdisk.Report) {
 	uefi := "UEFI with Secure Boot: shim + GRUB"
 	if o.uki {
 		uefi = "UEFI: an unsigned unified kernel image, no menu"
@@ -238,9 +281,16 @@ func printBootdisk(w io.Writer, o bootdiskOptions, menu bootdisk.Menu, rep bootd
 			uefi = "UEFI with Secure Boot: a unified kernel image signed by " + certSubject(o.signCert) + ", no menu"
 		}
 	}
-	kind := "disk image (GPT, for a USB stick; " + uefi + "; BIOS: SYSLINUX)"
+	bios := "; BIOS: SYSLINUX)"
 	if o.iso {
-		kind = "hybrid ISO image (CD or USB stick; " + uefi + "; BIOS: ISOLINUX)"
+		bios = "; BIOS: ISOLINUX)"
+	}
+	if arch == "arm64" {
+		bios = "; arm64, no BIOS)"
+	}
+	kind := "disk image (GPT, for a USB stick; " + uefi + bios
+	if o.iso {
+		kind = "hybrid ISO image (CD or USB stick; " + uefi + bios
 	}
 	fmt.Fprintf(w, "wrote %s: %s, %s\n", o.output, units.Bytes(rep.Size), kind)
 	var parts []string
@@ -274,11 +324,11 @@ func printBootdisk(w io.Writer, o bootdiskOptions, menu bootdisk.Menu, rep bootd
 	}
 }
 
-// cachedKernel finds the kernel scripts/fetch-kernel.sh unpacked: .cache/kernel/VERSION
-// with a "done" file, in the current directory or in the repository this binary lives
-// in (bin/nowhere -> bin/../.cache); $NOWHERE_KVER picks a version, as for the script;
-// otherwise the highest version.
-func cachedKernel() (string, error) {
+// cachedKernel finds the kernel of arch (amd64, arm64) scripts/fetch-kernel.sh ARCH
+// unpacked: .cache/kernel/VERSION-ARCH with a "done" file, in the current directory or in
+// the repository this binary lives in (bin/nowhere -> bin/../.cache); $NOWHERE_KVER picks
+// a version of that arch, as for the script; otherwise the highest version.
+func cachedKernel(arch string) (string, error) {
 	var roots []string
 	if wd, err := os.Getwd(); err == nil {
 		roots = append(roots, filepath.Join(wd, ".cache/kernel"))
@@ -287,8 +337,11 @@ func cachedKernel() (string, error) {
 		roots = append(roots, filepath.Join(filepath.Dir(filepath.Dir(exe)), ".cache/kernel"))
 	}
 	want := os.Getenv("NOWHERE_KVER")
+	if !strings.HasSuffix(want, "-"+arch) {
+		want = ""
+	}
 	for _, r := range roots {
-		done, _ := filepath.Glob(filepath.Join(r, "*", "done"))
+		done, _ := filepath.Glob(filepath.Join(r, "*-"+arch, "done"))
 		var dirs []string
 		for _, d := range done {
 			dir := filepath.Dir(d)
@@ -300,7 +353,11 @@ func cachedKernel() (string, error) {
 			return slices.MaxFunc(dirs, func(a, b string) int { return versionCompare(filepath.Base(a), filepath.Base(b)) }), nil
 		}
 	}
-	return "", fmt.Errorf("no kernel: give --kernel VMLINUZ and --modules /lib/modules/VERSION, or run scripts/fetch-kernel.sh (it caches Debian's in .cache/kernel/VERSION)")
+	script := "scripts/fetch-kernel.sh"
+	if arch != "amd64" {
+		script += " " + arch
+	}
+	return "", fmt.Errorf("no %s kernel: give --kernel VMLINUZ and --modules /lib/modules/VERSION, or run %s (it caches Debian's in .cache/kernel/VERSION)", arch, script)
 }
 
 // versionCompare compares kernel versions as sort -V does: runs of digits by value.

@@ -50,7 +50,7 @@ func TestBootdiskFindsTheCachedKernel(t *testing.T) {
 	t.Setenv("NOWHERE_KVER", "")
 	dir := t.TempDir()
 	t.Chdir(dir)
-	if _, err := cachedKernel(); err == nil || !strings.Contains(err.Error(), "run scripts/fetch-kernel.sh") ||
+	if _, err := cachedKernel("amd64"); err == nil || !strings.Contains(err.Error(), "run scripts/fetch-kernel.sh") ||
 		!strings.Contains(err.Error(), "--kernel VMLINUZ") {
 		t.Errorf("no cached kernel: %v", err)
 	}
@@ -60,12 +60,12 @@ func TestBootdiskFindsTheCachedKernel(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, ".cache/kernel", v, "done"), nil, 0o644)
 		}
 	}
-	got, err := cachedKernel()
+	got, err := cachedKernel("amd64")
 	if err != nil || filepath.Base(got) != "6.1.0-56-amd64" { // the highest version done
 		t.Errorf("cached kernel %q, %v", got, err)
 	}
 	t.Setenv("NOWHERE_KVER", "6.1.0-9-amd64")
-	if got, err := cachedKernel(); err != nil || filepath.Base(got) != "6.1.0-9-amd64" {
+	if got, err := cachedKernel("amd64"); err != nil || filepath.Base(got) != "6.1.0-9-amd64" {
 		t.Errorf("with NOWHERE_KVER: %q, %v", got, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -21,6 +22,7 @@ import (
 type ukiOptions struct {
 	output, kernel, initrd, cmdline, stub, osRelease string
 	signKey, signCert, signPassFile                  string
+	arch                                             string
 }
 
 func newUKICommand() *cobra.Command {
@@ -40,7 +42,13 @@ file if any byte of it changed, and the stub ignores any other command line. An
 encrypted key needs --sign-pass-file. The result is checked with sbverify --cert.
 
 Without a key the UKI is unsigned: it boots only on firmware with Secure Boot off, or is
-meant to be signed elsewhere (sbsign, or a signing service). See docs/security.md.`,
+meant to be signed elsewhere (sbsign, or a signing service). See docs/security.md.
+
+The architecture is the kernel's (an x86-64 bzImage, or an arm64 EFI-stub Image;
+--arch to say it): an arm64 UKI is EFI/BOOT/BOOTAA64.EFI, made with arm64's stub
+(linuxaa64.efi.stub from systemd-boot-efi:arm64; on another machine the copy
+scripts/fetch-kernel.sh arm64 unpacks under .cache/kernel/VERSION/x) and
+aarch64-linux-gnu-objcopy (binutils-aarch64-linux-gnu).`,
 		Example: `  nowhere initramfs -o initrd.img --modules .cache/kernel/6.1.0-56-amd64/modules --key publisher.pub
   nowhere uki -o BOOTX64.EFI --kernel .cache/kernel/6.1.0-56-amd64/vmlinuz --initrd initrd.img \
       --cmdline "console=ttyS0 nowhere.image=http://boot.example.org/images/debian" \
@@ -53,7 +61,8 @@ meant to be signed elsewhere (sbsign, or a signing service). See docs/security.m
 	f.StringVar(&o.kernel, "kernel", "", "the kernel: an EFI-stub bzImage (Debian's vmlinuz, e.g. .cache/kernel/VERSION/vmlinuz)")
 	f.StringVar(&o.initrd, "initrd", "", "the initramfs (nowhere initramfs)")
 	f.StringVar(&o.cmdline, "cmdline", "", "the kernel command line, fixed in the UKI (e.g. console=ttyS0 nowhere.image=URL)")
-	f.StringVar(&o.stub, "stub", uki.DefaultStub, "systemd's EFI stub")
+	f.StringVar(&o.stub, "stub", "", "systemd's EFI stub (default: "+uki.DefaultStub+", on arm64 linuxaa64.efi.stub)")
+	f.StringVar(&o.arch, "arch", "", "the kernel's architecture, amd64 or arm64 (default: read from --kernel)")
 	f.StringVar(&o.osRelease, "os-release", "", "os-release file for the .osrel section (default: one naming nowhere and the kernel)")
 	f.StringVar(&o.signKey, "sign-key", "", "sign for Secure Boot with this PEM private key (with --sign-cert)")
 	f.StringVar(&o.signCert, "sign-cert", "", "the PEM certificate of --sign-key (the one enrolled in the firmware's db or as a MOK)")
@@ -88,6 +97,20 @@ func runUKI(cmd *cobra.Command, o ukiOptions) error {
 		pass, _, _ = strings.Cut(string(b), "\n")
 		pass = strings.TrimSuffix(pass, "\r")
 	}
+	arch, err := bootArch(o.arch, o.kernel)
+	if err != nil {
+		return err
+	}
+	if o.stub == "" {
+		o.stub = uki.DefaultStub
+		if arch == "arm64" {
+			root, err := archRoot(arch)
+			if err != nil {
+				return err
+			}
+			o.stub = filepath.Join(root, uki.ArmStub)
+		}
+	}
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
@@ -95,8 +118,8 @@ func runUKI(cmd *cobra.Command, o ukiOptions) error {
 	// Ctrl-C stops the tools and removes the temporary files: no half-written output.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := uki.Build(ctx, uki.Options{
-		Output: o.output, Kernel: o.kernel, Initrd: o.initrd, Cmdline: o.cmdline,
+	err = uki.Build(ctx, uki.Options{
+		Output: o.output, Kernel: o.kernel, Initrd: o.initrd, Cmdline: o.cmdline, Arch: arch,
 		Stub: o.stub, OSRelease: o.osRelease,
 		SignKey: o.signKey, SignCert: o.signCert, Passphrase: pass,
 	})

@@ -36,6 +36,7 @@ type vmOptions struct {
 	netboot                    bool
 	firmware                   string
 	usb, cdrom                 string
+	arch                       string
 }
 
 func newVMCommand() *cobra.Command {
@@ -53,18 +54,28 @@ to a server you run (nowhere serve, nginx).
 The serial console is shown on standard output. --expect REGEX notes when the console
 first shows REGEX (the first one is the boot's finish line: "booted from HTTP: fetched
 X MB of Y MB in Z s"). The VM stops when the guest powers off, or is killed after
---timeout.`,
+--timeout.
+
+--arch arm64 boots an arm64 machine instead (qemu-system-aarch64 -M virt -cpu max, TCG
+on another host; the console on ttyAMA0): Debian's arm64 kernel (the Image vmlinuz that
+scripts/fetch-kernel.sh arm64 caches) with an initramfs built from its modules, or with
+--firmware uefi, secureboot or snakeoil, AAVMF (qemu-efi-aarch64) booting --usb or
+--cdrom media from nowhere bootdisk --arch arm64, or the network. The architecture is
+also read from --kernel.`,
 		Example: `  nowhere vm --kernel .cache/kernel/6.1.0-56-amd64/vmlinux --initrd initrd.img \
       --store ./store --image debian --expect 'login: *$'
   nowhere vm --kernel vmlinux --initrd initrd.img --forward 127.0.0.1:8080 \
-      --append nowhere.image=http://10.0.2.100/images/debian --interactive`,
+      --append nowhere.image=http://10.0.2.100/images/debian --interactive
+  nowhere vm --arch arm64 --smp 1 --kernel .cache/kernel/6.1.0-56-arm64/vmlinuz --initrd initrd-arm64.img \
+      --store ./store --image bb-arm64`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runVM(cmd.Context(), o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.kernel, "kernel", "", "kernel: an uncompressed PVH vmlinux (boots faster under TCG) or a bzImage")
 	f.StringVar(&o.initrd, "initrd", "", "the initramfs (nowhere initramfs)")
-	f.StringVar(&o.appendArgs, "append", "", "more kernel command line (console=ttyS0 is always there)")
+	f.StringVar(&o.appendArgs, "append", "", "more kernel command line (console=ttyS0, on arm64 console=ttyAMA0, is always there)")
+	f.StringVar(&o.arch, "arch", "", "the machine: amd64 (a PC) or arm64 (qemu's virt machine) (default: --kernel's, else amd64)")
 	f.StringVar(&o.store, "store", "", "serve this store directory to the guest as http://10.0.2.100/")
 	f.StringVar(&o.image, "image", "", "with --store: boot this image (adds nowhere.image=http://10.0.2.100/images/NAME)")
 	f.StringVar(&o.forward, "forward", "", "relay http://10.0.2.100/ to this loopback address (host:port) instead")
@@ -116,6 +127,14 @@ func runVM(ctx context.Context, o vmOptions) error {
 	firmware, err := vm.ParseFirmware(o.firmware)
 	if err != nil {
 		return fmt.Errorf("--firmware: %w", err)
+	}
+	kernelForArch := o.kernel
+	if firmware != vm.Direct || o.netboot {
+		kernelForArch = "" // the media or the server carry the kernel
+	}
+	arch, err := bootArch(o.arch, kernelForArch)
+	if err != nil {
+		return err
 	}
 	if firmware == vm.Direct && (o.usb != "" || o.cdrom != "") {
 		return errors.New("--usb and --cdrom need --firmware (bios, uefi, secureboot or snakeoil): qemu's direct boot ignores disks")
@@ -269,7 +288,7 @@ func runVM(ctx context.Context, o vmOptions) error {
 		netboot = vm.GuestURL + bootmenu.ScriptPath
 	}
 	res, err := vm.Run(ctx, vm.Config{
-		Kernel: o.kernel, Initrd: o.initrd, Append: appendArgs, NetBoot: netboot,
+		Arch: arch, Kernel: o.kernel, Initrd: o.initrd, Append: appendArgs, NetBoot: netboot,
 		Firmware: firmware, USB: o.usb, CDROM: o.cdrom,
 		Memory: o.memory, CPUs: o.cpus, Accel: o.accel,
 		Relay: relay, Disks: disks,

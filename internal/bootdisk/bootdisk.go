@@ -79,9 +79,11 @@ func Write(ctx context.Context, o Options) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	sys, err := SYSLINUX(o.Menu)
-	if err != nil {
-		return Report{}, err
+	var sys []byte
+	if l := o.Loaders; l.BIOS() {
+		if sys, err = SYSLINUX(o.Menu); err != nil {
+			return Report{}, err
+		}
 	}
 	dir := filepath.Dir(o.Output)
 	work, err := os.MkdirTemp(dir, "."+filepath.Base(o.Output)+".tmp-")
@@ -99,12 +101,13 @@ func Write(ctx context.Context, o Options) (Report, error) {
 	}
 	var efi []File
 	if o.UKI != "" {
-		efi = []File{{Dst: "EFI/BOOT/BOOTX64.EFI", Src: o.UKI}}
+		efi = []File{{Dst: l.BootFile(), Src: o.UKI}}
 	} else {
+		// shim starts grubx64.efi / grubaa64.efi (and mm*.efi) from its own directory.
 		efi = []File{
-			{Dst: "EFI/BOOT/BOOTX64.EFI", Src: l.Shim},
-			{Dst: "EFI/BOOT/grubx64.efi", Src: grubBin},
-			{Dst: "EFI/BOOT/mmx64.efi", Src: l.MokManager},
+			{Dst: l.BootFile(), Src: l.Shim},
+			{Dst: "EFI/BOOT/grub" + l.efiSuffix() + ".efi", Src: grubBin},
+			{Dst: "EFI/BOOT/mm" + l.efiSuffix() + ".efi", Src: l.MokManager},
 		}
 		if !o.ISO {
 			// Debian's signed GRUB reads grub.cfg from its prefix, /EFI/debian; the copy in
@@ -129,14 +132,19 @@ func Write(ctx context.Context, o Options) (Report, error) {
 		if o.UKI == "" {
 			files = append(files, File{Dst: isoGRUBDir + "/grub.cfg", Data: grub})
 		}
-		files = append(files, l.syslinuxFiles(isoDir, "isolinux.cfg", sys)...)
+		if l.BIOS() {
+			files = append(files, l.syslinuxFiles(isoDir, "isolinux.cfg", sys)...)
+		}
 		o.say("writing the ISO image with xorriso")
 		if err := writeISO(ctx, l, out, work, files, efiImg); err != nil {
 			return Report{}, err
 		}
 		rep.Container = Part{"El Torito EFI boot image (FAT)", size}
 	} else {
-		files := append(append(payload, efi...), l.syslinuxFiles(SyslinuxDir, "syslinux.cfg", sys)...)
+		files := append(payload, efi...)
+		if l.BIOS() {
+			files = append(files, l.syslinuxFiles(SyslinuxDir, "syslinux.cfg", sys)...)
+		}
 		size, err := fatSize(files)
 		if err != nil {
 			return Report{}, err
@@ -146,19 +154,25 @@ func Write(ctx context.Context, o Options) (Report, error) {
 		if err := MakeFAT(ctx, esp, size, espLabel, ESPStart/sector, files); err != nil {
 			return Report{}, err
 		}
-		mbr, err := os.ReadFile(l.GPTMBR)
-		if err != nil {
-			return Report{}, err
+		var mbr []byte
+		if l.BIOS() {
+			if mbr, err = os.ReadFile(l.GPTMBR); err != nil {
+				return Report{}, err
+			}
+			o.say("writing the GPT, the partition and SYSLINUX")
+		} else {
+			o.say("writing the GPT and the partition")
 		}
-		o.say("writing the GPT, the partition and SYSLINUX")
 		if err := WriteGPT(ctx, out, size, mbr); err != nil {
 			return Report{}, err
 		}
 		if err := copyAt(out, ESPStart, esp); err != nil {
 			return Report{}, err
 		}
-		if err := InstallSyslinux(ctx, out, ESPStart); err != nil {
-			return Report{}, err
+		if l.BIOS() {
+			if err := InstallSyslinux(ctx, out, ESPStart); err != nil {
+				return Report{}, err
+			}
 		}
 		rep.Container = Part{"EFI system partition (FAT)", size}
 	}
@@ -173,9 +187,11 @@ func Write(ctx context.Context, o Options) (Report, error) {
 	} else {
 		parts = append(parts, part{"shim", efi[:1]}, part{"GRUB", efi[1:2]}, part{"MokManager", efi[2:3]})
 	}
-	if o.ISO {
+	switch {
+	case !l.BIOS():
+	case o.ISO:
 		parts = append(parts, part{"ISOLINUX", append(l.syslinuxFiles("", "", nil)[1:], File{Src: l.ISOLINUX})})
-	} else {
+	default:
 		parts = append(parts, part{"SYSLINUX", l.syslinuxFiles("", "", nil)[1:]}) // and ldlinux.sys
 	}
 	for _, p := range parts {

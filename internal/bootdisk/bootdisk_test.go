@@ -388,3 +388,57 @@ func TestUKIDisk(t *testing.T) {
 		t.Errorf("a UKI disk without shim and GRUB installed: %v", err)
 	}
 }
+
+// TestArm64Media: media for arm64 machines are UEFI only: shimaa64 as
+// EFI/BOOT/BOOTAA64.EFI with grubaa64.efi and mmaa64.efi beside it, no SYSLINUX on the
+// disk, no ISOLINUX boot entry on the ISO; a missing arm64 loader names its package and
+// how to get it on another architecture.
+func TestArm64Media(t *testing.T) {
+	if _, err := exec.LookPath("xorriso"); err != nil {
+		testutil.Missing(t, "xorriso is not installed")
+	}
+	needTools(t, false)
+	root := t.TempDir()
+	l := ArmLoaders(root)
+	for _, p := range []string{l.Shim, l.MokManager, l.GRUB, l.GRUBCD} {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(strings.Repeat(filepath.Base(p), 1000)), 0o644)
+	}
+	kernel, initrd := payload(t)
+	out := filepath.Join(t.TempDir(), "arm64.img")
+	rep, err := Write(context.Background(), Options{Output: out, Kernel: kernel, Initrd: initrd, Menu: testMenu(), Loaders: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := mtools(t, "mdir", "-/", "-b", "-a", "-i", out+"@@1048576", "::/")
+	for _, want := range []string{"::/EFI/BOOT/BOOTAA64.EFI", "::/EFI/BOOT/grubaa64.efi", "::/EFI/BOOT/mmaa64.efi", "::/EFI/debian/grub.cfg", "::/vmlinuz", "::/initrd.img"} {
+		if !strings.Contains(files+"\n", want+"\n") {
+			t.Errorf("the arm64 ESP lacks %s:\n%s", want, files)
+		}
+	}
+	if strings.Contains(files, "syslinux") || strings.Contains(files, "X64") {
+		t.Errorf("the arm64 ESP holds x86 loaders:\n%s", files)
+	}
+	if got := mtools(t, "mtype", "-i", out+"@@1048576", "::/EFI/BOOT/BOOTAA64.EFI"); !strings.HasPrefix(got, "shimaa64") {
+		t.Errorf("BOOTAA64.EFI is not shimaa64: %.40q", got)
+	}
+	if names := fmt.Sprint(rep.Parts); strings.Contains(names, "SYSLINUX") {
+		t.Errorf("parts %s", names)
+	}
+	iso := filepath.Join(t.TempDir(), "arm64.iso")
+	if _, err := Write(context.Background(), Options{Output: iso, ISO: true, Kernel: kernel, Initrd: initrd, Menu: testMenu(), Loaders: l}); err != nil {
+		t.Fatal(err)
+	}
+	report, err := exec.Command("xorriso", "-indev", iso, "-report_el_torito", "plain").CombinedOutput()
+	if err != nil {
+		t.Fatalf("xorriso: %v\n%s", err, report)
+	}
+	if r := string(report); !strings.Contains(r, "UEFI") || strings.Contains(r, "BIOS") {
+		t.Errorf("the arm64 ISO's El Torito entries are not UEFI alone:\n%s", r)
+	}
+	os.Remove(l.GRUB)
+	_, err = Write(context.Background(), Options{Output: filepath.Join(t.TempDir(), "x.img"), Kernel: kernel, Initrd: initrd, Menu: testMenu(), Loaders: l})
+	if err == nil || !strings.Contains(err.Error(), "grub-efi-arm64-signed:arm64") || !strings.Contains(err.Error(), "fetch-kernel.sh arm64") {
+		t.Errorf("missing grubaa64: %v", err)
+	}
+}

@@ -24,6 +24,10 @@ const DefaultTimeout = 5 * time.Second
 // parameters when none is given: the console on the screen and on the first serial port.
 const DefaultAppend = "console=tty0 console=ttyS0,115200"
 
+// ArmAppend is DefaultAppend for arm64 machines, whose first serial port is a PL011
+// (ttyAMA0) on qemu's virt machine and many servers.
+const ArmAppend = "console=tty0 console=ttyAMA0,115200"
+
 // Entry is one image on the menu.
 type Entry struct {
 	URL     string // the image, http(s)://HOST/PATH/images/NAME[/VERSION] (nowhere.image=)

@@ -24,16 +24,22 @@ func graft(dst, src string) string {
 }
 
 // writeISO writes a hybrid ISO 9660 image of files to out with xorriso: BIOS boots
-// ISOLINUX from El Torito (and, written to a USB stick, through isohdpfx.bin in its MBR);
+// ISOLINUX from El Torito (and, written to a USB stick, through isohdpfx.bin in its MBR;
+// not on arm64 media, which have no BIOS part);
 // UEFI boots the El Torito EFI image efiImage (shim and GRUB, or a UKI), which is also a
 // GPT partition for when the ISO is a USB stick (-isohybrid-gpt-basdat). work holds the
 // generated files.
 func writeISO(ctx context.Context, l Loaders, out, work string, files []File, efiImage string) error {
-	args := []string{"-as", "mkisofs", "-o", out, "-quiet", "-V", isoVolumeID, "-R", "-J", "-joliet-long", "-graft-points",
-		"-b", isoDir + "/isolinux.bin", "-c", isoDir + "/boot.cat", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",
-		"-isohybrid-mbr", l.ISOHybrid,
-		"-eltorito-alt-boot", "-e", isoEFIImage, "-no-emul-boot", "-isohybrid-gpt-basdat"}
-	files = append(files, File{Dst: isoDir + "/isolinux.bin", Src: l.ISOLINUX}, File{Dst: isoEFIImage, Src: efiImage})
+	args := []string{"-as", "mkisofs", "-o", out, "-quiet", "-V", isoVolumeID, "-R", "-J", "-joliet-long", "-graft-points"}
+	if l.BIOS() {
+		args = append(args, "-b", isoDir+"/isolinux.bin", "-c", isoDir+"/boot.cat", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",
+			"-isohybrid-mbr", l.ISOHybrid, "-eltorito-alt-boot")
+		files = append(files, File{Dst: isoDir + "/isolinux.bin", Src: l.ISOLINUX})
+	} else {
+		args = append(args, "-c", "boot/boot.cat") // El Torito's catalog, of the EFI image alone
+	}
+	args = append(args, "-e", isoEFIImage, "-no-emul-boot", "-isohybrid-gpt-basdat")
+	files = append(files, File{Dst: isoEFIImage, Src: efiImage})
 	for _, f := range files {
 		src := f.Src
 		if src == "" {

@@ -5,11 +5,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // Loaders are the boot loader files and tools the media are made of, all from Debian
 // packages.
 type Loaders struct {
+	// Arch is the machines the media boot: amd64 ("", PCs: UEFI and legacy BIOS) or arm64
+	// (UEFI only: EFI/BOOT/BOOTAA64.EFI; the BIOS fields below are not used).
+	Arch        string
 	Shim        string // shimx64.efi.signed (Microsoft-signed): EFI/BOOT/BOOTX64.EFI
 	MokManager  string // mmx64.efi.signed: what shim runs to enroll keys
 	GRUB        string // grubx64.efi.signed (Debian-signed), for a disk
@@ -30,6 +34,44 @@ var DefaultLoaders = Loaders{
 	SyslinuxMod: "/usr/lib/syslinux/modules/bios",
 	ISOLINUX:    "/usr/lib/ISOLINUX/isolinux.bin",
 	ISOHybrid:   "/usr/lib/ISOLINUX/isohdpfx.bin",
+}
+
+// ArmLoaders are Debian's arm64 loaders under root: "/" on an arm64 Debian, or the tree
+// scripts/fetch-kernel.sh arm64 unpacks shim-signed, shim-helpers-arm64-signed and
+// grub-efi-arm64-signed into on another machine (.cache/kernel/VERSION/x).
+func ArmLoaders(root string) Loaders {
+	return Loaders{
+		Arch:       "arm64",
+		Shim:       filepath.Join(root, "usr/lib/shim/shimaa64.efi.signed"),
+		MokManager: filepath.Join(root, "usr/lib/shim/mmaa64.efi.signed"),
+		GRUB:       filepath.Join(root, "usr/lib/grub/arm64-efi-signed/grubaa64.efi.signed"),
+		GRUBCD:     filepath.Join(root, "usr/lib/grub/arm64-efi-signed/gcdaa64.efi.signed"),
+	}
+}
+
+// BIOS says whether the media also boot legacy BIOS PCs (SYSLINUX, ISOLINUX).
+func (l Loaders) BIOS() bool { return l.Arch != "arm64" }
+
+// efiSuffix is the architecture in UEFI's file names: BOOTX64.EFI, grubaa64.efi.
+func (l Loaders) efiSuffix() string {
+	if l.Arch == "arm64" {
+		return "aa64"
+	}
+	return "x64"
+}
+
+// BootFile is the removable-media path UEFI starts: EFI/BOOT/BOOTX64.EFI or BOOTAA64.EFI.
+func (l Loaders) BootFile() string { return "EFI/BOOT/BOOT" + strings.ToUpper(l.efiSuffix()) + ".EFI" }
+
+// pkg names the Debian package of an EFI loader, and how to get it for a foreign arch.
+func (l Loaders) pkg(name string) string {
+	if l.Arch == "arm64" {
+		if name == "grub-efi-amd64-signed" {
+			name = "grub-efi-arm64-signed"
+		}
+		return name + ":arm64; on another architecture scripts/fetch-kernel.sh arm64 unpacks it"
+	}
+	return name
 }
 
 // syslinuxModules are the modules the SYSLINUX/ISOLINUX menu needs (ldlinux.c32 is the
@@ -66,20 +108,27 @@ var fatTools = []need{{"mkfs.vfat", "dosfstools"}, {"mmd", "mtools"}, {"mcopy", 
 
 // CheckDisk says what is missing to build a disk image (uefi: with shim and GRUB).
 func (l Loaders) CheckDisk(uefi bool) error {
-	files := []need{{l.GPTMBR, "syslinux"}}
-	if uefi {
-		files = append(files, need{l.Shim, "shim-signed"}, need{l.MokManager, "shim-signed"}, need{l.GRUB, "grub-efi-amd64-signed"})
+	var files []need
+	tools := append([]need{{"sfdisk", "fdisk"}}, fatTools...)
+	if l.BIOS() {
+		files = append([]need{{l.GPTMBR, "syslinux"}}, l.modules()...)
+		tools = append(tools, need{"syslinux", "syslinux"})
 	}
-	tools := append([]need{{"sfdisk", "fdisk"}, {"syslinux", "syslinux"}}, fatTools...)
-	return check(append(files, l.modules()...), tools)
+	if uefi {
+		files = append(files, need{l.Shim, l.pkg("shim-signed")}, need{l.MokManager, l.pkg("shim-signed")}, need{l.GRUB, l.pkg("grub-efi-amd64-signed")})
+	}
+	return check(files, tools)
 }
 
 // CheckISO says what is missing to build an ISO image (uefi: with shim and GRUB).
 func (l Loaders) CheckISO(uefi bool) error {
-	files := []need{{l.ISOLINUX, "isolinux"}, {l.ISOHybrid, "isolinux"}}
+	var files []need
+	if l.BIOS() {
+		files = append([]need{{l.ISOLINUX, "isolinux"}, {l.ISOHybrid, "isolinux"}}, l.modules()...)
+	}
 	if uefi {
-		files = append(files, need{l.Shim, "shim-signed"}, need{l.MokManager, "shim-signed"}, need{l.GRUBCD, "grub-efi-amd64-signed"})
+		files = append(files, need{l.Shim, l.pkg("shim-signed")}, need{l.MokManager, l.pkg("shim-signed")}, need{l.GRUBCD, l.pkg("grub-efi-amd64-signed")})
 	}
 	tools := append([]need{{"xorriso", "xorriso"}}, fatTools...)
-	return check(append(files, l.modules()...), tools)
+	return check(files, tools)
 }

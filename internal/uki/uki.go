@@ -23,11 +23,39 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
-// DefaultStub is Debian's systemd-stub (package systemd-boot-efi).
-const DefaultStub = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+// DefaultStub is Debian's systemd-stub (package systemd-boot-efi); ArmStub is its arm64
+// build's path (systemd-boot-efi:arm64), under / on an arm64 Debian or under the tree
+// scripts/fetch-kernel.sh arm64 unpacks it into.
+const (
+	DefaultStub = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+	ArmStub     = "/usr/lib/systemd/boot/efi/linuxaa64.efi.stub"
+)
+
+// arch is what a UKI of one architecture is made of and checked against.
+type arch struct {
+	name    string // amd64, arm64
+	machine uint16 // the PE machine of the stub and the kernel
+	objcopy string // the objcopy that writes this architecture's PE images
+	binutil string // its Debian package
+}
+
+func archOf(name string) (arch, error) {
+	switch name {
+	case "", "amd64":
+		return arch{"amd64", pe.IMAGE_FILE_MACHINE_AMD64, "objcopy", "binutils"}, nil
+	case "arm64":
+		a := arch{"arm64", pe.IMAGE_FILE_MACHINE_ARM64, "aarch64-linux-gnu-objcopy", "binutils-aarch64-linux-gnu"}
+		if runtime.GOARCH == "arm64" {
+			a.objcopy, a.binutil = "objcopy", "binutils"
+		}
+		return a, nil
+	}
+	return arch{}, fmt.Errorf("uki: architecture %q: want amd64 or arm64", name)
+}
 
 // Options is one UKI to build.
 type Options struct {
@@ -38,7 +66,10 @@ type Options struct {
 	// has one, a single space when it is empty: systemd-stub takes the command line from
 	// whoever starts the UKI (a boot entry, the EFI shell) when the UKI has none.
 	Cmdline string
-	Stub    string // the EFI stub ("": DefaultStub)
+	Stub    string // the EFI stub ("": DefaultStub on amd64; on arm64 it must be given)
+	// Arch is the machine's architecture: amd64 ("") or arm64. The kernel (a bzImage or
+	// an arm64 EFI-stub Image) and the stub must be of it.
+	Arch string
 	// OSRelease is an os-release file for the .osrel section ("": a short one naming
 	// nowhere and the kernel's version).
 	OSRelease string
@@ -69,7 +100,14 @@ func Build(ctx context.Context, o Options) error {
 	if o.Output == "" {
 		return errors.New("uki: no output file")
 	}
+	ar, err := archOf(o.Arch)
+	if err != nil {
+		return err
+	}
 	if o.Stub == "" {
+		if ar.name != "amd64" {
+			return fmt.Errorf("uki: an %s UKI needs its stub (%s from systemd-boot-efi:%s)", ar.name, ArmStub, ar.name)
+		}
 		o.Stub = DefaultStub
 	}
 	if (o.SignKey == "") != (o.SignCert == "") {
@@ -78,7 +116,7 @@ func Build(ctx context.Context, o Options) error {
 	if strings.ContainsAny(o.Cmdline, "\n\r\x00") {
 		return fmt.Errorf("uki: the command line %q holds a newline or NUL: it must be one line", o.Cmdline)
 	}
-	objcopy, err := tool("objcopy", "binutils")
+	objcopy, err := tool(ar.objcopy, ar.binutil)
 	if err != nil {
 		return err
 	}
@@ -94,11 +132,11 @@ func Build(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	stub, err := readStub(o.Stub)
+	stub, err := readStub(o.Stub, ar)
 	if err != nil {
 		return err
 	}
-	uname, err := kernelVersion(o.Kernel)
+	uname, err := kernelVersion(o.Kernel, ar)
 	if err != nil {
 		return err
 	}
@@ -227,7 +265,7 @@ type stubLayout struct {
 	end       uint64 // first address (RVA) past the stub's sections and image
 }
 
-func readStub(path string) (stubLayout, error) {
+func readStub(path string, ar arch) (stubLayout, error) {
 	var l stubLayout
 	f, err := pe.Open(path)
 	if err != nil {
@@ -237,8 +275,8 @@ func readStub(path string) (stubLayout, error) {
 		return l, fmt.Errorf("uki: EFI stub %s: not a PE image: %w", path, unwrap(err))
 	}
 	defer f.Close()
-	if f.Machine != pe.IMAGE_FILE_MACHINE_AMD64 {
-		return l, fmt.Errorf("uki: EFI stub %s is not an x86-64 PE image (machine %#x)", path, f.Machine)
+	if f.Machine != ar.machine {
+		return l, fmt.Errorf("uki: EFI stub %s is not an %s PE image (machine %#x)", path, ar.name, f.Machine)
 	}
 	oh, ok := f.OptionalHeader.(*pe.OptionalHeader64)
 	if !ok {
@@ -273,8 +311,9 @@ func optional(f *pe.File) (imageBase uint64, ok bool) {
 }
 
 // kernelVersion checks that path is an x86-64 bzImage with the EFI stub (a PE image with
-// the boot protocol's setup header) and returns the version its header names.
-func kernelVersion(path string) (string, error) {
+// the boot protocol's setup header), or for arm64 an EFI-stub Image (a PE image with
+// the arm64 boot header's magic), and returns the kernel's version.
+func kernelVersion(path string, ar arch) (string, error) {
 	if path == "" {
 		return "", errors.New("uki: no kernel given")
 	}
@@ -287,6 +326,9 @@ func kernelVersion(path string) (string, error) {
 	}
 	if bytes.HasPrefix(b, []byte("\x7fELF")) {
 		return "", bad("it is an ELF vmlinux")
+	}
+	if ar.name == "arm64" {
+		return armKernelVersion(path, b)
 	}
 	if len(b) < 0x210 || string(b[0x202:0x206]) != "HdrS" {
 		return "", bad("no Linux boot setup header")
@@ -313,6 +355,39 @@ func kernelVersion(path string) (string, error) {
 		return "", bad("empty version string")
 	}
 	return release, nil
+}
+
+// armKernelVersion checks an arm64 Image (the boot header's "ARM\x64" magic at 0x38, a PE
+// header for the EFI stub) and finds its version in the banner the kernel prints
+// ("Linux version 6.1.0-56-arm64 ..."), as the arm64 header names none.
+func armKernelVersion(path string, b []byte) (string, error) {
+	bad := func(why string) error {
+		return fmt.Errorf("uki: kernel %s is not an arm64 EFI-stub Image (%s): give the vmlinuz", path, why)
+	}
+	if len(b) < 0x40 || string(b[0x38:0x3c]) != "ARM\x64" {
+		return "", bad("no arm64 boot header")
+	}
+	f, err := pe.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return "", bad("no PE header: " + err.Error())
+	}
+	defer f.Close()
+	if f.Machine != pe.IMAGE_FILE_MACHINE_ARM64 {
+		return "", bad(fmt.Sprintf("PE machine %#x, not arm64", f.Machine))
+	}
+	const banner = "Linux version "
+	i := bytes.Index(b, []byte(banner))
+	if i < 0 {
+		return "", bad("no version banner (a compressed Image?)")
+	}
+	s := b[i+len(banner):]
+	if j := bytes.IndexAny(s, " \x00"); j >= 0 {
+		s = s[:j]
+	}
+	if len(s) == 0 || len(s) > 64 {
+		return "", bad("no version in its banner")
+	}
+	return string(s), nil
 }
 
 // plainKey writes the signing key, decrypted, to a 0600 file in the private directory

@@ -25,7 +25,7 @@ const (
 // and its ELF vmlinux.
 func kernel(t *testing.T) (vmlinuz, vmlinux string) {
 	t.Helper()
-	m, _ := filepath.Glob("../../.cache/kernel/*/vmlinuz")
+	m, _ := filepath.Glob("../../.cache/kernel/*-amd64/vmlinuz")
 	if len(m) == 0 {
 		testutil.Missing(t, "no cached kernel: run scripts/fetch-kernel.sh (make test does)")
 	}
@@ -313,4 +313,65 @@ func dirNames(t *testing.T, dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
+}
+
+// TestArm64UKI builds a signed UKI from Debian's arm64 kernel and arm64 systemd-stub
+// (what scripts/fetch-kernel.sh arm64 unpacks): an arm64 PE image whose .linux is the
+// kernel and whose .uname is the version in the kernel's banner, which sbverify accepts;
+// the x86 stub or kernel is refused for it in one line, and it needs its own stub.
+func TestArm64UKI(t *testing.T) {
+	needTools(t)
+	m, _ := filepath.Glob("../../.cache/kernel/*-arm64/vmlinuz")
+	if len(m) == 0 {
+		testutil.Missing(t, "no cached arm64 kernel: run scripts/fetch-kernel.sh arm64 (make test does)")
+	}
+	if _, err := exec.LookPath("aarch64-linux-gnu-objcopy"); err != nil {
+		t.Fatal("aarch64-linux-gnu-objcopy is not installed (apt-get install binutils-aarch64-linux-gnu; scripts/install-deps.sh test does)")
+	}
+	armKernel := m[0]
+	stub := filepath.Join(filepath.Dir(armKernel), "x", ArmStub)
+	dir := t.TempDir()
+	initrd := randomFile(t, dir, "initrd.img", 3<<20)
+	out := filepath.Join(dir, "BOOTAA64.EFI")
+	err := Build(ctx(t), Options{Output: out, Arch: "arm64", Kernel: armKernel, Initrd: initrd, Stub: stub,
+		Cmdline: "console=ttyAMA0 nowhere.image=http://10.0.2.100/images/x", SignKey: snakeoilKey, SignCert: snakeoilCert, Passphrase: "snakeoil"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := pe.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	machine := f.Machine
+	f.Close()
+	if machine != pe.IMAGE_FILE_MACHINE_ARM64 {
+		t.Errorf("the UKI's PE machine is %#x, want arm64", machine)
+	}
+	got, secs, size := sectionData(t, out)
+	checkLayout(t, secs, size)
+	k, _ := os.ReadFile(armKernel)
+	if !bytes.Equal(got[".linux"], k) {
+		t.Errorf(".linux (%d bytes) is not the arm64 kernel (%d bytes)", len(got[".linux"]), len(k))
+	}
+	if u := strings.TrimRight(string(got[".uname"]), "\x00"); !strings.HasSuffix(u, "-arm64") {
+		t.Errorf(".uname %q: want the arm64 kernel's version", u)
+	}
+	if o, err := exec.Command("sbverify", "--cert", snakeoilCert, out).CombinedOutput(); err != nil {
+		t.Errorf("sbverify: %v\n%s", err, o)
+	}
+	x86Kernel, _ := kernel(t)
+	for name, o := range map[string]Options{
+		"x86 kernel": {Kernel: x86Kernel, Stub: stub},
+		"x86 stub":   {Kernel: armKernel, Stub: DefaultStub},
+		"no stub":    {Kernel: armKernel},
+	} {
+		o.Output, o.Arch, o.Initrd = filepath.Join(dir, "bad.efi"), "arm64", initrd
+		err := Build(ctx(t), o)
+		if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "arm64") {
+			t.Errorf("%s: %v, want a one-line refusal naming arm64", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bad.efi")); err == nil {
+		t.Error("a refused build left its output")
+	}
 }

@@ -41,8 +41,12 @@ func ParseFirmware(s string) (Firmware, error) {
 	return "", fmt.Errorf("firmware %q: want direct, %s", s, strings.Join(names, ", "))
 }
 
-// OVMFDir is where Debian's ovmf package puts the firmware images.
-var OVMFDir = "/usr/share/OVMF"
+// OVMFDir is where Debian's ovmf package puts the firmware images; AAVMFDir is where
+// qemu-efi-aarch64 puts arm64's (the same EDK II, built for the virt machine).
+var (
+	OVMFDir  = "/usr/share/OVMF"
+	AAVMFDir = "/usr/share/AAVMF"
+)
 
 // UEFI says whether f is OVMF in any of its variants.
 func (f Firmware) UEFI() bool { return f == OVMF || f == SecureBoot || f == Snakeoil }
@@ -50,8 +54,27 @@ func (f Firmware) UEFI() bool { return f == OVMF || f == SecureBoot || f == Snak
 // SecureBootEnforced says whether f verifies every EFI binary it starts.
 func (f Firmware) SecureBootEnforced() bool { return f == SecureBoot || f == Snakeoil }
 
-// flash returns OVMF's code image and the variable store template f starts from.
-func (f Firmware) flash() (code, vars string) {
+// flash returns the firmware's directory, its code image and the variable store template
+// f starts from, for a machine of arch.
+func (f Firmware) flash(arch string) (dir, code, vars string) {
+	if arch == "arm64" {
+		// AAVMF's Secure Boot needs no SMM: the variants differ only in the keys enrolled.
+		switch f {
+		case OVMF:
+			return AAVMFDir, "AAVMF_CODE.fd", "AAVMF_VARS.fd"
+		case SecureBoot:
+			return AAVMFDir, "AAVMF_CODE.ms.fd", "AAVMF_VARS.ms.fd"
+		case Snakeoil:
+			return AAVMFDir, "AAVMF_CODE.snakeoil.fd", "AAVMF_VARS.snakeoil.fd"
+		}
+		return "", "", ""
+	}
+	code, vars = f.ovmf()
+	return OVMFDir, code, vars
+}
+
+// ovmf returns OVMF's (x86-64) code image and variable store template for f.
+func (f Firmware) ovmf() (code, vars string) {
 	switch f {
 	case OVMF:
 		return "OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"
@@ -66,12 +89,22 @@ func (f Firmware) flash() (code, vars string) {
 // firmwareArgs are the machine and flash arguments for cfg.Firmware; vars is the VM's own
 // copy of the variable store.
 func firmwareArgs(cfg Config) []string {
+	if cfg.arm64() {
+		a := []string{"-machine", "virt"}
+		if cfg.Firmware.UEFI() {
+			dir, code, _ := cfg.Firmware.flash(cfg.Arch)
+			a = append(a,
+				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+escape(filepath.Join(dir, code)),
+				"-drive", "if=pflash,format=raw,unit=1,file="+escape(cfg.VarsFile))
+		}
+		return a
+	}
 	switch {
 	case cfg.Firmware == SeaBIOS:
 		// graphics=off: SeaBIOS, option ROMs and BIOS loaders (SYSLINUX) print on the serial console.
 		return []string{"-machine", "pc,graphics=off"}
 	case cfg.Firmware.UEFI():
-		code, _ := cfg.Firmware.flash()
+		code, _ := cfg.Firmware.ovmf()
 		machine := "q35"
 		var a []string
 		if cfg.Firmware.SecureBootEnforced() {
@@ -89,14 +122,18 @@ func firmwareArgs(cfg Config) []string {
 
 // newVars copies f's variable store template into dir: each VM gets its own, as a PC has
 // its own NVRAM (boot entries the firmware adds must not leak into the next test).
-func newVars(f Firmware, dir string) (string, error) {
-	code, vars := f.flash()
+func newVars(f Firmware, arch, dir string) (string, error) {
+	fwdir, code, vars := f.flash(arch)
+	pkg := "ovmf"
+	if arch == "arm64" {
+		pkg = "qemu-efi-aarch64"
+	}
 	for _, name := range []string{code, vars} {
-		if _, err := os.Stat(filepath.Join(OVMFDir, name)); err != nil {
-			return "", fmt.Errorf("vm: firmware %s: %s is missing (install ovmf: scripts/install-deps.sh)", f, filepath.Join(OVMFDir, name))
+		if _, err := os.Stat(filepath.Join(fwdir, name)); err != nil {
+			return "", fmt.Errorf("vm: firmware %s: %s is missing (install %s: scripts/install-deps.sh)", f, filepath.Join(fwdir, name), pkg)
 		}
 	}
-	src, err := os.Open(filepath.Join(OVMFDir, vars))
+	src, err := os.Open(filepath.Join(fwdir, vars))
 	if err != nil {
 		return "", fmt.Errorf("vm: %w", err)
 	}

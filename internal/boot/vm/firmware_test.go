@@ -50,21 +50,53 @@ func TestParseFirmware(t *testing.T) {
 	}
 }
 
-// TestNewVarsIsAPrivateCopy: every OVMF VM gets its own NVRAM, a copy of the template.
+// TestNewVarsIsAPrivateCopy: every UEFI VM (OVMF, AAVMF on arm64) gets its own NVRAM, a
+// copy of the template of its firmware variant.
 func TestNewVarsIsAPrivateCopy(t *testing.T) {
 	if testing.Short() {
-		t.Skip("reads the ovmf package's files")
+		t.Skip("reads the ovmf and qemu-efi-aarch64 packages' files")
 	}
-	for _, f := range []Firmware{OVMF, SecureBoot, Snakeoil} {
-		p, err := newVars(f, t.TempDir())
-		if err != nil {
-			t.Fatal(err) // make test installs ovmf
+	for _, arch := range []string{"amd64", "arm64"} {
+		for _, f := range []Firmware{OVMF, SecureBoot, Snakeoil} {
+			p, err := newVars(f, arch, t.TempDir())
+			if err != nil {
+				t.Fatal(err) // make test installs ovmf and qemu-efi-aarch64
+			}
+			dir, _, tmpl := f.flash(arch)
+			a, _ := os.ReadFile(p)
+			b, _ := os.ReadFile(dir + "/" + tmpl)
+			if len(a) == 0 || string(a) != string(b) {
+				t.Errorf("%s %s: the copy (%d bytes) differs from %s (%d bytes)", arch, f, len(a), tmpl, len(b))
+			}
 		}
-		_, tmpl := f.flash()
-		a, _ := os.ReadFile(p)
-		b, _ := os.ReadFile(OVMFDir + "/" + tmpl)
-		if len(a) == 0 || string(a) != string(b) {
-			t.Errorf("%s: the copy (%d bytes) differs from %s (%d bytes)", f, len(a), tmpl, len(b))
+	}
+}
+
+// TestArgsArm64: an arm64 VM is qemu's virt machine with a max CPU and its console on the
+// PL011 UART, AAVMF in pflash for a UEFI boot, a CD on virtio-scsi (virt has no IDE); and
+// what it does not have (a BIOS, the x86 iPXE ROM) is refused in one line.
+func TestArgsArm64(t *testing.T) {
+	a := strings.Join(Args(Config{Arch: "arm64", Kernel: "Image", Initrd: "i", Append: "quiet", Memory: 512, CPUs: 1}, "tcg"), " ")
+	for _, want := range []string{"-machine virt", "-cpu max", "-append console=ttyAMA0 quiet", "-kernel Image"} {
+		if !strings.Contains(a, want) {
+			t.Errorf("direct arm64 args lack %q: %s", want, a)
+		}
+	}
+	if strings.Contains(a, "-vga") || strings.Contains(a, "ttyS0") {
+		t.Errorf("direct arm64 args have x86 parts: %s", a)
+	}
+	a = strings.Join(Args(Config{Arch: "arm64", Firmware: SecureBoot, VarsFile: "v.fd", CDROM: "x.iso", Memory: 512, CPUs: 1}, "tcg"), " ")
+	for _, want := range []string{"file=" + AAVMFDir + "/AAVMF_CODE.ms.fd", "unit=1,file=v.fd", "scsi-cd,drive=cd"} {
+		if !strings.Contains(a, want) {
+			t.Errorf("arm64 secureboot args lack %q: %s", want, a)
+		}
+	}
+	if strings.Contains(a, "smm") || strings.Contains(a, "q35") || strings.Contains(a, "-kernel") {
+		t.Errorf("arm64 firmware args have x86 or direct-boot parts: %s", a)
+	}
+	for _, c := range []Config{{Arch: "arm64", Firmware: SeaBIOS}, {Arch: "arm64", NetBoot: "http://x/boot.ipxe"}, {Arch: "arm64", Firmware: OVMF, NICROM: true}, {Arch: "riscv64"}} {
+		if _, err := Run(t.Context(), c); err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Run(%+v): %v, want a one-line refusal", c, err)
 		}
 	}
 }

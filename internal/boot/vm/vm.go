@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,9 +32,13 @@ const GuestURL = "http://" + GuestServer
 
 // Config is one VM.
 type Config struct {
-	Kernel string // a PVH-capable vmlinux or a bzImage
+	// Arch is the machine's architecture: amd64 (""; a PC, qemu-system-x86_64) or arm64
+	// (qemu-system-aarch64 -M virt -cpu max: an arm64 server, its console on ttyAMA0,
+	// AAVMF as its UEFI firmware; no BIOS, no NetBoot through the NIC's iPXE ROM).
+	Arch   string
+	Kernel string // amd64: a PVH-capable vmlinux or a bzImage; arm64: an Image
 	Initrd string
-	Append string // kernel command line (console=ttyS0 is added)
+	Append string // kernel command line (console=ttyS0, on arm64 console=ttyAMA0, is added)
 	Memory int    // MiB (default 1024)
 	CPUs   int    // default 2
 	Accel  string // auto (default), kvm or tcg
@@ -70,7 +75,32 @@ type Config struct {
 	Interactive bool      // connect the terminal to the console (Ctrl-A X quits)
 	Expect      []*regexp.Regexp
 	OnMatch     func(re *regexp.Regexp, at time.Duration) // called once per pattern
-	QEMU        string                                    // default qemu-system-x86_64
+	QEMU        string                                    // default qemu-system-x86_64 (arm64: qemu-system-aarch64)
+}
+
+// Arches are the architectures a VM can have.
+var Arches = []string{"amd64", "arm64"}
+
+func (cfg Config) arm64() bool { return cfg.Arch == "arm64" }
+
+// check refuses what the machine of cfg.Arch cannot do, in one line.
+func (cfg Config) check() error {
+	switch cfg.Arch {
+	case "", "amd64":
+		return nil
+	case "arm64":
+	default:
+		return fmt.Errorf("vm: architecture %q: want amd64 or arm64", cfg.Arch)
+	}
+	switch {
+	case cfg.Firmware == SeaBIOS:
+		return errors.New("vm: an arm64 machine has no BIOS: --firmware uefi, secureboot or snakeoil (AAVMF)")
+	case cfg.Firmware == Direct && cfg.NetBoot != "":
+		return errors.New("vm: --netboot is the x86 NIC ROM's iPXE; an arm64 machine boots from the network with --firmware uefi")
+	case cfg.NICROM:
+		return errors.New("vm: the NIC's iPXE option ROM is x86 code; an arm64 machine uses AAVMF's own network boot")
+	}
+	return nil
 }
 
 // Result is how the VM ended.
@@ -88,6 +118,11 @@ func Args(cfg Config, accel string) []string {
 	a := []string{"-nodefaults", "-no-user-config", "-no-reboot"}
 	a = append(a, firmwareArgs(cfg)...)
 	a = append(a, "-accel", accel, "-m", strconv.Itoa(cfg.Memory), "-smp", strconv.Itoa(cfg.CPUs))
+	console := "ttyS0"
+	if cfg.arm64() {
+		console = "ttyAMA0" // the virt machine's PL011 UART
+		a = append(a, "-cpu", "max")
+	}
 	switch {
 	case cfg.Firmware != Direct:
 		a = append(a, mediaArgs(cfg)...)
@@ -100,7 +135,7 @@ func Args(cfg Config, accel string) []string {
 		}
 	case cfg.NetBoot == "":
 		a = append(a, "-kernel", cfg.Kernel, "-initrd", cfg.Initrd,
-			"-append", strings.TrimSpace("console=ttyS0 "+cfg.Append))
+			"-append", strings.TrimSpace("console="+console+" "+cfg.Append))
 	default:
 		// qemu finds the NIC's ROM by its default name in the -L directories (a ROM given
 		// by path is not patched with the device's PCI IDs, and SeaBIOS then skips it).
@@ -108,7 +143,10 @@ func Args(cfg Config, accel string) []string {
 		a[slices.Index(a, "pc")] = "pc,graphics=off"
 		a = append(a, "-L", cfg.ROMDir, "-L", "/usr/share/qemu", "-L", "/usr/share/seabios", "-boot", "order=n")
 	}
-	a = append(a, "-display", "none", "-vga", "none")
+	a = append(a, "-display", "none")
+	if !cfg.arm64() {
+		a = append(a, "-vga", "none")
+	}
 	if cfg.Interactive {
 		a = append(a, "-serial", "mon:stdio") // the console, with the monitor behind Ctrl-A C
 	} else {
@@ -161,9 +199,15 @@ func mediaArgs(cfg Config) []string {
 		boot++
 	}
 	if cfg.CDROM != "" {
-		// ide.0 is the chipset's own controller on both machines (PIIX on pc, AHCI on q35).
-		a = append(a, "-drive", "if=none,id=cd,media=cdrom,readonly=on,file="+escape(cfg.CDROM),
-			"-device", fmt.Sprintf("ide-cd,drive=cd,bus=ide.0,bootindex=%d", boot))
+		a = append(a, "-drive", "if=none,id=cd,media=cdrom,readonly=on,file="+escape(cfg.CDROM))
+		if cfg.arm64() {
+			// The virt machine has no IDE: a CD drive on virtio-scsi, as arm64 servers' are.
+			a = append(a, "-device", "virtio-scsi-pci,id=scsi",
+				"-device", fmt.Sprintf("scsi-cd,drive=cd,bus=scsi.0,bootindex=%d", boot))
+		} else {
+			// ide.0 is the chipset's own controller on both machines (PIIX on pc, AHCI on q35).
+			a = append(a, "-device", fmt.Sprintf("ide-cd,drive=cd,bus=ide.0,bootindex=%d", boot))
+		}
 		boot++
 	}
 	for i, d := range cfg.Disks {
@@ -182,8 +226,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.CPUs == 0 {
 		cfg.CPUs = 2
 	}
+	if err := cfg.check(); err != nil {
+		return Result{}, err
+	}
 	if cfg.QEMU == "" {
 		cfg.QEMU = "qemu-system-x86_64"
+		if cfg.arm64() {
+			cfg.QEMU = "qemu-system-aarch64"
+		}
 	}
 	files := []string{cfg.Kernel, cfg.Initrd}
 	if cfg.Firmware != Direct {
@@ -204,7 +254,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			cfg.ROMDir = dir
 		}
 		if cfg.Firmware.UEFI() && cfg.VarsFile == "" {
-			vars, err := newVars(cfg.Firmware, "")
+			vars, err := newVars(cfg.Firmware, cfg.Arch, "")
 			if err != nil {
 				return Result{}, err
 			}
@@ -227,6 +277,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	accel, why := ChooseAccel(cfg.Accel)
+	if cfg.arm64() && runtime.GOARCH != "arm64" && cfg.Accel != "kvm" {
+		accel, why = "tcg", "an arm64 guest on an "+runtime.GOARCH+" host"
+	}
 	res := Result{Accel: accel, Matches: map[string]time.Duration{}}
 	if why != "" && cfg.Console != nil {
 		fmt.Fprintf(cfg.Console, "nowhere vm: accel %s (%s)\n", accel, why)
@@ -251,7 +304,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 << 10}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return res, fmt.Errorf("vm: %w (install qemu-system-x86)", err)
+		pkg := "qemu-system-x86"
+		if cfg.arm64() {
+			pkg = "qemu-system-arm"
+		}
+		return res, fmt.Errorf("vm: %w (install %s)", err, pkg)
 	}
 	var console strings.Builder
 	var mu sync.Mutex
