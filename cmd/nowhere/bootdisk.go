@@ -304,7 +304,9 @@ func printBootdisk(w io.Writer, o bootdiskOptions, arch string, menu bootdisk.Me
 	fmt.Fprintf(w, "parts: %s; %s %s of %s\n", strings.Join(parts, ", "), where, rep.Container.Name, units.Bytes(rep.Container.Size))
 	if o.uki {
 		fmt.Fprintf(w, "UEFI boots: %s\n", menu.Cmdline(0))
-		if len(menu.Entries) > 1 {
+		if len(menu.Entries) > 1 && arch == "arm64" {
+			fmt.Fprintf(w, "note: the unified kernel image boots only the first --image; arm64 media have no other menu (%d images given)\n", len(menu.Entries))
+		} else if len(menu.Entries) > 1 {
 			fmt.Fprintf(w, "note: on UEFI the unified kernel image boots only the first --image; the others are on the BIOS menu only (%d entries)\n", len(menu.Entries))
 		}
 		if o.signCert == "" {
@@ -317,7 +319,12 @@ func printBootdisk(w io.Writer, o bootdiskOptions, arch string, menu bootdisk.Me
 			def = fmt.Sprintf(" (default, after %s)", menu.Timeout)
 		}
 		on := ""
-		if o.uki {
+		if o.uki && arch == "arm64" {
+			if i > 0 {
+				break
+			}
+			on = " (the UKI's)"
+		} else if o.uki {
 			on = " (BIOS menu)"
 		}
 		fmt.Fprintf(w, "entry %d%s%s: %s\n", i+1, def, on, menu.Cmdline(i))

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -63,9 +65,12 @@ listing then comes from the catalogue, as over HTTP.`,
 
 // lsImage is one image as ls prints it.
 type lsImage struct {
-	Name     string      `json:"name"`
-	Latest   uint64      `json:"latest"`
-	Versions []lsVersion `json:"versions"`
+	Name   string `json:"name"`
+	Latest uint64 `json:"latest"`
+	// LatestArch are the per-architecture pointers (latest.ARCH) of a multi-architecture
+	// image: the version each names.
+	LatestArch map[string]uint64 `json:"latest_arch,omitempty"`
+	Versions   []lsVersion       `json:"versions"`
 }
 
 type lsVersion struct {
@@ -78,6 +83,7 @@ type lsVersion struct {
 	Stored   int64     `json:"stored"`
 	Chunking string    `json:"chunking"`
 	Signed   bool      `json:"signed"`
+	Arch     string    `json:"arch"` // amd64, arm64, or any
 	SHA256   string    `json:"sha256"`
 }
 
@@ -218,7 +224,7 @@ func listStore(ctx context.Context, s store.Store, name string, v *trust.Verifie
 // listImage describes one image of s.
 func listImage(ctx context.Context, s store.Store, n string, v *trust.Verifier) (*lsImage, error) {
 	w, listable := s.(store.Writer)
-	latest, err := readLatest(ctx, s, n, v)
+	latest, err := readLatest(ctx, s, store.LatestPath(n), n, v)
 	if err != nil {
 		return nil, err
 	}
@@ -240,11 +246,34 @@ func listImage(ctx context.Context, s store.Store, n string, v *trust.Verifier) 
 	if latest != nil {
 		im.Latest = latest.Version
 	}
+	arches := map[string]bool{}
 	for _, d := range vs.Versions {
+		arch := d.Arch
+		if arch == "" {
+			arch = "any"
+		} else {
+			arches[arch] = true
+		}
 		im.Versions = append(im.Versions, lsVersion{
 			Version: d.Version, Size: d.Size, Created: d.Created, Expires: d.Expires, Chunks: d.Chunks,
-			Unique: d.Unique, Stored: d.Stored, Chunking: d.Chunking, Signed: d.Signed, SHA256: fmt.Sprintf("%x", d.SHA256),
+			Unique: d.Unique, Stored: d.Stored, Chunking: d.Chunking, Signed: d.Signed, Arch: arch, SHA256: fmt.Sprintf("%x", d.SHA256),
 		})
+	}
+	for _, a := range slices.Sorted(maps.Keys(arches)) {
+		p, err := readLatest(ctx, s, store.LatestArchPath(n, a), n, v)
+		if err != nil {
+			return nil, err
+		}
+		if p == nil {
+			continue
+		}
+		if d, ok := vs.Find(p.Version); !ok || d.SHA256 != p.SHA256 || d.Arch != a {
+			return nil, fmt.Errorf("%s/%s: names version %d, which is not a listed %s version (a torn or tampered store)", s, store.LatestArchPath(n, a), p.Version, a)
+		}
+		if im.LatestArch == nil {
+			im.LatestArch = map[string]uint64{}
+		}
+		im.LatestArch[a] = p.Version
 	}
 	return &im, nil
 }
@@ -252,10 +281,10 @@ func listImage(ctx context.Context, s store.Store, n string, v *trust.Verifier) 
 // readOnly hides a store's Writer methods (so it is listed through its catalogue).
 type readOnly struct{ store.Store }
 
-// readLatest returns the image's latest pointer (verified when v is set), or nil if the
-// image has none.
-func readLatest(ctx context.Context, s store.Store, name string, v *trust.Verifier) (*index.Pointer, error) {
-	b, err := s.File(ctx, store.LatestPath(name), index.MaxPointer)
+// readLatest returns the pointer file ptr of image name (latest or latest.ARCH; verified
+// when v is set), or nil if the image has none.
+func readLatest(ctx context.Context, s store.Store, ptr, name string, v *trust.Verifier) (*index.Pointer, error) {
+	b, err := s.File(ctx, ptr, index.MaxPointer)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
@@ -264,15 +293,15 @@ func readLatest(ctx context.Context, s store.Store, name string, v *trust.Verifi
 	}
 	if v != nil {
 		if b, err = v.Pointer(name, b); err != nil {
-			return nil, fmt.Errorf("%s/%s: %w", s, store.LatestPath(name), err)
+			return nil, fmt.Errorf("%s/%s: %w", s, ptr, err)
 		}
 	}
 	p, err := index.ParsePointer(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s/%s: %w", s, store.LatestPath(name), err)
+		return nil, fmt.Errorf("%s/%s: %w", s, ptr, err)
 	}
 	if p.Name != name {
-		return nil, fmt.Errorf("%s/%s: refused: the pointer is for image %q (mix-and-match)", s, store.LatestPath(name), p.Name)
+		return nil, fmt.Errorf("%s/%s: refused: the pointer is for image %q (mix-and-match)", s, ptr, p.Name)
 	}
 	return &p, nil
 }
@@ -340,14 +369,18 @@ func walkVersions(ctx context.Context, w store.Writer, name string, v *trust.Ver
 
 func printImages(images []lsImage) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "IMAGE\tVERSION\tLATEST\tSIZE\tCREATED\tEXPIRES\tCHUNKS\tSTORED\tSIGNED")
+	fmt.Fprintln(tw, "IMAGE\tVERSION\tLATEST\tARCH\tSIZE\tCREATED\tEXPIRES\tCHUNKS\tSTORED\tSIGNED")
 	now := time.Now()
 	for _, im := range images {
 		for _, v := range im.Versions {
-			latest := ""
+			var marks []string
 			if v.Version == im.Latest {
-				latest = "latest"
+				marks = append(marks, "latest")
 			}
+			if im.LatestArch[v.Arch] == v.Version && v.Version != im.Latest {
+				marks = append(marks, "latest."+v.Arch)
+			}
+			latest := strings.Join(marks, ",")
 			expires := "never"
 			if !v.Expires.IsZero() {
 				expires = v.Expires.UTC().Format(time.RFC3339)
@@ -359,7 +392,7 @@ func printImages(images []lsImage) {
 			if v.Signed {
 				signed = "yes"
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", im.Name, v.Version, latest, units.Bytes(v.Size),
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", im.Name, v.Version, latest, v.Arch, units.Bytes(v.Size),
 				v.Created.UTC().Format(time.RFC3339), expires, v.Chunks, units.Bytes(v.Stored), signed)
 		}
 	}

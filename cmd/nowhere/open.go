@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime"
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/image"
@@ -32,6 +33,7 @@ func openImageSource(ctx context.Context, src string, so *sourceOptions, t *trus
 	if err != nil {
 		return nil, err
 	}
+	loc.Arch = runtime.GOARCH // of a multi-architecture image, this machine's version
 	v, err := t.verifier(so.cacheDir)
 	if err != nil {
 		return nil, err

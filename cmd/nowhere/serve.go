@@ -34,7 +34,12 @@ type pxeOptions struct {
 	iface      string
 	secureBoot bool
 	wait       time.Duration
+	// arm64 machines: their kernel, initramfs and kernel command line ("": --boot-append's).
+	armKernel, armInitrd, armAppend string
 }
+
+// arm64 says whether arm64 machines are answered too.
+func (p pxeOptions) arm64() bool { return p.armKernel != "" || p.armInitrd != "" }
 
 func newServeCommand() *cobra.Command {
 	var o serveOptions
@@ -78,8 +83,10 @@ out the addresses (docs/boot.md, "On real hardware").`,
   nowhere serve /srv/nowhere --listen 0.0.0.0:80 --kernel vmlinuz --initrd initrd.img --pxe eth0`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.pxe.iface == "" && (cmd.Flags().Changed("secure-boot") || cmd.Flags().Changed("pxe-wait")) {
-				return errors.New("--secure-boot and --pxe-wait need --pxe IFACE")
+			for _, f := range []string{"secure-boot", "pxe-wait", "arm64-kernel", "arm64-initrd", "arm64-append"} {
+				if o.pxe.iface == "" && cmd.Flags().Changed(f) {
+					return fmt.Errorf("--%s needs --pxe IFACE", f)
+				}
 			}
 			return runServe(args[0], o)
 		},
@@ -101,6 +108,9 @@ out the addresses (docs/boot.md, "On real hardware").`,
 	f.StringVar(&o.pxe.iface, "pxe", "", "boot the LAN on this interface: proxyDHCP and TFTP for PXE and UEFI HTTP Boot clients (the LAN's DHCP server still hands out addresses)")
 	f.BoolVar(&o.pxe.secureBoot, "secure-boot", false, "with --pxe: UEFI clients boot shim and Debian's signed GRUB instead of iPXE (for Secure Boot)")
 	durationVar(f, &o.pxe.wait, "pxe-wait", 5*time.Second, "with --pxe: how long to look for the LAN's DHCP server (and for another PXE server) before serving")
+	f.StringVar(&o.pxe.armKernel, "arm64-kernel", "", "with --pxe: also boot arm64 UEFI machines (PXE and HTTP Boot), with this arm64 kernel (Debian's signed Image), through Debian's signed arm64 shim and GRUB")
+	f.StringVar(&o.pxe.armInitrd, "arm64-initrd", "", "with --arm64-kernel: the nowhere initramfs built from that kernel's modules")
+	f.StringVar(&o.pxe.armAppend, "arm64-append", "", "with --arm64-kernel: the kernel command line of the arm64 menu's entries (default: --boot-append's)")
 	return cmd
 }
 
@@ -238,8 +248,9 @@ func openServed(loc string) (*served, error) {
 
 // pxeLAN is what --pxe serves on.
 type pxeLAN struct {
-	iface string
-	addr  netip.Addr
+	iface      string
+	addr       netip.Addr
+	armLoaders []pxe.Loader // arm64 machines' shim and GRUB (nil: arm64 is not answered)
 }
 
 // checkPXE checks what --pxe needs before anything listens: the interface and its
@@ -256,6 +267,28 @@ func checkPXE(o serveOptions) (*pxeLAN, error) {
 		// GRUB fetches them by TFTP, which serves files of this machine only.
 		return nil, errors.New("--secure-boot needs --kernel and --initrd: Debian's signed GRUB loads them by TFTP from this server")
 	}
+	var armLoaders []pxe.Loader
+	if o.pxe.arm64() {
+		if o.pxe.armKernel == "" || o.pxe.armInitrd == "" {
+			return nil, errors.New("--arm64-kernel and --arm64-initrd go together: Debian's signed arm64 GRUB loads both by TFTP from this server")
+		}
+		if a, err := kernelArch(o.pxe.armKernel); err != nil {
+			return nil, fmt.Errorf("--arm64-kernel: %w", err)
+		} else if a != "arm64" {
+			return nil, fmt.Errorf("--arm64-kernel %s is not an arm64 kernel Image", o.pxe.armKernel)
+		}
+		if _, err := os.Stat(o.pxe.armInitrd); err != nil {
+			return nil, fmt.Errorf("--arm64-initrd: %w", err)
+		}
+		root, err := archRoot("arm64")
+		if err != nil {
+			return nil, fmt.Errorf("--arm64-kernel: %w", err)
+		}
+		armLoaders = pxe.ArmLoaders(root)
+		if err := pxe.CheckLoaders(armLoaders); err != nil {
+			return nil, err
+		}
+	}
 	host, _, err := net.SplitHostPort(o.listen)
 	if err != nil {
 		return nil, fmt.Errorf("--listen %s: %w", o.listen, err)
@@ -263,7 +296,7 @@ func checkPXE(o serveOptions) (*pxeLAN, error) {
 	if ip, err := netip.ParseAddr(host); host != "" && (err != nil || !ip.IsUnspecified() && ip.Unmap() != addr) {
 		return nil, fmt.Errorf("--pxe %s: --listen %s is not reachable from that LAN: listen on %s or 0.0.0.0", o.pxe.iface, o.listen, addr)
 	}
-	return &pxeLAN{iface: o.pxe.iface, addr: addr}, nil
+	return &pxeLAN{iface: o.pxe.iface, addr: addr, armLoaders: armLoaders}, nil
 }
 
 // start probes the LAN, then starts the proxyDHCP responder and the TFTP server, and
@@ -286,11 +319,27 @@ func (l *pxeLAN) start(port int, st *served, o serveOptions, h http.Handler) (fu
 	if o.pxe.secureBoot {
 		files.Loaders = append(files.Loaders,
 			pxe.Loader{Name: pxe.GrubKernel, Path: o.menu.Kernel}, pxe.Loader{Name: pxe.GrubInitrd, Path: o.menu.Initrd})
-		gen, err := pxe.GrubMenu(base, st.list, o.menu)
+		gen, err := pxe.GrubMenu(base, "amd64", st.list, o.menu)
 		if err != nil {
 			return nil, nil, err
 		}
 		files.Generated = map[string]func(context.Context) ([]byte, error){pxe.GrubCfg: gen, pxe.GrubArchCfg: gen}
+	}
+	if l.armLoaders != nil {
+		files.Loaders = append(append(files.Loaders, l.armLoaders...),
+			pxe.Loader{Name: pxe.GrubArm64Kernel, Path: o.pxe.armKernel}, pxe.Loader{Name: pxe.GrubArm64Initrd, Path: o.pxe.armInitrd})
+		armMenu := o.menu
+		if o.pxe.armAppend != "" {
+			armMenu.Append = o.pxe.armAppend
+		}
+		gen, err := pxe.GrubMenu(base, "arm64", st.list, armMenu)
+		if err != nil {
+			return nil, nil, err
+		}
+		if files.Generated == nil {
+			files.Generated = map[string]func(context.Context) ([]byte, error){}
+		}
+		files.Generated[pxe.GrubArm64Cfg] = gen
 	}
 	// Before answering anyone: who else answers here?
 	res, err := pxe.Probe(context.Background(), l.iface, o.pxe.wait)
@@ -309,7 +358,7 @@ func (l *pxeLAN) start(port int, st *served, o serveOptions, h http.Handler) (fu
 	} else {
 		say("pxe: the LAN's DHCP server %v hands out addresses on %s (it offered %v)", res.DHCP[0].Server, l.iface, res.DHCP[0].YourIP)
 	}
-	cfg := pxe.Config{Addr: l.addr, HTTPBase: base, MenuURL: base + bootmenu.ScriptPath, SecureBoot: o.pxe.secureBoot}
+	cfg := pxe.Config{Addr: l.addr, HTTPBase: base, MenuURL: base + bootmenu.ScriptPath, SecureBoot: o.pxe.secureBoot, Arm64: l.armLoaders != nil}
 	resp, err := pxe.Listen(l.iface, cfg, say)
 	if err != nil {
 		return nil, nil, err

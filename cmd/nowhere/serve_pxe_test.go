@@ -24,8 +24,9 @@ func TestServePXERefusals(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"serve", dir, "--secure-boot"}, "--secure-boot and --pxe-wait need --pxe IFACE"},
-		{[]string{"serve", dir, "--pxe-wait", "1s"}, "--secure-boot and --pxe-wait need --pxe IFACE"},
+		{[]string{"serve", dir, "--secure-boot"}, "--secure-boot needs --pxe IFACE"},
+		{[]string{"serve", dir, "--pxe-wait", "1s"}, "--pxe-wait needs --pxe IFACE"},
+		{[]string{"serve", dir, "--arm64-kernel", kernel}, "--arm64-kernel needs --pxe IFACE"},
 		{[]string{"serve", dir, "--pxe", "lo"}, "--pxe needs the boot menu"},
 		{[]string{"serve", dir, "--pxe", "nosuch0", "--kernel", kernel, "--initrd", kernel}, "--pxe nosuch0: no such network interface"},
 	} {

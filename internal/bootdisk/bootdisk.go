@@ -116,6 +116,9 @@ func Write(ctx context.Context, o Options) (Report, error) {
 		}
 	}
 	payload := []File{{Dst: KernelPath[1:], Src: o.Kernel}, {Dst: InitrdPath[1:], Src: o.Initrd}}
+	if o.UKI != "" && !l.BIOS() {
+		payload = nil // the UKI carries them, and no other loader is on the media
+	}
 
 	var rep Report
 	if o.ISO {
@@ -181,7 +184,10 @@ func Write(ctx context.Context, o Options) (Report, error) {
 		name  string
 		files []File
 	}
-	parts := []part{{"kernel", payload[:1]}, {"initramfs", payload[1:]}}
+	var parts []part
+	if payload != nil {
+		parts = []part{{"kernel", payload[:1]}, {"initramfs", payload[1:]}}
+	}
 	if o.UKI != "" {
 		parts = append(parts, part{"unified kernel image", efi})
 	} else {

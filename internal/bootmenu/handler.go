@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -129,6 +131,8 @@ func serveScript(w http.ResponseWriter, r *http.Request, list func(context.Conte
 		http.Error(w, "boot menu: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
+	// The iPXE menu boots the x86-64 kernel (Debian has no arm64 iPXE): amd64 images only.
+	entries = ForArch(entries, "amd64")
 	m := Menu{Base: base, Kernel: base + KernelPath, Initrd: base + InitrdPath, Entries: entries,
 		Default: o.Default, Timeout: o.Timeout, Mirrors: o.Mirrors, Append: o.Append}
 	script, err := Script(m)
@@ -222,26 +226,85 @@ func ListStore(ctx context.Context, s store.Store) ([]Entry, error) {
 	return entries(ctx, s, names), nil
 }
 
-// entries describes the images names of store s.
+// entries describes the images names of store s: for each, the version its latest pointer
+// names, and the version each latest.ARCH names when that is another architecture's.
 func entries(ctx context.Context, s store.Store, names []string) []Entry {
 	var out []Entry
 	for _, n := range names {
-		e := Entry{Name: n}
-		if b, err := s.File(ctx, store.LatestPath(n), index.MaxPointer); err == nil {
+		var vs *catalog.Versions
+		if b, err := s.File(ctx, catalog.VersionsPath(n), catalog.MaxVersions); err == nil {
 			text, _ := trust.SplitPointer(b)
-			if p, err := index.ParsePointer(text); err == nil && p.Name == n {
-				e.Version = p.Version
+			if v, err := catalog.ParseVersions(text); err == nil && v.Name == n {
+				vs = v
 			}
 		}
-		if b, err := s.File(ctx, catalog.VersionsPath(n), catalog.MaxVersions); err == nil && e.Version > 0 {
+		describe := func(ptr string) (Entry, bool) {
+			e := Entry{Name: n}
+			b, err := s.File(ctx, ptr, index.MaxPointer)
+			if err != nil {
+				return e, false
+			}
 			text, _ := trust.SplitPointer(b)
-			if vs, err := catalog.ParseVersions(text); err == nil {
-				if v, ok := vs.Find(e.Version); ok {
-					e.Size = v.Size
+			p, err := index.ParsePointer(text)
+			if err != nil || p.Name != n {
+				return e, false
+			}
+			e.Version = p.Version
+			if vs != nil {
+				if v, ok := vs.Find(p.Version); ok {
+					e.Size, e.Arch = v.Size, v.Arch
 				}
 			}
+			return e, true
 		}
-		out = append(out, e)
+		main, ok := describe(store.LatestPath(n))
+		if !ok {
+			main = Entry{Name: n} // listed without a version: the machine finds it
+		}
+		out = append(out, main)
+		if vs == nil {
+			continue
+		}
+		arches := map[string]bool{}
+		for _, v := range vs.Versions {
+			if v.Arch != "" && v.Arch != main.Arch {
+				arches[v.Arch] = true
+			}
+		}
+		for _, a := range slices.Sorted(maps.Keys(arches)) {
+			if e, ok := describe(store.LatestArchPath(n, a)); ok && e.Arch == a {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// ForArch picks, of each image in es, the entry a machine of arch boots: its own
+// architecture's, else one for any architecture (or of unknown architecture); an image
+// with neither is left out, so a menu never offers another architecture's image.
+func ForArch(es []Entry, arch string) []Entry {
+	var out []Entry
+	for i, e := range es {
+		if i > 0 && es[i-1].Name == e.Name {
+			continue // each name once, from its first entry on
+		}
+		pick, found := Entry{}, false
+		for _, x := range es[i:] {
+			if x.Name != e.Name {
+				break
+			}
+			if x.Arch == arch {
+				pick, found = x, true
+				break
+			}
+			if x.Arch == "" && !found {
+				pick, found = x, true
+			}
+		}
+		if found {
+			out = append(out, pick)
+		}
 	}
 	return out
 }

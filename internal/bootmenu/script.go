@@ -21,6 +21,9 @@ type Entry struct {
 	Name    string
 	Version uint64 // the latest version (0: unknown)
 	Size    int64  // its size (0: unknown)
+	// Arch is the architecture of that version ("": any, or unknown). An image published
+	// for several architectures has one entry per architecture; ForArch picks a machine's.
+	Arch string
 	// URL is the image's own URL, for menus of images anywhere (boot media); "": the
 	// image is Menu.Base/images/Name. Only GRUB menus use it.
 	URL string

@@ -2,6 +2,7 @@ package bootmenu
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +155,25 @@ func TestScriptRefusesWhatIPXEWouldInterpret(t *testing.T) {
 		b, err := Script(m)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err %v (want one naming %q); script:\n%s", tc.what, err, tc.want, b)
+		}
+	}
+}
+
+// TestForArch: of each image, a machine's menu offers its own architecture's version,
+// else one for any architecture, and never another architecture's alone.
+func TestForArch(t *testing.T) {
+	es := []Entry{
+		{Name: "debian", Version: 3, Arch: "amd64"}, {Name: "debian", Version: 2, Arch: "arm64"},
+		{Name: "data", Version: 1},
+		{Name: "pi", Version: 5, Arch: "arm64"},
+		{Name: "old", Version: 4}, {Name: "old", Version: 6, Arch: "arm64"},
+	}
+	for arch, want := range map[string][]Entry{
+		"amd64": {{Name: "debian", Version: 3, Arch: "amd64"}, {Name: "data", Version: 1}, {Name: "old", Version: 4}},
+		"arm64": {{Name: "debian", Version: 2, Arch: "arm64"}, {Name: "data", Version: 1}, {Name: "pi", Version: 5, Arch: "arm64"}, {Name: "old", Version: 6, Arch: "arm64"}},
+	} {
+		if got := ForArch(es, arch); !slices.Equal(got, want) {
+			t.Errorf("ForArch(%s) = %v, want %v", arch, got, want)
 		}
 	}
 }

@@ -49,6 +49,7 @@ type Version struct {
 	Stored   int64     // compressed bytes of the distinct chunks
 	Chunking string    // as `nowhere info` prints it
 	Signed   bool      // the index carries a signature
+	Arch     string    // the machine architecture the index records ("": any)
 }
 
 // Describe summarises an index file as a Version (ix is file decoded, or the index file
@@ -59,7 +60,7 @@ func Describe(ix *index.Index, file []byte) Version {
 	return Version{
 		Version: ix.Version, SHA256: sha256.Sum256(file), Size: ix.Size, Created: ix.Created,
 		Expires: ix.Expires, Chunks: st.Chunks, Unique: st.Unique, Stored: st.StoredBytes,
-		Chunking: ix.Chunking.String(), Signed: len(sig) > 0,
+		Chunking: ix.Chunking.String(), Signed: len(sig) > 0, Arch: ix.Arch,
 	}
 }
 
@@ -121,9 +122,13 @@ func (vs *Versions) Encode() []byte {
 		if v.Signed {
 			signed = "yes"
 		}
-		fmt.Fprintf(&b, "version %d size %d created %s expires %s chunks %d unique %d stored %d chunking %s signed %s sha256 %x\n",
+		fmt.Fprintf(&b, "version %d size %d created %s expires %s chunks %d unique %d stored %d chunking %s signed %s sha256 %x",
 			v.Version, v.Size, formatTime(v.Created), formatTime(v.Expires), v.Chunks, v.Unique, v.Stored,
 			v.Chunking, signed, v.SHA256)
+		if v.Arch != "" {
+			fmt.Fprintf(&b, " arch %s", v.Arch) // older readers ignore the key
+		}
+		b.WriteByte('\n')
 	}
 	return b.Bytes()
 }
@@ -207,6 +212,11 @@ func parseVersionLine(f []string) (Version, error) {
 			v.Chunking = val
 		case "signed":
 			v.Signed = val == "yes"
+		case "arch":
+			if index.ValidArch(val) != nil || val == "" {
+				err = fmt.Errorf("unknown architecture")
+			}
+			v.Arch = val
 		case "sha256":
 			var s []byte
 			s, err = hex.DecodeString(val)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"sync"
 	"time"
 
@@ -81,6 +82,7 @@ func (c *Client) run(ctx context.Context, ready *sync.WaitGroup, start <-chan st
 	if err != nil {
 		return Outcome{Err: err}
 	}
+	loc.Arch = runtime.GOARCH
 	v, err := trust.NewVerifier(trust.Policy{Keys: c.Keys, Insecure: len(c.Keys) == 0})
 	if err != nil {
 		return Outcome{Err: err}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -192,22 +193,26 @@ func collectImage(ctx context.Context, s Store, name string, opt Options, res *R
 	if err != nil {
 		return err
 	}
-	var latest uint64
-	if b, err := s.File(ctx, store.LatestPath(name), index.MaxPointer); err == nil {
-		text, _ := trust.SplitPointer(b)
-		if p, perr := index.ParsePointer(text); perr == nil {
-			latest = p.Version
-		}
-	} else if !errors.Is(err, store.ErrNotFound) {
+	pinned, err := pointedTo(ctx, s, name)
+	if err != nil {
 		return err
 	}
+	arches, err := versionArches(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	// Keep applies per architecture: an image published for amd64 and arm64 keeps the
+	// newest Keep versions of each, so frequent amd64 updates never collect arm64's.
 	var keep, drop []uint64
-	for i, v := range slices.Backward(listed) {
-		if len(listed)-1-i < opt.Keep || v == latest {
+	newer := map[string]int{}
+	for _, v := range slices.Backward(listed) {
+		a := arches[v]
+		if newer[a] < opt.Keep || pinned[v] {
 			keep = append(keep, v)
 		} else {
 			drop = append(drop, v)
 		}
+		newer[a]++
 	}
 	slices.Sort(keep)
 	slices.Sort(drop)
@@ -277,4 +282,45 @@ func collectImage(ctx context.Context, s Store, name string, opt Options, res *R
 
 func isNotExist(err error) bool {
 	return errors.Is(err, store.ErrNotFound) || errors.Is(err, fs.ErrNotExist)
+}
+
+// pointedTo returns the versions image name's pointers name: latest and each latest.ARCH.
+func pointedTo(ctx context.Context, s Store, name string) (map[uint64]bool, error) {
+	files, err := s.Files(ctx, "images/"+name+"/")
+	if err != nil {
+		return nil, fmt.Errorf("store %s: listing images/%s: %w", s, name, err)
+	}
+	pinned := map[uint64]bool{}
+	for _, f := range files {
+		base := path.Base(f)
+		if base != "latest" && (!strings.HasPrefix(base, "latest.") || strings.HasSuffix(base, ".minisig") || index.ValidArch(strings.TrimPrefix(base, "latest.")) != nil) {
+			continue
+		}
+		b, err := s.File(ctx, f, index.MaxPointer)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // replaced between the listing and now
+		}
+		if err != nil {
+			return nil, err
+		}
+		text, _ := trust.SplitPointer(b)
+		if p, perr := index.ParsePointer(text); perr == nil {
+			pinned[p.Version] = true
+		}
+	}
+	return pinned, nil
+}
+
+// versionArches returns the architecture of each version of image name ("": any), from
+// its versions file, or from the indexes it does not describe.
+func versionArches(ctx context.Context, s Store, name string) (map[uint64]string, error) {
+	vs, err := catalog.Rebuild(ctx, s, name, nil)
+	if err != nil {
+		return nil, err
+	}
+	arches := map[uint64]string{}
+	for _, v := range vs.Versions {
+		arches[v.Version] = v.Arch
+	}
+	return arches, nil
 }

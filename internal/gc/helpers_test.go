@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/chunk"
+	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/pack"
 	"github.com/nowhere-boot/nowhere/internal/store"
 )
@@ -47,6 +48,12 @@ func openStore(t *testing.T) (*store.Dir, string) {
 // real pack (chunks, then the versioned index, then latest), and returns its version.
 func packBlocks(t *testing.T, d *store.Dir, name string, seeds ...uint64) uint64 {
 	t.Helper()
+	return packArchBlocks(t, d, name, "", seeds...)
+}
+
+// packArchBlocks is packBlocks for an image of architecture arch ("": any).
+func packArchBlocks(t *testing.T, d *store.Dir, name, arch string, seeds ...uint64) uint64 {
+	t.Helper()
 	var img []byte
 	for _, s := range seeds {
 		img = append(img, block(s)...)
@@ -55,7 +62,8 @@ func packBlocks(t *testing.T, d *store.Dir, name string, seeds ...uint64) uint64
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := pack.Run(context.Background(), bytes.NewReader(img), d, pack.Options{Name: name, Spec: spec})
+	res, err := pack.Run(context.Background(), bytes.NewReader(img), d, pack.Options{Name: name, Spec: spec,
+		Finish: func(ix *index.Index) error { ix.Arch = arch; return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,3 +108,24 @@ func readsBack(t *testing.T, d *store.Dir, name string, v uint64) {
 		}
 	}
 }
+
+// TestKeepIsPerArchitecture: an image published for amd64 (versions 1, 3, 4) and arm64
+// (version 2). --keep 1 keeps the newest version of each architecture (4 and 2), not just
+// the newest version number: frequent amd64 updates never collect what arm64 machines boot.
+func TestKeepIsPerArchitecture(t *testing.T) {
+	ctx := context.Background()
+	d, _ := openStore(t)
+	for i, arch := range []string{"amd64", "arm64", "amd64", "amd64"} {
+		packArchBlocks(t, d, "os", arch, uint64(10+i))
+	}
+	res, err := gc.Run(ctx, d, gc.Options{Keep: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.KeptVersions, []string{"os@2", "os@4"}) || !slices.Equal(res.RemovedVersions, []string{"os@1", "os@3"}) {
+		t.Errorf("gc --keep 1 kept %v and removed %v; want os@2 (arm64) and os@4 (amd64) kept, os@1 and os@3 removed", res.KeptVersions, res.RemovedVersions)
+	}
+	if vs, err := catalog.Listed(ctx, d, "os"); err != nil || !slices.Equal(vs, []uint64{2, 4}) {
+		t.Errorf("versions left: %v (%v), want 2 and 4", vs, err)
+	}
+}

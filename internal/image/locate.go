@@ -20,6 +20,11 @@ type Location struct {
 	Store   string
 	Name    string
 	Version uint64
+	// Arch, when set (GOARCH spelling), is the machine the image is loaded for: without a
+	// Version, its own pointer latest.ARCH is followed when the store has one, else latest;
+	// an index reached through latest.ARCH must record that architecture. Not part of
+	// the URL.
+	Arch string
 }
 
 func (l Location) String() string {
@@ -144,25 +149,41 @@ func LoadVerified(ctx context.Context, s store.Store, loc Location, p store.Poli
 	}
 	version := loc.Version
 	var ptr *index.Pointer
+	latest := store.LatestPath(loc.Name)
+	archPointer := false
 	if version == 0 {
-		b, err := get(store.LatestPath(loc.Name), index.MaxPointer)
+		var b []byte
+		var err error
+		if loc.Arch != "" {
+			// A store without per-architecture pointers answers 404 here (one request more).
+			b, err = get(store.LatestArchPath(loc.Name, loc.Arch), index.MaxPointer)
+			switch {
+			case err == nil:
+				latest, archPointer = store.LatestArchPath(loc.Name, loc.Arch), true
+			case !errors.Is(err, store.ErrNotFound):
+				return nil, nil, err
+			}
+		}
+		if !archPointer {
+			b, err = get(latest, index.MaxPointer)
+		}
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
-				return nil, nil, fmt.Errorf("image %q not found in %s (no %s)", loc.Name, s, store.LatestPath(loc.Name))
+				return nil, nil, fmt.Errorf("image %q not found in %s (no %s)", loc.Name, s, latest)
 			}
 			return nil, nil, err
 		}
 		if v != nil {
 			if b, err = v.Pointer(loc.Name, b); err != nil {
-				return nil, nil, fmt.Errorf("%s/%s: %w", s, store.LatestPath(loc.Name), err)
+				return nil, nil, fmt.Errorf("%s/%s: %w", s, latest, err)
 			}
 		}
 		pt, err := index.ParsePointer(b)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s/%s: %w", s, store.LatestPath(loc.Name), err)
+			return nil, nil, fmt.Errorf("%s/%s: %w", s, latest, err)
 		}
 		if pt.Name != loc.Name {
-			return nil, nil, fmt.Errorf("%s/%s: refused: the pointer is for image %q, not %q (mix-and-match)", s, store.LatestPath(loc.Name), pt.Name, loc.Name)
+			return nil, nil, fmt.Errorf("%s/%s: refused: the pointer is for image %q, not %q (mix-and-match)", s, latest, pt.Name, loc.Name)
 		}
 		ptr, version = &pt, pt.Version
 	}
@@ -175,7 +196,7 @@ func LoadVerified(ctx context.Context, s store.Store, loc Location, p store.Poli
 		return nil, nil, err
 	}
 	if ptr != nil && !ptr.Matches(file) {
-		return nil, nil, fmt.Errorf("%s/%s: refused: does not match the sha256 that %s pins (altered or swapped)", s, name, store.LatestPath(loc.Name))
+		return nil, nil, fmt.Errorf("%s/%s: refused: does not match the sha256 that %s pins (altered or swapped)", s, name, latest)
 	}
 	var ix *index.Index
 	if v != nil {
@@ -188,6 +209,9 @@ func LoadVerified(ctx context.Context, s store.Store, loc Location, p store.Poli
 	}
 	if ix.Name != loc.Name || ix.Version != version {
 		return nil, nil, fmt.Errorf("%s/%s: refused: holds image %s version %d, not %s version %d (mix-and-match)", s, name, ix.Name, ix.Version, loc.Name, version)
+	}
+	if archPointer && ix.Arch != loc.Arch {
+		return nil, nil, fmt.Errorf("%s/%s: refused: %s names version %d, an image for %s, not %s (mix-and-match)", s, name, latest, version, ix.ArchOrAny(), loc.Arch)
 	}
 	return ix, file, nil
 }

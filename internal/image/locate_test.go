@@ -20,17 +20,17 @@ import (
 
 func TestParseLocation(t *testing.T) {
 	good := map[string]Location{
-		"http://127.0.0.1:8080/images/deb":           {"http://127.0.0.1:8080", "deb", 0},
-		"http://127.0.0.1:8080/images/deb/":          {"http://127.0.0.1:8080", "deb", 0},
-		"https://m.example/store/images/deb/7":       {"https://m.example/store", "deb", 7},
-		"https://m.example/store/images/deb/7.index": {"https://m.example/store", "deb", 7},
-		"https://m.example/store/images/deb/latest":  {"https://m.example/store", "deb", 0},
-		"/srv/store/images/deb-12.img":               {"/srv/store", "deb-12.img", 0},
-		"./store/images/x/3":                         {"./store", "x", 3},
-		"images/x":                                   {".", "x", 0},
-		"/images/x/2":                                {"/", "x", 2},
+		"http://127.0.0.1:8080/images/deb":           {Store: "http://127.0.0.1:8080", Name: "deb", Version: 0},
+		"http://127.0.0.1:8080/images/deb/":          {Store: "http://127.0.0.1:8080", Name: "deb", Version: 0},
+		"https://m.example/store/images/deb/7":       {Store: "https://m.example/store", Name: "deb", Version: 7},
+		"https://m.example/store/images/deb/7.index": {Store: "https://m.example/store", Name: "deb", Version: 7},
+		"https://m.example/store/images/deb/latest":  {Store: "https://m.example/store", Name: "deb", Version: 0},
+		"/srv/store/images/deb-12.img":               {Store: "/srv/store", Name: "deb-12.img", Version: 0},
+		"./store/images/x/3":                         {Store: "./store", Name: "x", Version: 3},
+		"images/x":                                   {Store: ".", Name: "x", Version: 0},
+		"/images/x/2":                                {Store: "/", Name: "x", Version: 2},
 		// The last /images/ is the one that counts: a store may live under such a path.
-		"/data/images/store/images/x": {"/data/images/store", "x", 0},
+		"/data/images/store/images/x": {Store: "/data/images/store", Name: "x", Version: 0},
 	}
 	for src, want := range good {
 		got, err := ParseLocation(src)
@@ -59,7 +59,7 @@ func TestParseLocation(t *testing.T) {
 			t.Errorf("ParseLocation(%q): %v; want an error saying %q and the expected form", src, err, frag)
 		}
 	}
-	for _, l := range []Location{{"http://h/s", "deb", 0}, {"/srv/s", "deb", 12}, {"http://h/", "x", 1}} {
+	for _, l := range []Location{{Store: "http://h/s", Name: "deb", Version: 0}, {Store: "/srv/s", Name: "deb", Version: 12}, {Store: "http://h/", Name: "x", Version: 1}} {
 		back, err := ParseLocation(l.String())
 		if err != nil || back.Name != l.Name || back.Version != l.Version || strings.TrimSuffix(back.Store, "/") != strings.TrimSuffix(l.Store, "/") {
 			t.Errorf("%+v.String() = %q parses to %+v, %v", l, l.String(), back, err)

@@ -2,6 +2,7 @@ package pack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/catalog"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/trust"
 )
 
 // syncer is implemented by stores that can flush written chunks to stable storage.
@@ -48,8 +50,14 @@ type Signer interface {
 const SignatureSuffix = ".minisig"
 
 // Publish makes an encoded index visible: chunks are flushed first, then the versioned
-// index is written, then the image's versions file lists it, then the latest pointer
-// moves to it, then the store's catalogue names the image. Each write is atomic.
+// index is written, then the image's versions file lists it, then the latest pointers
+// move to it, then the store's catalogue names the image. Each write is atomic.
+//
+// An index of an architecture (amd64, arm64) moves latest.ARCH, where each machine of a
+// multi-architecture image finds its own. It moves latest too unless it is for another
+// architecture than amd64 and latest already names another architecture's index (or
+// one for any): the clients that know only latest predate arm64 support and are all
+// x86-64, so latest stays theirs. An index for any architecture moves latest alone.
 func Publish(ctx context.Context, w store.Writer, ix *index.Index, file []byte) error {
 	_, err := PublishSigned(ctx, w, ix, file, nil)
 	return err
@@ -83,6 +91,14 @@ func PublishSigned(ctx context.Context, w store.Writer, ix *index.Index, file []
 	if err != nil {
 		return nil, err
 	}
+	moveLatest := true
+	if ix.Arch != "" && ix.Arch != "amd64" {
+		cur, exists, err := latestArch(ctx, w, ix.Name, vs)
+		if err != nil {
+			return nil, err
+		}
+		moveLatest = !exists || cur == ix.Arch
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -106,14 +122,46 @@ func PublishSigned(ctx context.Context, w store.Writer, ix *index.Index, file []
 	if err := catalog.WriteVersions(ctx, w, vs, cs); err != nil {
 		return nil, err
 	}
-	if err := put(store.LatestPath(ix.Name)+SignatureSuffix, ptrSig); err != nil {
-		return nil, err
+	var pointers []string
+	if ix.Arch != "" {
+		pointers = append(pointers, store.LatestArchPath(ix.Name, ix.Arch))
 	}
-	if err := put(store.LatestPath(ix.Name), ptrFile); err != nil {
-		return nil, err
+	if moveLatest {
+		pointers = append(pointers, store.LatestPath(ix.Name))
+	}
+	for _, p := range pointers {
+		if err := put(p+SignatureSuffix, ptrSig); err != nil {
+			return nil, err
+		}
+		if err := put(p, ptrFile); err != nil {
+			return nil, err
+		}
 	}
 	if err := catalog.WriteNames(ctx, w); err != nil {
 		return nil, err
 	}
 	return file, nil
+}
+
+// latestArch is the architecture of the index image name's latest pointer names now, as
+// its versions file vs says ("": any), and whether there is such a pointer. One that
+// cannot be read or names no listed version counts as none: publishing replaces it.
+func latestArch(ctx context.Context, w store.Writer, name string, vs *catalog.Versions) (string, bool, error) {
+	b, err := w.File(ctx, store.LatestPath(name), index.MaxPointer)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("store %s: reading %s: %w", w, store.LatestPath(name), err)
+	}
+	text, _ := trust.SplitPointer(b)
+	p, err := index.ParsePointer(text)
+	if err != nil || p.Name != name {
+		return "", false, nil
+	}
+	v, ok := vs.Find(p.Version)
+	if !ok {
+		return "", false, nil
+	}
+	return v.Arch, true, nil
 }

@@ -28,11 +28,22 @@ var (
 	GrubNet = Loader{GrubEFI, "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed", "grub-efi-amd64-signed"}
 )
 
-// GRUB configuration paths grubnetx64 reads from its server (TFTP or HTTP).
+// GRUB configuration paths grubnetx64 reads from its server (TFTP or HTTP), and the one
+// grubnetaa64 reads first.
 const (
-	GrubCfg     = "grub/grub.cfg"
-	GrubArchCfg = "grub/x86_64-efi/grub.cfg"
+	GrubCfg      = "grub/grub.cfg"
+	GrubArchCfg  = "grub/x86_64-efi/grub.cfg"
+	GrubArm64Cfg = "grub/arm64-efi/grub.cfg"
 )
+
+// ArmLoaders are Debian's arm64 shim and network GRUB under root: "/" on an arm64
+// Debian, or the tree scripts/fetch-kernel.sh arm64 unpacks (.cache/kernel/VERSION/x).
+func ArmLoaders(root string) []Loader {
+	return []Loader{
+		{ShimAA64, filepath.Join(root, "usr/lib/shim/shimaa64.efi.signed"), "shim-signed:arm64 (on another architecture: scripts/fetch-kernel.sh arm64)"},
+		{GrubAA64, filepath.Join(root, "usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed"), "grub-efi-arm64-signed:arm64 (on another architecture: scripts/fetch-kernel.sh arm64)"},
+	}
+}
 
 // Loaders returns the loaders a server needs: iPXE for BIOS and UEFI, plus shim and
 // GRUB for Secure Boot.

@@ -9,6 +9,8 @@
 //	UEFI PXE (arch 7, 9)            -> TFTP ipxe.efi                   -> /boot.ipxe
 //	  with Secure Boot              -> TFTP shimx64.efi -> grubx64.efi -> grub/grub.cfg
 //	UEFI HTTP Boot (arch 16)        -> http://SERVER/boot/ipxe.efi (Secure Boot off)
+//	arm64 UEFI PXE (arch 11)        -> TFTP shimaa64.efi -> grubaa64.efi -> grub/arm64-efi/grub.cfg
+//	arm64 UEFI HTTP Boot (arch 19)  -> http://SERVER/boot/shimaa64.efi -> grubaa64.efi
 //	iPXE (user class "iPXE")        -> http://SERVER/boot.ipxe
 //
 // docs/boot.md, "On real hardware", has the flags and what was measured.
@@ -59,6 +61,8 @@ const (
 	ArchEFIx64   = 7  // x64 UEFI
 	ArchEFIBC    = 9  // "EFI BC", sent by x64 UEFI firmware too (EDK2 before 2013, some vendors)
 	ArchEFIx64HT = 16 // x64 UEFI HTTP Boot
+	ArchEFIArm64 = 11 // arm64 UEFI
+	ArchArm64HT  = 19 // arm64 UEFI HTTP Boot
 )
 
 // ArchName names an architecture for the log.
@@ -72,6 +76,10 @@ func ArchName(a uint16) string {
 		return "x64 UEFI (EFI BC)"
 	case ArchEFIx64HT:
 		return "x64 UEFI HTTP"
+	case ArchEFIArm64:
+		return "arm64 UEFI"
+	case ArchArm64HT:
+		return "arm64 UEFI HTTP"
 	}
 	return fmt.Sprintf("arch %d", a)
 }
@@ -135,6 +143,8 @@ const (
 	IPXEEFI      = "ipxe.efi"
 	ShimEFI      = "shimx64.efi"
 	GrubEFI      = "grubx64.efi" // the name shim loads next to itself; Debian's grubnetx64
+	ShimAA64     = "shimaa64.efi"
+	GrubAA64     = "grubaa64.efi" // what shimaa64 loads: Debian's grubnetaa64
 )
 
 // HTTPLoaderPrefix is where the HTTP handler serves the loaders.
@@ -146,6 +156,9 @@ type Config struct {
 	HTTPBase   string     // the HTTP server as LAN machines reach it: http://ADDR:PORT
 	MenuURL    string     // the iPXE menu (HTTPBase + /boot.ipxe)
 	SecureBoot bool       // UEFI clients get shim -> GRUB (signed by Microsoft and Debian) instead of iPXE
+	// Arm64: arm64 UEFI clients are answered, with Debian's signed arm64 shim and GRUB
+	// (there is no arm64 iPXE in Debian), with and without Secure Boot.
+	Arm64 bool
 }
 
 // Boot is the answer to one client.
@@ -176,6 +189,10 @@ func (cfg *Config) Choose(c Client) (Boot, bool) {
 			return Boot{File: ShimEFI, Via: "tftp"}, true
 		}
 		return Boot{File: IPXEEFI, Via: "tftp"}, true
+	case c.Kind == PXE && c.Arch == ArchEFIArm64 && cfg.Arm64:
+		return Boot{File: ShimAA64, Via: "tftp"}, true
+	case c.Kind == HTTP && c.Arch == ArchArm64HT && cfg.Arm64:
+		return Boot{File: strings.TrimSuffix(cfg.HTTPBase, "/") + HTTPLoaderPrefix + ShimAA64, Via: "http"}, true
 	case c.Kind == HTTP && c.Arch == ArchEFIx64HT:
 		// iPXE even with --secure-boot: Debian 12's signed network GRUB has no http
 		// module, so shim -> GRUB started by HTTP Boot cannot read its menu; a machine

@@ -79,6 +79,8 @@ func checkAnswer(t *testing.T, r *dhcpv4.DHCPv4, typ dhcpv4.MessageType, file, v
 func TestReply(t *testing.T) {
 	sb := testCfg
 	sb.SecureBoot = true
+	arm := testCfg
+	arm.Arm64 = true
 	for _, c := range []struct {
 		name   string
 		cfg    Config
@@ -99,7 +101,12 @@ func TestReply(t *testing.T) {
 		{"UEFI iPXE, Secure Boot", sb, discover(t, "PXEClient:Arch:00007:UNDI:003001", 7, "iPXE"), "http://10.77.0.1:80/boot.ipxe", "PXEClient"},
 		{"not PXE", testCfg, discover(t, "", -1, ""), "", ""},
 		{"not PXE, some vendor", testCfg, discover(t, "MSFT 5.0", -1, ""), "", ""},
-		{"PXE, arm64", testCfg, discover(t, "PXEClient:Arch:00011:UNDI:003000", 11, ""), "", ""},
+		{"PXE, arm64, not served", testCfg, discover(t, "PXEClient:Arch:00011:UNDI:003000", 11, ""), "", ""},
+		{"HTTP Boot, arm64, not served", testCfg, discover(t, "HTTPClient:Arch:00019:UNDI:003001", 19, ""), "", ""},
+		{"PXE, arm64", arm, discover(t, "PXEClient:Arch:00011:UNDI:003000", 11, ""), "shimaa64.efi", "PXEClient"},
+		{"HTTP Boot, arm64", arm, discover(t, "HTTPClient:Arch:00019:UNDI:003001", 19, ""), "http://10.77.0.1:80/boot/shimaa64.efi", "HTTPClient"},
+		{"UEFI PXE, with arm64 served", arm, discover(t, "PXEClient:Arch:00007:UNDI:003000", 7, ""), "ipxe.efi", "PXEClient"},
+		{"HTTP Boot, arm64 arch over PXE", arm, discover(t, "PXEClient:Arch:00019:UNDI:003000", 19, ""), "", ""},
 		{"HTTP Boot, x64 PXE arch", testCfg, discover(t, "HTTPClient", 7, ""), "", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -37,13 +37,22 @@ func InterfaceIPv4(iface string) (netip.Addr, error) {
 const (
 	GrubKernel = "boot/vmlinuz"
 	GrubInitrd = "boot/initrd.img"
+	// arm64 machines' kernel and initramfs, beside the x86 ones.
+	GrubArm64Kernel = "boot/arm64/vmlinuz"
+	GrubArm64Initrd = "boot/arm64/initrd.img"
 )
 
-// GrubMenu returns the generator of the GRUB menu for --secure-boot: the store's images
-// (list, on every request), each booting /boot/vmlinuz and /boot/initrd.img from GRUB's
+// GrubMenu returns the generator of the GRUB menu of machines of arch (amd64: for
+// --secure-boot, arm64: for every arm64 machine): the store's images for that
+// architecture (list, on every request, through bootmenu.ForArch), each booting the
+// architecture's kernel and initramfs (boot/vmlinuz, or boot/arm64/vmlinuz) from GRUB's
 // own server (TFTP) with nowhere.image= naming the image at base (HTTP: the root streams
 // over HTTP as always).
-func GrubMenu(base string, list func(context.Context) ([]bootmenu.Entry, error), o bootmenu.Options) (func(context.Context) ([]byte, error), error) {
+func GrubMenu(base, arch string, list func(context.Context) ([]bootmenu.Entry, error), o bootmenu.Options) (func(context.Context) ([]byte, error), error) {
+	kernel, initrd := GrubKernel, GrubInitrd
+	if arch == "arm64" {
+		kernel, initrd = GrubArm64Kernel, GrubArm64Initrd
+	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--secure-boot: the store's base URL %q is not an http(s) URL", base)
@@ -54,8 +63,8 @@ func GrubMenu(base string, list func(context.Context) ([]bootmenu.Entry, error),
 			return nil, err
 		}
 		return bootmenu.GRUB(bootmenu.Menu{
-			Base: strings.TrimSuffix(base, "/"), Kernel: "/" + GrubKernel, Initrd: "/" + GrubInitrd,
-			Entries: entries, Default: o.Default, Timeout: o.Timeout, Mirrors: o.Mirrors, Append: o.Append,
+			Base: strings.TrimSuffix(base, "/"), Kernel: "/" + kernel, Initrd: "/" + initrd, Entries: bootmenu.ForArch(entries, arch),
+			Default: o.Default, Timeout: o.Timeout, Mirrors: o.Mirrors, Append: o.Append,
 		})
 	}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync/atomic"
 
@@ -59,6 +60,8 @@ type image struct {
 	indexes  map[uint64][]byte
 	latest   []byte // raw pointer file (nil: none)
 	versFile []byte // raw versions file (nil: none)
+	// archLatest are the per-architecture pointers (latest.ARCH), raw, by architecture.
+	archLatest map[string][]byte
 }
 
 // Sync copies images from src to dst.
@@ -204,7 +207,8 @@ func readImage(ctx context.Context, src store.Store, name string, v Verifier) (*
 	if err := index.ValidName(name); err != nil {
 		return nil, err
 	}
-	im := &image{name: name, indexes: map[uint64][]byte{}}
+	im := &image{name: name, indexes: map[uint64][]byte{}, archLatest: map[string][]byte{}}
+	arches := map[string]bool{}
 	optional := func(p string, max int64) ([]byte, error) {
 		b, err := src.File(ctx, p, max)
 		if errors.Is(err, store.ErrNotFound) {
@@ -301,6 +305,35 @@ func readImage(ctx context.Context, src store.Store, name string, v Verifier) (*
 			}
 		}
 		im.indexes[ver] = file
+		if ix.Arch != "" {
+			arches[ix.Arch] = true
+		}
+	}
+	// The pointer of each architecture an index records, checked as latest is.
+	for _, a := range slices.Sorted(maps.Keys(arches)) {
+		pp := store.LatestArchPath(name, a)
+		raw, err := optional(pp, index.MaxPointer)
+		if err != nil || raw == nil {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		text := raw
+		if v != nil {
+			if text, err = v.Pointer(name, raw); err != nil {
+				return nil, fmt.Errorf("%s/%s: %w", src, pp, err)
+			}
+		}
+		p, err := index.ParsePointer(text)
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s: %w", src, pp, err)
+		}
+		file, ok := im.indexes[p.Version]
+		if p.Name != name || !ok || !p.Matches(file) {
+			return nil, fmt.Errorf("%s/%s: does not pin one of the image's indexes (mix-and-match)", src, pp)
+		}
+		im.archLatest[a] = raw
 	}
 	return im, nil
 }
@@ -354,6 +387,11 @@ func writeImage(ctx context.Context, src store.Store, dst store.Writer, im *imag
 			return n, err
 		}
 		n++
+	}
+	for _, a := range slices.Sorted(maps.Keys(im.archLatest)) {
+		if err := withSig(store.LatestArchPath(im.name, a), im.archLatest[a]); err != nil {
+			return n, err
+		}
 	}
 	if err := withSig(store.LatestPath(im.name), im.latest); err != nil {
 		return n, err

@@ -59,6 +59,11 @@ func IndexPath(name string, v uint64) string {
 // LatestPath is the pointer to the current version of an image.
 func LatestPath(name string) string { return "images/" + name + "/latest" }
 
+// LatestArchPath is the pointer to the current version of an image for machines of arch
+// (amd64, arm64): one store can hold an image name for several architectures, each with
+// its own latest.ARCH beside the latest pointer of the architecture published first.
+func LatestArchPath(name, arch string) string { return LatestPath(name) + "." + arch }
+
 // TooLargeError reports a response or file above its limit (endless-data defence).
 type TooLargeError struct {
 	What  string

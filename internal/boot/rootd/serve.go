@@ -104,6 +104,7 @@ func open(spec Spec, m *store.Metrics, log *bootlog.Log) (*served, Ready, error)
 	if err != nil {
 		return nil, Ready{}, err
 	}
+	loc.Arch = runtime.GOARCH // this machine's own version of a multi-architecture image
 	v, err := newVerifier(spec, log)
 	if err != nil {
 		return nil, Ready{}, err
