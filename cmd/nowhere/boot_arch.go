@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 )
@@ -33,10 +34,18 @@ func bootArch(want, kernel string) (string, error) {
 
 // archRoot is where arch's boot loaders and stubs are, at their Debian paths: "/" on a
 // machine of that architecture, else the tree scripts/fetch-kernel.sh ARCH unpacked
-// (.cache/kernel/VERSION/x).
-func archRoot(arch string) (string, error) {
+// (.cache/kernel/VERSION/x): the one the kernel given is in, else the cached one.
+func archRoot(arch, kernel string) (string, error) {
 	if arch == runtime.GOARCH {
 		return "/", nil
+	}
+	if kernel != "" {
+		dir := filepath.Dir(kernel)
+		if _, err := os.Stat(filepath.Join(dir, "done")); err == nil {
+			if st, err := os.Stat(filepath.Join(dir, "x")); err == nil && st.IsDir() {
+				return filepath.Join(dir, "x"), nil
+			}
+		}
 	}
 	kdir, err := cachedKernel(arch)
 	if err != nil {

@@ -166,7 +166,7 @@ func runBootdisk(o bootdiskOptions) error {
 	loaders := bootdisk.DefaultLoaders
 	stub, objcopy := uki.DefaultStub, [2]string{"objcopy", "binutils"}
 	if arch == "arm64" {
-		root, err := archRoot(arch)
+		root, err := archRoot(arch, o.kernel)
 		if err != nil {
 			return err
 		}

@@ -280,7 +280,7 @@ func checkPXE(o serveOptions) (*pxeLAN, error) {
 		if _, err := os.Stat(o.pxe.armInitrd); err != nil {
 			return nil, fmt.Errorf("--arm64-initrd: %w", err)
 		}
-		root, err := archRoot("arm64")
+		root, err := archRoot("arm64", o.pxe.armKernel)
 		if err != nil {
 			return nil, fmt.Errorf("--arm64-kernel: %w", err)
 		}

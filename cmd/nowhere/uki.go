@@ -104,7 +104,7 @@ func runUKI(cmd *cobra.Command, o ukiOptions) error {
 	if o.stub == "" {
 		o.stub = uki.DefaultStub
 		if arch == "arm64" {
-			root, err := archRoot(arch)
+			root, err := archRoot(arch, o.kernel)
 			if err != nil {
 				return err
 			}

@@ -112,11 +112,11 @@ func arm64Build() error {
 			args := append([]string{"bootdisk", "--arch", "arm64", "-o", out, "--image", vm.GuestURL + "/images/" + arm64Image,
 				"--key", env.public, "--append", "console=ttyAMA0 panic=-1 loglevel=4", "--timeout", "1s",
 				"--kernel", filepath.Join(a.kdir, "vmlinuz"), "--modules", filepath.Join(a.kdir, "modules")}, extra...)
-			// From the repository root: off an arm64 machine bootdisk takes the arm64 loaders
-			// (shimaa64, grubaa64, the linuxaa64 stub) from ./.cache/kernel/*-arm64/x, the
-			// tree fetch-kernel.sh unpacked, not from beside --kernel.
+			// Off an arm64 machine bootdisk takes the arm64 loaders (shimaa64, grubaa64, the
+			// linuxaa64 stub) from the tree fetch-kernel.sh unpacked beside --kernel: run from
+			// elsewhere (not the repository), so that is where they must come from.
 			cmd := exec.Command(env.bin, args...)
-			cmd.Dir = env.top
+			cmd.Dir = a.tmp
 			if b, err := cmd.CombinedOutput(); err != nil {
 				return "", fmt.Errorf("nowhere %s: %v\n%s", strings.Join(args, " "), err, b)
 			}
