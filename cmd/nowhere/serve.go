@@ -340,6 +340,8 @@ func (l *pxeLAN) start(port int, st *served, o serveOptions, h http.Handler) (fu
 			files.Generated = map[string]func(context.Context) ([]byte, error){}
 		}
 		files.Generated[pxe.GrubArm64Cfg] = gen
+		dispatch := pxe.GrubDispatch()
+		files.Generated[pxe.GrubCfg] = func(context.Context) ([]byte, error) { return dispatch, nil }
 	}
 	// Before answering anyone: who else answers here?
 	res, err := pxe.Probe(context.Background(), l.iface, o.pxe.wait)

@@ -33,6 +33,8 @@ var pxeStore struct {
 	kernel      string // Debian's signed bzImage (iPXE and GRUB load bzImages)
 	err         error
 	tmp         string
+	arm64       sync.Once // bb published for arm64 too (pxeArm64)
+	arm64Err    error
 }
 
 func pxeSetup(t *testing.T) {
@@ -56,7 +58,7 @@ func pxeSetup(t *testing.T) {
 		root := busyboxRoot(t)
 		img := makeFS(t, root, "squashfs")
 		pxeStore.dir = filepath.Join(pxeStore.tmp, "store")
-		run(t, env.bin, "pack", img, "--store", pxeStore.dir, "--name", "bb", "--progress", "never", "--key", env.secret)
+		run(t, env.bin, "pack", img, "--store", pxeStore.dir, "--name", "bb", "--arch", "amd64", "--progress", "never", "--key", env.secret)
 		pxeStore.initrd = filepath.Join(pxeStore.tmp, "initrd.img")
 		run(t, env.bin, "initramfs", "-o", pxeStore.initrd, "--modules", env.modules, "--key", env.public)
 		pxeStore.kernel = filepath.Join(filepath.Dir(env.kernel), "vmlinuz")
@@ -153,8 +155,23 @@ func start(t *testing.T, h *testnet.Host, out io.Writer, name string, args ...st
 	})
 }
 
+// pxeArm64 publishes the arm64 busybox image in the shared store under the same name, bb,
+// once: one store for both architectures (latest.arm64 beside the x86 latest).
+func pxeArm64(t *testing.T) {
+	t.Helper()
+	arm64Setup(t)
+	pxeStore.arm64.Do(func() {
+		pxeStore.arm64Err = cmdRun(env.bin, "pack", filepath.Join(arm64Store.tmp, "root.squashfs"), "--store", pxeStore.dir,
+			"--name", "bb", "--arch", "arm64", "--progress", "never", "--key", env.secret)
+	})
+	if pxeStore.arm64Err != nil {
+		t.Fatal(pxeStore.arm64Err)
+	}
+}
+
 // pxeVM is one firmware to power on.
 type pxeVM struct {
+	arch     string // "": amd64
 	firmware vm.Firmware
 	nicROM   bool // keep the virtio NIC's iPXE ROM
 	fwCfg    []string
@@ -172,7 +189,7 @@ func (l *pxeLAN) boot(t *testing.T, v pxeVM, timeout time.Duration) (string, flo
 	defer cancel()
 	mark := regexp.MustCompile("E2E-MARK-OK")
 	r, err := vm.Run(ctx, vm.Config{
-		Firmware: v.firmware, NICROM: v.nicROM, FwCfg: v.fwCfg, Tap: l.tap, NetNS: l.swNS,
+		Arch: v.arch, Firmware: v.firmware, NICROM: v.nicROM, FwCfg: v.fwCfg, Tap: l.tap, NetNS: l.swNS,
 		Memory: 1024, CPUs: 1, Accel: "auto", Console: logFile, Expect: []*regexp.Regexp{mark},
 	})
 	at, marked := r.Matches[mark.String()]
@@ -226,7 +243,7 @@ func TestPXE(t *testing.T) {
 			"iPXE", "http://10.77.0.2/boot.ipxe", "nowhere: booting image bb from http://10.77.0.2", "E2E-MARK-OK"}}, 8*time.Minute)
 		t.Logf("SeaBIOS PXE -> iPXE ROM -> menu: power-on to marker %.1f s", s)
 		l.served(t, []string{"PXE (BIOS, iPXE) DISCOVER on port 67: http http://10.77.0.2/boot.ipxe",
-			"GET /boot.ipxe 200", "GET /boot/vmlinuz 200", "GET /boot/initrd.img 200", "GET /images/bb/latest 200"},
+			"GET /boot.ipxe 200", "GET /boot/vmlinuz 200", "GET /boot/initrd.img 200", "GET /images/bb/latest.amd64 200"},
 			[]string{"tftp: "})
 		// A BIOS PXE ROM that is not iPXE (all of qemu's are): a Go DHCP client on the
 		// same LAN asks as one, gets undionly.kpxe, and fetches it by TFTP, byte for byte.
@@ -281,7 +298,7 @@ func TestPXE(t *testing.T) {
 		_, s := l.boot(t, pxeVM{firmware: vm.OVMF, expect: []string{"PXEv4", "iPXE", "nowhere: booting image bb", "E2E-MARK-OK"}}, 8*time.Minute)
 		t.Logf("OVMF PXE -> ipxe.efi by TFTP -> menu: power-on to marker %.1f s", s)
 		l.served(t, []string{"PXE (x64 UEFI) DISCOVER on port 67: tftp ipxe.efi", "read ipxe.efi:",
-			"PXE (x64 UEFI, iPXE) DISCOVER on port 67: http http://10.77.0.2/boot.ipxe", "GET /boot.ipxe 200", "GET /images/bb/latest 200"}, nil)
+			"PXE (x64 UEFI, iPXE) DISCOVER on port 67: http http://10.77.0.2/boot.ipxe", "GET /boot.ipxe 200", "GET /images/bb/latest.amd64 200"}, nil)
 	})
 	t.Run("OVMF-HTTP", func(t *testing.T) {
 		// UEFI HTTP Boot: PXE switched off in the firmware (fw_cfg), so HTTP Boot runs
@@ -291,7 +308,7 @@ func TestPXE(t *testing.T) {
 			expect: []string{"HTTP", "iPXE", "nowhere: booting image bb", "E2E-MARK-OK"}}, 8*time.Minute)
 		t.Logf("OVMF HTTP Boot -> ipxe.efi by HTTP -> menu: power-on to marker %.1f s", s)
 		l.served(t, []string{"HTTP (x64 UEFI HTTP) DISCOVER on port 67: http http://10.77.0.2/boot/ipxe.efi",
-			"GET /boot/ipxe.efi 200", "GET /boot.ipxe 200", "GET /images/bb/latest 200"}, []string{"tftp: "})
+			"GET /boot/ipxe.efi 200", "GET /boot.ipxe 200", "GET /images/bb/latest.amd64 200"}, []string{"tftp: "})
 	})
 	t.Run("SecureBoot", func(t *testing.T) {
 		// OVMF with Secure Boot and Microsoft's keys, by PXE: shim (signed by Microsoft)
@@ -307,9 +324,31 @@ func TestPXE(t *testing.T) {
 			expect: []string{"PXEv4", "nowhere: booting image bb", "Secure Boot is enabled", "E2E-MARK-OK"}}, 8*time.Minute)
 		t.Logf("OVMF Secure Boot PXE -> shim -> GRUB -> kernel: power-on to marker %.1f s", s)
 		l.served(t, []string{"shimx64.efi:", "grubx64.efi:", "grub.cfg:", "boot/vmlinuz:", "boot/initrd.img:",
-			"GET /images/bb/latest 200"}, []string{"ipxe.efi:", "GET /boot.ipxe"})
+			"GET /images/bb/latest.amd64 200"}, []string{"ipxe.efi:", "GET /boot.ipxe"})
 		if strings.Contains(c, "iPXE") {
 			t.Errorf("iPXE ran under Secure Boot")
+		}
+	})
+	t.Run("arm64-SecureBoot", func(t *testing.T) {
+		// An arm64 server on the same LAN, booting from the same store, where bb is also
+		// published for arm64 (latest.arm64 beside x86's latest). AAVMF with Secure Boot
+		// and Microsoft's keys, by PXE (client architecture 11): shimaa64 by TFTP, which
+		// fetches Debian's signed arm64 network GRUB; GRUB reads grub/arm64-efi/grub.cfg,
+		// the menu of arm64 images, and loads the arm64 kernel and initramfs by TFTP; the
+		// boot daemon follows latest.arm64. As for x86 Secure Boot, the LAN's DHCP server
+		// names this server as next-server for arm64 UEFI clients.
+		pxeArm64(t)
+		efi := []string{"--dhcp-match=set:efiarm64,option:client-arch,11", "--dhcp-boot=tag:efiarm64,shimaa64.efi,,10.77.0.2"}
+		l := newPXELAN(t, efi, "--arm64-kernel", filepath.Join(arm64Store.kdir, "vmlinuz"), "--arm64-initrd", arm64Store.initrd,
+			"--arm64-append", "console=ttyAMA0 panic=-1 loglevel=4")
+		c, s := l.boot(t, pxeVM{arch: "arm64", firmware: vm.SecureBoot,
+			expect: []string{"nowhere: booting image bb", "Secure Boot is enabled", "E2E-ARCH: aarch64", "E2E-MARK-OK"}}, 8*time.Minute)
+		t.Logf("arm64 AAVMF Secure Boot PXE -> shimaa64 -> grubaa64 -> kernel: power-on to marker %.1f s", s)
+		l.served(t, []string{"PXE (arm64 UEFI) DISCOVER on port 67: tftp shimaa64.efi", "shimaa64.efi:", "grubaa64.efi:",
+			"grub/arm64-efi/grub.cfg:", "boot/arm64/vmlinuz:", "boot/arm64/initrd.img:", "GET /images/bb/latest.arm64 200"},
+			[]string{"GET /boot.ipxe", "boot/vmlinuz:"})
+		if !strings.Contains(c, "nowhere-root: serving bb version 2") {
+			t.Errorf("the arm64 machine did not boot bb version 2 (the arm64 one):\n%s", tail(c, 40))
 		}
 	})
 }

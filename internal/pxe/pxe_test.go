@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -434,5 +436,28 @@ func TestHTTPLoaders(t *testing.T) {
 		if w := get("GET", p); w.Code != http.StatusTeapot {
 			t.Errorf("GET %s: %d, want it passed on", p, w.Code)
 		}
+	}
+}
+
+// TestGrubDispatch: the grub.cfg both architectures' GRUBs may read is one GRUB's own
+// parser accepts, and it sends each to its architecture's menu.
+func TestGrubDispatch(t *testing.T) {
+	check, err := exec.LookPath("grub-script-check")
+	if err != nil {
+		t.Fatalf("grub-script-check (package grub-common) is needed: %v", err)
+	}
+	cfg := filepath.Join(t.TempDir(), "grub.cfg")
+	os.WriteFile(cfg, GrubDispatch(), 0o644)
+	if out, err := exec.Command(check, cfg).CombinedOutput(); err != nil {
+		t.Errorf("grub-script-check: %v\n%s", err, out)
+	}
+	s := string(GrubDispatch())
+	for _, want := range []string{`"$grub_cpu" = "arm64"`, "$prefix/arm64-efi/grub.cfg", "$prefix/x86_64-efi/grub.cfg"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("dispatch lacks %q:\n%s", want, s)
+		}
+	}
+	if "grub/arm64-efi/grub.cfg" != GrubArm64Cfg || "grub/x86_64-efi/grub.cfg" != GrubArchCfg {
+		t.Errorf("the dispatch names menus the server does not serve")
 	}
 }

@@ -68,3 +68,16 @@ func GrubMenu(base, arch string, list func(context.Context) ([]bootmenu.Entry, e
 		})
 	}, nil
 }
+
+// GrubDispatch is grub/grub.cfg when arm64 machines are served too: Debian's arm64
+// network GRUB reads only $prefix/grub.cfg (x86's reads x86_64-efi/grub.cfg first), so
+// this one file sends each GRUB to its own architecture's menu by $grub_cpu.
+func GrubDispatch() []byte {
+	return []byte(`# nowhere serve --pxe: each architecture's GRUB gets the menu of its own images.
+if [ "$grub_cpu" = "arm64" ]; then
+	configfile $prefix/arm64-efi/grub.cfg
+else
+	configfile $prefix/x86_64-efi/grub.cfg
+fi
+`)
+}
