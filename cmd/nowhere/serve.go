@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"debug/pe"
 	"errors"
 	"fmt"
 	"log"
@@ -36,6 +37,7 @@ type pxeOptions struct {
 	wait       time.Duration
 	// arm64 machines: their kernel, initramfs and kernel command line ("": --boot-append's).
 	armKernel, armInitrd, armAppend string
+	armUKI                          string // what arm64 UEFI HTTP Boot starts
 }
 
 // arm64 says whether arm64 machines are answered too.
@@ -83,7 +85,7 @@ out the addresses (docs/boot.md, "On real hardware").`,
   nowhere serve /srv/nowhere --listen 0.0.0.0:80 --kernel vmlinuz --initrd initrd.img --pxe eth0`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, f := range []string{"secure-boot", "pxe-wait", "arm64-kernel", "arm64-initrd", "arm64-append"} {
+			for _, f := range []string{"secure-boot", "pxe-wait", "arm64-kernel", "arm64-initrd", "arm64-append", "arm64-uki"} {
 				if o.pxe.iface == "" && cmd.Flags().Changed(f) {
 					return fmt.Errorf("--%s needs --pxe IFACE", f)
 				}
@@ -111,6 +113,7 @@ out the addresses (docs/boot.md, "On real hardware").`,
 	f.StringVar(&o.pxe.armKernel, "arm64-kernel", "", "with --pxe: also boot arm64 UEFI machines (PXE and HTTP Boot), with this arm64 kernel (Debian's signed Image), through Debian's signed arm64 shim and GRUB")
 	f.StringVar(&o.pxe.armInitrd, "arm64-initrd", "", "with --arm64-kernel: the nowhere initramfs built from that kernel's modules")
 	f.StringVar(&o.pxe.armAppend, "arm64-append", "", "with --arm64-kernel: the kernel command line of the arm64 menu's entries (default: --boot-append's)")
+	f.StringVar(&o.pxe.armUKI, "arm64-uki", "", "with --pxe: arm64 UEFI HTTP Boot clients start this unified kernel image (nowhere uki --arch arm64, its command line naming the image; signed for Secure Boot)")
 	return cmd
 }
 
@@ -296,6 +299,11 @@ func checkPXE(o serveOptions) (*pxeLAN, error) {
 	if ip, err := netip.ParseAddr(host); host != "" && (err != nil || !ip.IsUnspecified() && ip.Unmap() != addr) {
 		return nil, fmt.Errorf("--pxe %s: --listen %s is not reachable from that LAN: listen on %s or 0.0.0.0", o.pxe.iface, o.listen, addr)
 	}
+	if o.pxe.armUKI != "" {
+		if err := checkArmUKI(o.pxe.armUKI); err != nil {
+			return nil, err
+		}
+	}
 	return &pxeLAN{iface: o.pxe.iface, addr: addr, armLoaders: armLoaders}, nil
 }
 
@@ -360,7 +368,11 @@ func (l *pxeLAN) start(port int, st *served, o serveOptions, h http.Handler) (fu
 	} else {
 		say("pxe: the LAN's DHCP server %v hands out addresses on %s (it offered %v)", res.DHCP[0].Server, l.iface, res.DHCP[0].YourIP)
 	}
-	cfg := pxe.Config{Addr: l.addr, HTTPBase: base, MenuURL: base + bootmenu.ScriptPath, SecureBoot: o.pxe.secureBoot, Arm64: l.armLoaders != nil}
+	if o.pxe.armUKI != "" {
+		files.Loaders = append(files.Loaders, pxe.Loader{Name: pxe.ArmUKI, Path: o.pxe.armUKI})
+	}
+	cfg := pxe.Config{Addr: l.addr, HTTPBase: base, MenuURL: base + bootmenu.ScriptPath, SecureBoot: o.pxe.secureBoot,
+		Arm64: l.armLoaders != nil, Arm64UKI: o.pxe.armUKI != ""}
 	resp, err := pxe.Listen(l.iface, cfg, say)
 	if err != nil {
 		return nil, nil, err
@@ -425,4 +437,23 @@ func (l serveLimits) server(h http.Handler) *http.Server {
 		WriteTimeout:      l.write,
 		IdleTimeout:       l.idle,
 	}
+}
+
+// checkArmUKI checks that file is an arm64 EFI program (a UKI from nowhere uki --arch
+// arm64): firmware that downloads anything else by HTTP Boot only fails later, on screen.
+func checkArmUKI(file string) error {
+	f, err := pe.Open(file)
+	if err != nil {
+		return fmt.Errorf("--arm64-uki %s: not an EFI program: %v", file, err)
+	}
+	defer f.Close()
+	if f.Machine != pe.IMAGE_FILE_MACHINE_ARM64 {
+		return fmt.Errorf("--arm64-uki %s: an EFI program for machine %#x, not arm64", file, f.Machine)
+	}
+	for _, s := range f.Sections {
+		if s.Name == ".linux" {
+			return nil
+		}
+	}
+	return fmt.Errorf("--arm64-uki %s: no .linux section: not a unified kernel image (nowhere uki --arch arm64 makes one)", file)
 }

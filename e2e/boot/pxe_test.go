@@ -351,4 +351,30 @@ func TestPXE(t *testing.T) {
 			t.Errorf("the arm64 machine did not boot bb version 2 (the arm64 one):\n%s", tail(c, 40))
 		}
 	})
+	t.Run("arm64-HTTP-UKI", func(t *testing.T) {
+		// arm64 UEFI HTTP Boot (client architecture 19) with Secure Boot under the snakeoil
+		// key: Debian's signed GRUB has no HTTP, so the answer is a unified kernel image
+		// (nowhere uki --arch arm64, signed, its command line naming bb), which the firmware
+		// downloads, verifies and starts; the boot daemon follows latest.arm64.
+		pxeArm64(t)
+		pass := filepath.Join(t.TempDir(), "pass")
+		os.WriteFile(pass, []byte("snakeoil\n"), 0o600)
+		uki := filepath.Join(t.TempDir(), "nowhereaa64.efi")
+		cmd := exec.Command(env.bin, "uki", "--arch", "arm64", "-o", uki, "--kernel", filepath.Join(arm64Store.kdir, "vmlinuz"),
+			"--initrd", arm64Store.initrd, "--cmdline", "console=ttyAMA0 panic=-1 loglevel=4 nowhere.image=http://10.77.0.2/images/bb",
+			"--sign-key", snakeoilKey, "--sign-cert", snakeoilCert, "--sign-pass-file", pass)
+		cmd.Dir = t.TempDir() // the arm64 stub comes from the tree of --kernel
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nowhere uki --arch arm64: %v\n%s", err, out)
+		}
+		l := newPXELAN(t, nil, "--arm64-uki", uki)
+		c, s := l.boot(t, pxeVM{arch: "arm64", firmware: vm.Snakeoil, fwCfg: pxeOff,
+			expect: []string{"Secure Boot is enabled", "E2E-ARCH: aarch64", "E2E-MARK-OK"}}, 8*time.Minute)
+		t.Logf("arm64 AAVMF snakeoil HTTP Boot -> signed UKI: power-on to marker %.1f s", s)
+		l.served(t, []string{"HTTP (arm64 UEFI HTTP) DISCOVER on port 67: http http://10.77.0.2/boot/nowhereaa64.efi",
+			"GET /boot/nowhereaa64.efi 200", "GET /images/bb/latest.arm64 200"}, []string{"tftp: ", "GET /boot.ipxe"})
+		if !strings.Contains(c, "nowhere-root: serving bb version 2") || strings.Contains(c, "GRUB") {
+			t.Errorf("want the UKI started by the firmware (no GRUB) booting bb version 2 (arm64):\n%s", tail(c, 40))
+		}
+	})
 }

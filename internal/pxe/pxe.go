@@ -10,7 +10,7 @@
 //	  with Secure Boot              -> TFTP shimx64.efi -> grubx64.efi -> grub/grub.cfg
 //	UEFI HTTP Boot (arch 16)        -> http://SERVER/boot/ipxe.efi (Secure Boot off)
 //	arm64 UEFI PXE (arch 11)        -> TFTP shimaa64.efi -> grubaa64.efi -> grub/arm64-efi/grub.cfg
-//	arm64 UEFI HTTP Boot (arch 19)  -> http://SERVER/boot/shimaa64.efi -> grubaa64.efi
+//	arm64 UEFI HTTP Boot (arch 19)  -> http://SERVER/boot/nowhereaa64.efi (a UKI, when given)
 //	iPXE (user class "iPXE")        -> http://SERVER/boot.ipxe
 //
 // docs/boot.md, "On real hardware", has the flags and what was measured.
@@ -144,7 +144,8 @@ const (
 	ShimEFI      = "shimx64.efi"
 	GrubEFI      = "grubx64.efi" // the name shim loads next to itself; Debian's grubnetx64
 	ShimAA64     = "shimaa64.efi"
-	GrubAA64     = "grubaa64.efi" // what shimaa64 loads: Debian's grubnetaa64
+	GrubAA64     = "grubaa64.efi"    // what shimaa64 loads: Debian's grubnetaa64
+	ArmUKI       = "nowhereaa64.efi" // serve --arm64-uki: what arm64 HTTP Boot starts
 )
 
 // HTTPLoaderPrefix is where the HTTP handler serves the loaders.
@@ -156,9 +157,12 @@ type Config struct {
 	HTTPBase   string     // the HTTP server as LAN machines reach it: http://ADDR:PORT
 	MenuURL    string     // the iPXE menu (HTTPBase + /boot.ipxe)
 	SecureBoot bool       // UEFI clients get shim -> GRUB (signed by Microsoft and Debian) instead of iPXE
-	// Arm64: arm64 UEFI clients are answered, with Debian's signed arm64 shim and GRUB
-	// (there is no arm64 iPXE in Debian), with and without Secure Boot.
+	// Arm64: arm64 UEFI PXE clients are answered, with Debian's signed arm64 shim and
+	// GRUB (there is no arm64 iPXE in Debian), with and without Secure Boot.
 	Arm64 bool
+	// Arm64UKI: arm64 UEFI HTTP Boot clients are answered with a unified kernel image
+	// (ArmUKI): Debian's signed GRUB has no HTTP, so shim -> GRUB cannot boot that way.
+	Arm64UKI bool
 }
 
 // Boot is the answer to one client.
@@ -191,8 +195,8 @@ func (cfg *Config) Choose(c Client) (Boot, bool) {
 		return Boot{File: IPXEEFI, Via: "tftp"}, true
 	case c.Kind == PXE && c.Arch == ArchEFIArm64 && cfg.Arm64:
 		return Boot{File: ShimAA64, Via: "tftp"}, true
-	case c.Kind == HTTP && c.Arch == ArchArm64HT && cfg.Arm64:
-		return Boot{File: strings.TrimSuffix(cfg.HTTPBase, "/") + HTTPLoaderPrefix + ShimAA64, Via: "http"}, true
+	case c.Kind == HTTP && c.Arch == ArchArm64HT && cfg.Arm64UKI:
+		return Boot{File: strings.TrimSuffix(cfg.HTTPBase, "/") + HTTPLoaderPrefix + ArmUKI, Via: "http"}, true
 	case c.Kind == HTTP && c.Arch == ArchEFIx64HT:
 		// iPXE even with --secure-boot: Debian 12's signed network GRUB has no http
 		// module, so shim -> GRUB started by HTTP Boot cannot read its menu; a machine

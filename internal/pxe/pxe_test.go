@@ -82,7 +82,9 @@ func TestReply(t *testing.T) {
 	sb := testCfg
 	sb.SecureBoot = true
 	arm := testCfg
-	arm.Arm64 = true
+	arm.Arm64, arm.Arm64UKI = true, true
+	armPXE := testCfg
+	armPXE.Arm64 = true
 	for _, c := range []struct {
 		name   string
 		cfg    Config
@@ -106,7 +108,8 @@ func TestReply(t *testing.T) {
 		{"PXE, arm64, not served", testCfg, discover(t, "PXEClient:Arch:00011:UNDI:003000", 11, ""), "", ""},
 		{"HTTP Boot, arm64, not served", testCfg, discover(t, "HTTPClient:Arch:00019:UNDI:003001", 19, ""), "", ""},
 		{"PXE, arm64", arm, discover(t, "PXEClient:Arch:00011:UNDI:003000", 11, ""), "shimaa64.efi", "PXEClient"},
-		{"HTTP Boot, arm64", arm, discover(t, "HTTPClient:Arch:00019:UNDI:003001", 19, ""), "http://10.77.0.1:80/boot/shimaa64.efi", "HTTPClient"},
+		{"HTTP Boot, arm64", arm, discover(t, "HTTPClient:Arch:00019:UNDI:003001", 19, ""), "http://10.77.0.1:80/boot/nowhereaa64.efi", "HTTPClient"},
+		{"HTTP Boot, arm64, no UKI", armPXE, discover(t, "HTTPClient:Arch:00019:UNDI:003001", 19, ""), "", ""},
 		{"UEFI PXE, with arm64 served", arm, discover(t, "PXEClient:Arch:00007:UNDI:003000", 7, ""), "ipxe.efi", "PXEClient"},
 		{"HTTP Boot, arm64 arch over PXE", arm, discover(t, "PXEClient:Arch:00019:UNDI:003000", 19, ""), "", ""},
 		{"HTTP Boot, x64 PXE arch", testCfg, discover(t, "HTTPClient", 7, ""), "", ""},
