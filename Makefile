@@ -64,9 +64,10 @@ test-short:
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
+# make demo ARCH=arm64: an arm64 machine booting the arm64 Debian image (scripts/demo.sh).
+ARCH ?= amd64
 demo: check-go build
-	scripts/install-deps.sh demo
-	scripts/demo.sh
+	DEMO_ARCH=$(ARCH) scripts/demo.sh
 
 bench: build
 	scripts/install-deps.sh bench

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages nowhere's build, tests and demo need, only those missing.
-# Usage: scripts/install-deps.sh [test|demo|bench]...
+# Usage: scripts/install-deps.sh [test|demo|bench|arm64]...   (arm64: what make demo ARCH=arm64
+# needs beyond demo: the arm64 machine and firmware, qemu-user-static for the arm64 root)
 set -euo pipefail
 want=("$@"); [ ${#want[@]} -gt 0 ] || want=(test)
 "$(dirname "$0")/check-go.sh" # Go >= go.mod's, bootstrapped into .cache/go when missing (Debian 12 has 1.19)
@@ -65,7 +66,14 @@ for w in "${want[@]}"; do
       [ -e /usr/share/AAVMF/AAVMF_CODE.ms.fd ] || pkgs+=(qemu-efi-aarch64)
       need aarch64-linux-gnu-objcopy binutils-aarch64-linux-gnu   # writes arm64 PE images: nowhere uki --arch arm64
       ;;
-    *) echo "install-deps: unknown set '$w' (want test, demo or bench)" >&2; exit 2 ;;
+    arm64)
+      need qemu-system-aarch64 qemu-system-arm
+      [ -e /usr/share/AAVMF/AAVMF_CODE.ms.fd ] || pkgs+=(qemu-efi-aarch64)
+      [ -e /usr/bin/qemu-aarch64-static ] || pkgs+=(qemu-user-static)   # runs the arm64 root's maintainer scripts
+      need aarch64-linux-gnu-objcopy binutils-aarch64-linux-gnu
+      need debootstrap debootstrap
+      ;;
+    *) echo "install-deps: unknown set '$w' (want test, demo, bench or arm64)" >&2; exit 2 ;;
   esac
 done
 [ -e /etc/ssl/certs/ca-certificates.crt ] || pkgs+=(ca-certificates)

@@ -6,20 +6,22 @@
 #   e2e.check      after multi-user.target: check the root daemon, print E2E-SYSTEMD-OK,
 #                  power off (tests)
 # The root account has no password (log in on the console of your own VM).
-# Usage: scripts/mkimage-debian.sh [v1|v2]   Prints the image's path. Cached in .cache/images,
-# rebuilt when this script or the root changes.
+# Usage: scripts/mkimage-debian.sh [v1|v2] [amd64|arm64]   Prints the image's path. Cached in
+# .cache/images, rebuilt when this script or the root changes.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 want=${1:-v1}
-root=$("$top/scripts/mkroot-debian.sh" "$want")
-out="$top/.cache/images/debian-$want.squashfs"
+arch=${2:-amd64}
+root=$("$top/scripts/mkroot-debian.sh" "$want" "$arch")
+suffix=""; [ "$arch" = amd64 ] || suffix="-$arch"
+out="$top/.cache/images/debian-$want$suffix.squashfs"
 mkdir -p "$top/.cache/images"
 exec 9>"$out.lock"
 flock 9 # one builder at a time (a test and the demo may ask at once)
 stamp="$(sha256sum "$0" | cut -c1-16)-$(stat -c %Y "$root.done")"
 if [ -f "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then echo "$out"; exit 0; fi
 command -v mksquashfs >/dev/null || { echo "mkimage: mksquashfs missing (apt-get install squashfs-tools)" >&2; exit 1; }
-work=$(mktemp -d "$top/.cache/images/.debian-$want.XXXXXX")
+work=$(mktemp -d "$top/.cache/images/.debian-$want$suffix.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 echo "mkimage: copying $root" >&2
 cp -a "$root" "$work/root"

@@ -25,7 +25,7 @@ log() { echo "mkroot: $*" >&2; }
 # foreign makes the kernel run arch's binaries (the chroot's) through qemu-user-static.
 foreign() {
   [ "$arch" = "$(dpkg --print-architecture)" ] && return 0
-  local conf=/usr/lib/binfmt.d/qemu-aarch64-static.conf
+  local conf=/usr/lib/binfmt.d/qemu-aarch64.conf
   [ -f "$conf" ] || { log "qemu-user-static missing: it runs the $arch root's maintainer scripts here (apt-get install qemu-user-static)"; exit 1; }
   [ -f /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
   if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
