@@ -20,6 +20,9 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
+// maxExpires is the longest --expires pack accepts.
+const maxExpires = 36500 * 24 * time.Hour
+
 type packOptions struct {
 	store    string
 	name     string
@@ -147,6 +150,14 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 		d, err := units.ParseDuration(o.expires)
 		if err != nil {
 			return fmt.Errorf("--expires: %w", err)
+		}
+		// An index that is expired when published can never be booted; one that outlives
+		// a century is a typo (and near the edge of what a time can hold).
+		if d <= 0 {
+			return fmt.Errorf("--expires %s: an image that expires when published cannot be booted: give a positive duration (e.g. 30d), or leave --expires out for never", o.expires)
+		}
+		if d > maxExpires {
+			return fmt.Errorf("--expires %s: at most 36500d (100 years); leave --expires out for never", o.expires)
 		}
 		expires = time.Now().Add(d).UTC().Truncate(time.Second)
 	}

@@ -123,3 +123,26 @@ func TestPackFromDirBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestPackRefusesBadExpiry: an --expires that would publish an already expired index (0,
+// negative), or overflow into the past (292 years and more), is refused in one line, with
+// a non-zero exit and nothing published.
+func TestPackRefusesBadExpiry(t *testing.T) {
+	bin := fsPackBinary(t)
+	store := filepath.Join(t.TempDir(), "store")
+	img := filepath.Join(t.TempDir(), "img")
+	os.WriteFile(img, make([]byte, 1<<20), 0o644)
+	for expires, want := range map[string]string{
+		"0s": "expires when published", "0d": "expires when published", "-1h": "want e.g.",
+		"106752d": "longer than", "300y": "want e.g.", "36501d": "at most 36500d",
+	} {
+		_, errs, code := fsPackRun(t, bin, "pack", img, "--store", store, "--name", "x", "--expires", expires)
+		lines := strings.Split(strings.TrimSpace(errs), "\n")
+		if code == 0 || len(lines) != 1 || !strings.Contains(lines[0], want) {
+			t.Errorf("--expires %s: exit %d, stderr %q; want one line saying %q", expires, code, errs, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(store, "images")); err == nil {
+		t.Error("a refused pack published something")
+	}
+}

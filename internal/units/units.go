@@ -3,6 +3,7 @@ package units
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -67,6 +68,10 @@ func ParseDuration(s string) (time.Duration, error) {
 	if strings.HasSuffix(s, "d") {
 		n, err := strconv.ParseFloat(strings.TrimSuffix(s, "d"), 64)
 		if err == nil && n >= 0 {
+			// A time.Duration holds 292 years: beyond, the conversion would wrap.
+			if n*24*float64(time.Hour) >= math.MaxInt64 {
+				return 0, fmt.Errorf("duration %q: longer than the %d days a duration can hold", s, int64(math.MaxInt64/int64(24*time.Hour)))
+			}
 			return time.Duration(n * 24 * float64(time.Hour)), nil
 		}
 	}

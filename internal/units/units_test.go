@@ -53,7 +53,8 @@ func TestParseDuration(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %s, %v; want %s", s, got, err, want)
 		}
 	}
-	for _, s := range []string{"", "d", "-1d", "-5s", "soon", "10", "1w"} {
+	// 106752d and more do not fit a time.Duration: refused, never wrapped around.
+	for _, s := range []string{"", "d", "-1d", "-5s", "soon", "10", "1w", "106752d", "1e9d", "3000000h"} {
 		if d, err := ParseDuration(s); err == nil {
 			t.Errorf("ParseDuration(%q) = %s, want an error", s, d)
 		}
