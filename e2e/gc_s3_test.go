@@ -96,7 +96,7 @@ func TestGCWithConcurrentPackS3(t *testing.T) {
 		t.Fatal("the test's pack did not reach the point before publishing")
 	}
 
-	gc := startNowhere(t, "gc", bucket, "--keep", "1", "--grace", "0")
+	gc := startNowhere(t, "gc", bucket, "--keep", "1", "--keep-within", "0", "--grace", "0")
 	if !waitFor(time.Minute, func() bool { return strings.Contains(gc.stderr(), "waiting for the pack or sync writing to "+bucket) }) {
 		t.Fatalf("gc did not say it waits for the pack: it %s\nstdout: %s\nstderr: %s", gc.state(), gc.stdout(), gc.stderr())
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"os/exec"
@@ -49,7 +50,7 @@ func TestGCWithConcurrentPack(t *testing.T) {
 
 	// Dry run: says what would go (os@1 and exactly the chunks only it uses), removes nothing.
 	stored := chunkSet(t, st)
-	dry := mustNowhere(t, "gc", st, "--keep", "1", "--grace", "0", "--dry-run", "--list").stdout
+	dry := mustNowhere(t, "gc", st, "--keep", "1", "--keep-within", "0", "--grace", "0", "--dry-run", "--list").stdout
 	if !strings.Contains(dry, "versions: would remove 1 (os@1)") {
 		t.Fatalf("gc --dry-run does not name os@1:\n%s", dry)
 	}
@@ -82,7 +83,7 @@ func TestGCWithConcurrentPack(t *testing.T) {
 			unlock()
 		}
 	}()
-	gc := startNowhere(t, "gc", st, "--keep", "1", "--grace", "0")
+	gc := startNowhere(t, "gc", st, "--keep", "1", "--keep-within", "0", "--grace", "0")
 	if !waitFor(time.Minute, func() bool { return strings.Contains(gc.stderr(), "waiting for the pack or sync writing to "+st) }) {
 		t.Fatalf("gc did not say it waits for the lock: it %s\nstdout: %s\nstderr: %s", gc.state(), gc.stdout(), gc.stderr())
 	}
@@ -149,7 +150,7 @@ func TestGCWithConcurrentPack(t *testing.T) {
 		verifyAndReadBack(t, st, img, "round "+itoa(round))
 	})
 	// In the end only the latest version and its chunks remain.
-	mustNowhere(t, "gc", st, "--keep", "1", "--grace", "0")
+	mustNowhere(t, "gc", st, "--keep", "1", "--keep-within", "0", "--grace", "0")
 	if got, want := chunkSet(t, st), indexChunks(t, st, "os", 8); !maps.Equal(got, want) {
 		t.Errorf("after the last gc --keep 1: %d chunk files, want the %d of os@8", len(got), len(want))
 	}
@@ -314,11 +315,52 @@ func packAndGCRace(t *testing.T, rounds int, imgs [2]string, pack func(img strin
 		var packRes, gcRes result
 		wg.Add(2)
 		go func() { defer wg.Done(); packRes = pack(img) }()
-		go func() { defer wg.Done(); gcRes = runNowhere(t, "gc", store, "--keep", "1", "--grace", "0") }()
+		go func() {
+			defer wg.Done()
+			gcRes = runNowhere(t, "gc", store, "--keep", "1", "--keep-within", "0", "--grace", "0")
+		}()
 		wg.Wait()
 		if packRes.code != 0 || gcRes.code != 0 {
 			t.Fatalf("round %d: pack exit %d: %s; gc exit %d: %s", round, packRes.code, packRes.stderr, gcRes.code, gcRes.stderr)
 		}
 		check(img, round)
+	}
+}
+
+// TestMountSurvivesDefaultGC: a machine that mounted version 1 keeps reading all of it
+// after two new versions are published (sharing none of its chunks) and gc runs with its
+// default policy (--keep 3 --keep-within 7d) and no grace period: version 1 was current
+// within the window, so its chunks stay. Then the same gc with --keep-within 0 removes it,
+// proving the window (not the grace period or --keep) kept it.
+func TestMountSurvivesDefaultGC(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	st := filepath.Join(dir, "store")
+	var imgs []string
+	for i := range 3 {
+		img := filepath.Join(dir, fmt.Sprintf("v%d.img", i+1))
+		randomFile(t, img, 4<<20, uint64(10+i))
+		imgs = append(imgs, img)
+	}
+	pack := func(img string) {
+		mustNowhere(t, "pack", img, "--store", st, "--name", "os", "--progress", "never", "--key", secretKey)
+	}
+	pack(imgs[0])
+	m := mountDaemon(t, st+"/images/os", "os")
+	pack(imgs[1])
+	pack(imgs[2])
+	// --keep 1: only the default window can keep version 1 (it is not among the newest).
+	out := mustNowhere(t, "gc", st, "--keep", "1", "--grace", "0").stdout
+	if !strings.Contains(out, "kept only by --keep-within") || !strings.Contains(out, "os@1") {
+		t.Errorf("gc with the default window does not say it keeps os@1 for it:\n%s", out)
+	}
+	want, _ := fileSHA256(imgs[0])
+	if got, err := fileSHA256(m.file); err != nil || got != want {
+		t.Fatalf("reading version 1 through the mount after gc: %v (sha256 %s, want %s)", err, got, want)
+	}
+	m.unmount(t)
+	out = mustNowhere(t, "gc", st, "--keep", "1", "--keep-within", "0", "--grace", "0").stdout
+	if !strings.Contains(out, "versions: removed 2 (os@1 os@2)") {
+		t.Errorf("gc --keep-within 0 did not remove os@1 and os@2:\n%s", out)
 	}
 }

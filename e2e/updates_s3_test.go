@@ -157,7 +157,7 @@ func TestS3Store(t *testing.T) {
 		t.Fatalf("pack wrote no object for the index: %v", err)
 	}
 	ls := mustNowhere(t, "ls", bucket, "--key", pub).stdout
-	if !regexp.MustCompile(`(?m)^os\s+1\s+3\.0 MiB`).MatchString(ls) || !regexp.MustCompile(`(?m)^os\s+2\s+latest\s+4\.0 MiB`).MatchString(ls) {
+	if !regexp.MustCompile(`(?m)^os\s+1\s+any\s+3\.0 MiB`).MatchString(ls) || !regexp.MustCompile(`(?m)^os\s+2\s+latest\s+any\s+4\.0 MiB`).MatchString(ls) {
 		t.Fatalf("ls %s:\n%s", bucket, ls)
 	}
 	state := filepath.Join(dir, "state")
@@ -209,7 +209,7 @@ func TestS3Store(t *testing.T) {
 
 	// gc in the bucket.
 	s.useCredentials(t, true)
-	r = mustNowhere(t, "gc", bucket, "--keep", "1", "--grace", "0", "--key", key, "--password-file", pw)
+	r = mustNowhere(t, "gc", bucket, "--keep", "1", "--keep-within", "0", "--grace", "0", "--key", key, "--password-file", pw)
 	if !strings.Contains(r.stdout, "removed 1 (os@1)") {
 		t.Fatalf("gc of the bucket:\n%s", r.stdout)
 	}

@@ -114,7 +114,7 @@ func TestTempFilesOfAnInterruptedPack(t *testing.T) {
 		t.Errorf("verify's summary does not count 0 problems and 3 warnings:\n%s", r.stdout)
 	}
 
-	dry := mustNowhere(t, "gc", store, "--keep", "1", "--dry-run").stdout
+	dry := mustNowhere(t, "gc", store, "--keep", "1", "--keep-within", "0", "--dry-run").stdout
 	if !strings.Contains(dry, "temporary files of interrupted writers: would remove 2 (50 B); 1 kept for the grace period") {
 		t.Errorf("gc --dry-run does not count the 2 stale temporary files:\n%s", dry)
 	}
@@ -124,7 +124,7 @@ func TestTempFilesOfAnInterruptedPack(t *testing.T) {
 		}
 	}
 
-	out := mustNowhere(t, "gc", store, "--keep", "1").stdout
+	out := mustNowhere(t, "gc", store, "--keep", "1", "--keep-within", "0").stdout
 	if !strings.Contains(out, "temporary files of interrupted writers: removed 2 (50 B)") {
 		t.Errorf("gc does not report removing the 2 stale temporary files:\n%s", out)
 	}

@@ -16,7 +16,8 @@ import (
 )
 
 type gcOptions struct {
-	keep     int
+	keep       int
+	keepWithin time.Duration
 	grace    time.Duration
 	dryRun   bool
 	list     bool
@@ -27,11 +28,16 @@ type gcOptions struct {
 func newGCCommand() *cobra.Command {
 	var o gcOptions
 	cmd := &cobra.Command{
-		Use:   "gc STORE --keep N",
+		Use:   "gc STORE [--keep N] [--keep-within DURATION]",
 		Short: "Remove old versions and the chunks no kept version references",
-		Long: `Gc keeps the newest N versions of every image in STORE (a directory or
-s3://BUCKET/PREFIX), and always the one latest points to, removes the other versions'
-index files, then every chunk that no kept version references.
+		Long: `Gc keeps the newest --keep versions of every image in STORE (a directory or
+s3://BUCKET/PREFIX), of each architecture an image is published for, and always the ones
+latest and latest.ARCH point to; it also keeps every version that was current within
+--keep-within (published, or replaced by a newer one, that recently): a machine that
+booted a version keeps reading that version's chunks for as long as it runs, so the
+window is how long a machine may stay up without a reboot. It removes the other
+versions' index files, then every chunk that no kept version references. The default
+policy is --keep 3 --keep-within 7d; --dry-run says which versions only the window keeps.
 
 A pack or sync into the same store may run at the same time: they hold the store's lock
 shared, gc holds it exclusive (a flock on STORE/.nowhere-lock in a directory, marker
@@ -40,7 +46,8 @@ about to be published needs. Chunks modified within --grace are kept anyway (for
 that take no lock: another host writing over NFS without flock, other tools). Temporary files that an interrupted pack or sync
 left in a directory store are removed once older than --grace too. Signed versions
 files are re-signed with --key.`,
-		Example: `  nowhere gc ./store --keep 3 --dry-run
+		Example: `  nowhere gc ./store --dry-run
+  nowhere gc ./store --keep 3 --keep-within 30d --dry-run
   nowhere gc ./store --keep 3 --dry-run --list
   nowhere gc /srv/nowhere --keep 2 --key publisher.key --password-file pw`,
 		Args: cobra.ExactArgs(1),
@@ -49,15 +56,19 @@ files are re-signed with --key.`,
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&o.keep, "keep", 0, "versions to keep per image (at least 1)")
+	f.IntVar(&o.keep, "keep", 3, "versions to keep per image and architecture (at least 1)")
+	durationVar(f, &o.keepWithin, "keep-within", defaultKeepWithin, "also keep every version current (published, or replaced) within this long: how long a machine may stay up on a version (0: no window)")
 	durationVar(f, &o.grace, "grace", time.Hour, "keep unreferenced chunks modified more recently than this")
 	f.BoolVar(&o.dryRun, "dry-run", false, "only show what would be removed")
 	f.BoolVar(&o.list, "list", false, "also print every chunk and temporary file removed (or, with --dry-run, that would be)")
 	f.StringVar(&o.key, "key", "", "secret key to re-sign the versions files of signed images")
 	f.StringVar(&o.password, "password-file", "", "the secret key's password is the first line of this file")
-	_ = cmd.MarkFlagRequired("keep")
 	return cmd
 }
+
+// defaultKeepWithin is gc's window: a machine rebooted at least weekly never loses the
+// chunks of the version it runs (docs/updates.md).
+const defaultKeepWithin = 7 * 24 * time.Hour
 
 func runGC(ctx context.Context, loc string, o gcOptions) error {
 	if o.keep < 1 {
@@ -93,7 +104,7 @@ func runGC(ctx context.Context, loc string, o gcOptions) error {
 		return err
 	}
 	defer lk.unlock()
-	res, err := gc.Run(lk.ctx, s, gc.Options{Keep: o.keep, Grace: o.grace, DryRun: o.dryRun, Signer: signer, Held: lk.held})
+	res, err := gc.Run(lk.ctx, s, gc.Options{Keep: o.keep, KeepWithin: o.keepWithin, Grace: o.grace, DryRun: o.dryRun, Signer: signer, Held: lk.held})
 	if err != nil {
 		return fmt.Errorf("gc %s: %w", loc, lk.explain(err))
 	}
@@ -103,6 +114,10 @@ func runGC(ctx context.Context, loc string, o gcOptions) error {
 	}
 	fmt.Printf("gc %s: %s; keeping %s (%s)\n", loc, units.Count(res.Images, "image"), units.Count(len(res.KeptVersions), "version"), strings.Join(res.KeptVersions, " "))
 	fmt.Printf("  versions: %s %d (%s)\n", verb, len(res.RemovedVersions), strings.Join(res.RemovedVersions, " "))
+	if len(res.WindowVersions) > 0 {
+		fmt.Printf("  kept only by --keep-within %s (current that recently; a machine may still run them): %s\n",
+			o.keepWithin, strings.Join(res.WindowVersions, " "))
+	}
 	fmt.Printf("  chunks:   %d referenced; %s %d (%s); %d unreferenced kept for the %s grace period (%s)\n",
 		res.Referenced, verb, res.Removed, units.Bytes(res.RemovedBytes), res.Young, o.grace, units.Bytes(res.YoungBytes))
 	if res.Temps > 0 || res.YoungTemps > 0 {

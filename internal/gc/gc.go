@@ -44,9 +44,14 @@ type TempStore interface {
 
 // Options control a collection.
 type Options struct {
-	Keep   int           // versions kept per image (at least 1); latest's is always kept
-	Grace  time.Duration // unreferenced chunks modified more recently are kept
-	DryRun bool          // only count
+	Keep int // versions kept per image and architecture (at least 1); latest's is always kept
+	// KeepWithin also keeps every version that was current within this long before now:
+	// published within it, or replaced (by the next version of its architecture) within
+	// it. A machine that booted a version before it was replaced keeps reading its
+	// chunks: this is how long such a machine may stay up (0: no window).
+	KeepWithin time.Duration
+	Grace      time.Duration // unreferenced chunks modified more recently are kept
+	DryRun     bool          // only count
 	// Signer re-signs the versions files of signed images whose versions gc removes.
 	Signer catalog.Signer
 	Now    func() time.Time
@@ -68,6 +73,7 @@ type Result struct {
 	Images          int
 	KeptVersions    []string // NAME@V
 	RemovedVersions []string
+	WindowVersions  []string   // of KeptVersions, those kept only by KeepWithin
 	Referenced      int        // distinct chunks the kept versions reference
 	Removed         int        // chunks removed
 	RemovedChunks   []chunk.ID // which, in the store's listing order
@@ -197,22 +203,35 @@ func collectImage(ctx context.Context, s Store, name string, opt Options, res *R
 	if err != nil {
 		return err
 	}
-	arches, err := versionArches(ctx, s, name)
+	described, err := describeVersions(ctx, s, name)
 	if err != nil {
 		return err
 	}
 	// Keep applies per architecture: an image published for amd64 and arm64 keeps the
 	// newest Keep versions of each, so frequent amd64 updates never collect arm64's.
-	var keep, drop []uint64
+	var keep, drop, window []uint64
 	newer := map[string]int{}
+	replacedAt := map[string]time.Time{} // per architecture: when the newer version came
+	since := opt.Now().Add(-opt.KeepWithin)
 	for _, v := range slices.Backward(listed) {
-		a := arches[v]
-		if newer[a] < opt.Keep || pinned[v] {
+		d := described[v]
+		a := d.Arch
+		current := opt.KeepWithin > 0 && (!d.Created.Before(since) || !replacedAt[a].IsZero() && !replacedAt[a].Before(since))
+		switch {
+		case newer[a] < opt.Keep || pinned[v]:
 			keep = append(keep, v)
-		} else {
+		case current:
+			keep = append(keep, v)
+			window = append(window, v)
+		default:
 			drop = append(drop, v)
 		}
 		newer[a]++
+		replacedAt[a] = d.Created
+	}
+	slices.Sort(window)
+	for _, v := range window {
+		res.WindowVersions = append(res.WindowVersions, fmt.Sprintf("%s@%d", name, v))
 	}
 	slices.Sort(keep)
 	slices.Sort(drop)
@@ -311,16 +330,16 @@ func pointedTo(ctx context.Context, s Store, name string) (map[uint64]bool, erro
 	return pinned, nil
 }
 
-// versionArches returns the architecture of each version of image name ("": any), from
-// its versions file, or from the indexes it does not describe.
-func versionArches(ctx context.Context, s Store, name string) (map[uint64]string, error) {
+// describeVersions describes each version of image name (its architecture and when it
+// was published), from its versions file, or from the indexes it does not describe.
+func describeVersions(ctx context.Context, s Store, name string) (map[uint64]catalog.Version, error) {
 	vs, err := catalog.Rebuild(ctx, s, name, nil)
 	if err != nil {
 		return nil, err
 	}
-	arches := map[uint64]string{}
+	m := map[uint64]catalog.Version{}
 	for _, v := range vs.Versions {
-		arches[v.Version] = v.Arch
+		m[v.Version] = v
 	}
-	return arches, nil
+	return m, nil
 }

@@ -54,6 +54,12 @@ func packBlocks(t *testing.T, d *store.Dir, name string, seeds ...uint64) uint64
 // packArchBlocks is packBlocks for an image of architecture arch ("": any).
 func packArchBlocks(t *testing.T, d *store.Dir, name, arch string, seeds ...uint64) uint64 {
 	t.Helper()
+	return packFinished(t, d, name, func(ix *index.Index) error { ix.Arch = arch; return nil }, seeds...)
+}
+
+// packFinished is packBlocks with finish changing the index before it is published.
+func packFinished(t *testing.T, d *store.Dir, name string, finish func(*index.Index) error, seeds ...uint64) uint64 {
+	t.Helper()
 	var img []byte
 	for _, s := range seeds {
 		img = append(img, block(s)...)
@@ -63,7 +69,7 @@ func packArchBlocks(t *testing.T, d *store.Dir, name, arch string, seeds ...uint
 		t.Fatal(err)
 	}
 	res, err := pack.Run(context.Background(), bytes.NewReader(img), d, pack.Options{Name: name, Spec: spec,
-		Finish: func(ix *index.Index) error { ix.Arch = arch; return nil }})
+		Finish: finish})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/catalog"
 	"github.com/nowhere-boot/nowhere/internal/chunk"
@@ -127,5 +128,35 @@ func TestKeepIsPerArchitecture(t *testing.T) {
 	}
 	if vs, err := catalog.Listed(ctx, d, "os"); err != nil || !slices.Equal(vs, []uint64{2, 4}) {
 		t.Errorf("versions left: %v (%v), want 2 and 4", vs, err)
+	}
+}
+
+// TestKeepWithin: --keep-within keeps every version that was current within the window,
+// published or replaced that recently (a machine that booted it may still run it), and
+// says which versions only the window keeps. os@1 is published on day 0, os@2 on day 20,
+// os@3 on day 21; with --keep 1 and a 7-day window, on day 25 all three stay (os@1 was
+// replaced on day 20), on day 30 only os@3.
+func TestKeepWithin(t *testing.T) {
+	ctx := context.Background()
+	d, _ := openStore(t)
+	day0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, day := range []int{0, 20, 21} {
+		created := day0.AddDate(0, 0, day)
+		packFinished(t, d, "os", func(ix *index.Index) error { ix.Created = created; return nil }, uint64(20+i))
+	}
+	at := func(day int) func() time.Time { return func() time.Time { return day0.AddDate(0, 0, day) } }
+	res, err := gc.Run(ctx, d, gc.Options{Keep: 1, KeepWithin: 7 * 24 * time.Hour, DryRun: true, Now: at(25)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.RemovedVersions) != 0 || !slices.Equal(res.WindowVersions, []string{"os@1", "os@2"}) {
+		t.Errorf("day 25: removes %v, window keeps %v; want nothing removed, os@1 and os@2 kept by the window", res.RemovedVersions, res.WindowVersions)
+	}
+	res, err = gc.Run(ctx, d, gc.Options{Keep: 1, KeepWithin: 7 * 24 * time.Hour, Now: at(30)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.RemovedVersions, []string{"os@1", "os@2"}) || len(res.WindowVersions) != 0 || !slices.Equal(res.KeptVersions, []string{"os@3"}) {
+		t.Errorf("day 30: kept %v, removed %v, window %v; want os@3 kept, os@1 and os@2 removed", res.KeptVersions, res.RemovedVersions, res.WindowVersions)
 	}
 }
