@@ -359,7 +359,7 @@ func TestMountSurvivesDefaultGC(t *testing.T) {
 		t.Fatalf("reading version 1 through the mount after gc: %v (sha256 %s, want %s)", err, got, want)
 	}
 	m.unmount(t)
-	out = mustNowhere(t, "gc", st, "--keep", "1", "--keep-within", "0", "--grace", "0").stdout
+	out = mustNowhere(t, "gc", st, "--keep", "1", "--keep-within", "0", "--grace", "0", "--key", secretKey).stdout
 	if !strings.Contains(out, "versions: removed 2 (os@1 os@2)") {
 		t.Errorf("gc --keep-within 0 did not remove os@1 and os@2:\n%s", out)
 	}

@@ -159,6 +159,20 @@ func TestMountRefusesBadMountpoints(t *testing.T) {
 	if _, err := os.Stat(missing); err == nil {
 		t.Errorf("mount created the missing mountpoint %s", missing)
 	}
+	// A bad option the background process finds (not the parent): its own error, not
+	// "exited before it was ready".
+	mnt := t.TempDir()
+	for _, daemon := range []bool{false, true} {
+		args := []string{"mount", src, mnt, "--key", publicKey, "--readahead", "12Q"}
+		if daemon {
+			args = append(args, "--daemon")
+		}
+		r := runNowhere(t, args...)
+		assertOneLineError(t, strings.Join(args[5:], " "), r, "--readahead", "12Q")
+		if strings.Contains(r.stderr, "before it was ready") {
+			t.Errorf("%v: the parent hid the child's error: %s", args, r.stderr)
+		}
+	}
 	// The busy mount is untouched.
 	if got := readImageRange(t, busy.file, 0, 4096); !bytes.Equal(got, readImageRange(t, f.images["erofs"], 0, 4096)) {
 		t.Error("the existing mount broke")

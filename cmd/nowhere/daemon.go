@@ -17,6 +17,14 @@ import (
 // mount is usable (or with the reason it is not).
 const readyEnv = "NOWHERE_READY_FD"
 
+// quietEnv tells a child started without --log that its output so far went to a file
+// only the parent reads (for the reason of a failed start): once ready, it sends its
+// output to /dev/null, so a long-running daemon never fills a file nobody sees.
+const quietEnv = "NOWHERE_DAEMON_QUIET"
+
+// startupOutput bounds what the parent reads of a failed child's output.
+const startupOutput = 64 << 10
+
 func daemonize(logFile string) error {
 	exe, err := os.Executable()
 	if err != nil {
@@ -29,23 +37,35 @@ func daemonize(logFile string) error {
 	if err != nil {
 		return err
 	}
-	out, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	// The child's output: the --log file, or an unlinked temporary file that only this
+	// process can read back; either way, what the child said before it failed.
+	env := append(os.Environ(), readyEnv+"=3")
+	var out *os.File
+	var from int64
 	if logFile != "" {
-		out, err = os.OpenFile(logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if out, err = os.OpenFile(logFile, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+			return fmt.Errorf("--log: %w", err)
+		}
+		if st, err := out.Stat(); err == nil {
+			from = st.Size()
+		}
+	} else {
+		if out, err = os.CreateTemp("", "nowhere-daemon-*.log"); err != nil {
+			return err
+		}
+		os.Remove(out.Name())
+		env = append(env, quietEnv+"=1")
 	}
-	if err != nil {
-		return fmt.Errorf("--log: %w", err)
-	}
+	defer out.Close()
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.ExtraFiles = []*os.File{w}
-	cmd.Env = append(os.Environ(), readyEnv+"=3")
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
 	w.Close()
-	out.Close()
 	line, _ := bufio.NewReader(r).ReadString('\n')
 	line = strings.TrimSpace(line)
 	switch {
@@ -57,7 +77,24 @@ func daemonize(logFile string) error {
 		return errors.New(strings.TrimPrefix(line, "error: "))
 	}
 	err = cmd.Wait()
-	return fmt.Errorf("background process exited before it was ready (%v)", err)
+	if said := lastLine(out, from); said != "" {
+		return fmt.Errorf("background process exited before it was ready (%v): %s", err, said)
+	}
+	return fmt.Errorf("background process exited before it was ready (%v), saying nothing", err)
+}
+
+// lastLine is the last non-empty line f holds after offset from (at most startupOutput
+// bytes of it are read): the child's own last word.
+func lastLine(f *os.File, from int64) string {
+	st, err := f.Stat()
+	if err != nil || st.Size() <= from {
+		return ""
+	}
+	start := max(from, st.Size()-startupOutput)
+	b := make([]byte, st.Size()-start)
+	n, _ := f.ReadAt(b, start)
+	lines := strings.Split(strings.TrimSpace(string(b[:n])), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 func readyPipe() *os.File {
@@ -76,6 +113,14 @@ func notifyReady() {
 		fmt.Fprintln(ready, "ok")
 		ready.Close()
 		ready = nil
+		if os.Getenv(quietEnv) == "1" {
+			os.Unsetenv(quietEnv)
+			if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+				_ = syscall.Dup3(int(null.Fd()), 1, 0)
+				_ = syscall.Dup3(int(null.Fd()), 2, 0)
+				null.Close()
+			}
+		}
 	}
 }
 

@@ -60,7 +60,11 @@ until interrupted (then unmounts) unless --daemon is given.`,
 			if o.daemon {
 				return daemonize(o.logFile)
 			}
-			return runMount(cmd.Context(), args[0], args[1], o)
+			// Every failure, early or late, reaches a --daemon parent waiting for it.
+			if err := runMount(cmd.Context(), args[0], args[1], o); err != nil {
+				return notifyFailure(err)
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
