@@ -18,11 +18,11 @@ import (
 type gcOptions struct {
 	keep       int
 	keepWithin time.Duration
-	grace    time.Duration
-	dryRun   bool
-	list     bool
-	key      string
-	password string
+	grace      time.Duration
+	dryRun     bool
+	list       bool
+	key        string
+	password   string
 }
 
 func newGCCommand() *cobra.Command {
