@@ -80,7 +80,7 @@ func (o *sourceOptions) openStore(ctx context.Context, first string, httpOpt sto
 		stores = append(stores, s)
 	}
 	set, err := store.NewMirrorSet(stores, store.MirrorOptions{
-		Wait:    store.Policy{Timeout: o.timeout, Log: log},
+		Wait:    store.Policy{Timeout: o.timeout, Log: log, Failures: store.NewFailures(log, 0)},
 		Log:     log,
 		Metrics: o.metrics,
 	})

@@ -201,7 +201,7 @@ func TestMountWaitsForMirrorToReturn(t *testing.T) {
 		sum, err := hashFile(m.image(), nil)
 		done <- result{sum, err}
 	}()
-	m.waitOutput(`still failing after`, 60*time.Second)
+	m.waitOutput(`still failing, the oldest for`, 60*time.Second)
 	select {
 	case r := <-done:
 		t.Fatalf("read finished with every mirror down: %v", r.err)

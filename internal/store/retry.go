@@ -19,6 +19,9 @@ type Policy struct {
 	Attempts int
 	Log      func(format string, args ...any) // nil: silent
 	LogEvery time.Duration                    // default 5 s
+	// Failures, when set, takes the "still failing" reports instead of Log: one summary
+	// line per interval for all the waits sharing it, not a line per wait.
+	Failures *Failures
 }
 
 const (
@@ -76,7 +79,13 @@ func (p Policy) Do(ctx context.Context, what string, fn func(context.Context) er
 			}
 			return fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
 		}
-		if p.Log != nil && time.Since(lastLog) >= every {
+		switch {
+		case p.Failures != nil:
+			if attempt == 1 {
+				defer p.Failures.begin(start)()
+			}
+			p.Failures.still(what, attempt, err)
+		case p.Log != nil && time.Since(lastLog) >= every:
 			p.Log("%s: still failing after %s (%d attempts): %v", what, time.Since(start).Round(time.Second), attempt, err)
 			lastLog = time.Now()
 		}

@@ -46,7 +46,7 @@ func openSources(storeURL string, spec Spec, m *store.Metrics, log *bootlog.Log)
 	defer cancel()
 	set, err := store.NewMirrors(ctx, append([]string{storeURL}, spec.Mirrors...), httpOpt,
 		false, // the mirror list is learnt once a mirror has answered (see learn)
-		store.MirrorOptions{Wait: store.Policy{Timeout: 0, Log: log.Printf, LogEvery: 5 * time.Second}, Log: log.Printf, Metrics: m})
+		store.MirrorOptions{Wait: store.Policy{Timeout: 0, Log: log.Printf, Failures: store.NewFailures(log.Printf, 5*time.Second)}, Log: log.Printf, Metrics: m})
 	if err != nil {
 		return nil, err
 	}
