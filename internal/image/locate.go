@@ -132,7 +132,66 @@ func Load(ctx context.Context, s store.Store, loc Location, p store.Policy) (*in
 
 // LoadVerified is Load with every fetched file checked by v (nil: no checks) before it is
 // believed: the pointer before it is followed, the index before it is decoded.
+//
+// From a mirror set, the pointer and its index come from one mirror, and when what it
+// served fails (verification, the pointer's pin, decoding, or the index is missing
+// there), the load starts again from the next mirror in rank order, until one gives an
+// answer that holds: one lying or broken mirror cannot stop a mount or a boot. A mirror
+// whose answer failed verification is demoted as hard as one that serves a corrupt chunk.
+// When every mirror fails, the error's first line says so and each further line names a
+// mirror and why.
 func LoadVerified(ctx context.Context, s store.Store, loc Location, p store.Policy, v Verifier) (*index.Index, []byte, error) {
+	var excluded, why []string
+	for {
+		pick := &store.MetadataPick{Exclude: excluded}
+		ix, file, err := loadOnce(store.WithMetadataPick(ctx, pick), s, loc, p, v)
+		if err == nil {
+			return ix, file, nil
+		}
+		m := pick.Mirror()
+		if m == "" || ctx.Err() != nil || pick.Mirrors() < 2 {
+			// No mirror set answered (a single store, or every mirror failed to fetch:
+			// the error says so), or there is no other mirror to ask.
+			if len(why) == 0 {
+				return nil, nil, err
+			}
+			why = append(why, oneLine(err))
+			break
+		}
+		var fe *fetchError
+		if !errors.As(err, &fe) {
+			pick.Distrust(what(err), err)
+		}
+		why = append(why, m+": "+oneLine(err))
+		excluded = append(excluded, m)
+		if len(excluded) >= pick.Mirrors() {
+			break
+		}
+	}
+	return nil, nil, fmt.Errorf("image %s: no mirror served a latest pointer and index that hold (%d tried):\n  %s",
+		loc.Name, len(why), strings.Join(why, "\n  "))
+}
+
+// fetchError marks a failure to fetch a file (the mirror set already demoted the mirror
+// as it deserved), as opposed to a file that was fetched and then did not hold.
+type fetchError struct{ err error }
+
+func (e *fetchError) Error() string { return e.err.Error() }
+func (e *fetchError) Unwrap() error { return e.err }
+
+// what names what a failed load's mirror served, for its demotion's message.
+func what(err error) string {
+	if strings.Contains(err.Error(), "/latest") && !strings.Contains(err.Error(), ".index") {
+		return "a latest pointer"
+	}
+	return "an index"
+}
+
+// oneLine keeps an error on one line of the summary.
+func oneLine(err error) string { return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ") }
+
+// loadOnce is one load of LoadVerified, from whatever s serves.
+func loadOnce(ctx context.Context, s store.Store, loc Location, p store.Policy, v Verifier) (*index.Index, []byte, error) {
 	get := func(name string, max int64) ([]byte, error) {
 		var b []byte
 		err := p.Do(ctx, "fetch "+name, func(ctx context.Context) error {
@@ -145,6 +204,9 @@ func LoadVerified(ctx context.Context, s store.Store, loc Location, p store.Poli
 			}
 			return err
 		})
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			err = &fetchError{err}
+		}
 		return b, err
 	}
 	version := loc.Version

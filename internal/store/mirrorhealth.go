@@ -158,6 +158,26 @@ func (s *MirrorSet) demote(m *mirror, ref chunk.Ref, err error, corrupt bool) {
 	}
 }
 
+// distrust demotes m as hard as a mirror that served a corrupt chunk: what it served
+// (its latest pointer, an index) failed verification with err.
+func (s *MirrorSet) distrust(m *mirror, what string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastErr = err.Error()
+	m.failures++
+	m.corrupt++
+	wasBad := m.state == stateBad
+	m.state = stateBad
+	if !wasBad {
+		m.backoff = badBackoffMin
+	}
+	m.nextProbe = time.Now().Add(m.backoff)
+	if !wasBad {
+		s.logHealth("%s %s served %s that failed verification: %v (demoted hard; next probe in %s)", m.kind(), m.name, what, err, m.backoff)
+	}
+	m.backoff = min(2*m.backoff, badBackoffMax)
+}
+
 // logHealth logs a change in a mirror's health. With a single mirror there is nothing to
 // rank or fail over to: its failures are the read's failures and reach the caller (and
 // the waiting reads' log) as errors naming the URL, so they are not logged twice.

@@ -519,14 +519,21 @@ func (s *MirrorSet) FileFrom(ctx context.Context, name string, max int64) ([]byt
 	var tried []*mirror
 	var errs []error
 	notFound := 0
+	pick := metadataPick(ctx)
 	for {
 		m := s.choose(512, tried)
 		if m == nil {
 			break
 		}
 		tried = append(tried, m)
+		if pick != nil && !pick.allowed(m) {
+			continue
+		}
 		b, err := m.store.File(ctx, name, max)
 		if err == nil {
+			if pick != nil {
+				pick.answered(s, m)
+			}
 			return b, m.name, nil
 		}
 		if ctx.Err() != nil {
@@ -544,6 +551,9 @@ func (s *MirrorSet) FileFrom(ctx context.Context, name string, max int64) ([]byt
 	}
 	if notFound == len(errs) && notFound > 0 {
 		return nil, "", fmt.Errorf("%s: %w on any of %d mirrors", name, ErrNotFound, notFound)
+	}
+	if len(errs) == 0 {
+		return nil, "", fmt.Errorf("%s: no mirror left to ask (%d tried and set aside)", name, len(tried))
 	}
 	return nil, "", errors.Join(errs...)
 }

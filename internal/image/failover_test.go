@@ -1,0 +1,102 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nowhere-boot/nowhere/internal/chunk"
+	"github.com/nowhere-boot/nowhere/internal/pack"
+	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/trust"
+)
+
+// signedStore packs the same image as debian into a new directory store, signed by key.
+func signedStore(t *testing.T, key *trust.SecretKey, img []byte) (string, *store.Dir) {
+	t.Helper()
+	dir := t.TempDir()
+	w, err := store.CreateDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	spec, _ := chunk.ParseSpec("fixed:64K")
+	if _, err := pack.Run(context.Background(), bytes.NewReader(img), w, pack.Options{Name: "debian", Spec: spec, Signer: key}); err != nil {
+		t.Fatal(err)
+	}
+	return dir, w
+}
+
+// TestLoadFailsOverPastLyingMirrors: of three mirrors, the first serves the image signed by
+// another key, the second an index altered after signing; the load comes from the third,
+// honest one, and the two liars are demoted hard, each named in the log. When every
+// mirror lies, the error's first line says so and each mirror has a line of its own.
+func TestLoadFailsOverPastLyingMirrors(t *testing.T) {
+	publisher, _ := trust.GenerateKey()
+	other, _ := trust.GenerateKey()
+	img := make([]byte, 300<<10)
+	rand.New(rand.NewSource(7)).Read(img)
+	otherKey, s1 := signedStore(t, other, img)
+	altered, s2 := signedStore(t, publisher, img)
+	honest, s3 := signedStore(t, publisher, img)
+	ixFile := filepath.Join(altered, "images/debian/1.index")
+	b, _ := os.ReadFile(ixFile)
+	b[len(b)/3] ^= 1
+	os.WriteFile(ixFile, b, 0o644)
+
+	var mu sync.Mutex
+	var logged strings.Builder
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		logged.WriteString(strings.TrimSpace(strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", " ")) + "\n")
+	}
+	set, err := store.NewMirrorSet([]store.Store{s1, s2, s3}, store.MirrorOptions{Log: logf, Spread: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := trust.NewVerifier(trust.Policy{Keys: []trust.PublicKey{publisher.Public()}})
+	policy := store.Policy{Timeout: 2 * time.Second}
+	ix, _, err := LoadVerified(context.Background(), set, Location{Store: "mirrors", Name: "debian"}, policy, v)
+	if err != nil {
+		t.Fatalf("with one honest mirror of three: %v", err)
+	}
+	if ix.Name != "debian" || ix.Version != 1 {
+		t.Fatalf("loaded %s version %d", ix.Name, ix.Version)
+	}
+	log := logged.String()
+	for _, liar := range []string{otherKey, altered} {
+		if !strings.Contains(log, liar) || !strings.Contains(log, "failed verification") || !strings.Contains(log, "demoted hard") {
+			t.Errorf("the liar %s was not demoted hard:\n%s", liar, log)
+		}
+	}
+	if strings.Contains(log, honest+" served") {
+		t.Errorf("the honest mirror was blamed:\n%s", log)
+	}
+
+	// Every mirror lies: a summary line, then one line per mirror.
+	liars, err := store.NewMirrorSet([]store.Store{s1, s2}, store.MirrorOptions{Log: logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = LoadVerified(context.Background(), liars, Location{Store: "mirrors", Name: "debian"}, policy, v)
+	if err == nil {
+		t.Fatal("two lying mirrors: loaded")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "no mirror served") || !strings.Contains(lines[0], "(2 tried)") {
+		t.Fatalf("two lying mirrors: %d lines, want a summary and one line per mirror:\n%v", len(lines), err)
+	}
+	for i, m := range []string{otherKey, altered} {
+		if !strings.Contains(err.Error(), m) {
+			t.Errorf("the error does not name mirror %d (%s):\n%v", i+1, m, err)
+		}
+	}
+}

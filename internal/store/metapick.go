@@ -1,0 +1,91 @@
+package store
+
+import (
+	"context"
+	"slices"
+	"sync"
+)
+
+// A MetadataPick, carried by a context, makes a MirrorSet serve every metadata file of
+// one load (a latest pointer, then its index) from one mirror, skipping the mirrors in
+// Exclude, and records which mirror that was. A loader that verifies what it fetched
+// (image.LoadVerified) can then blame the mirror whose answer failed verification and
+// load again from the next: one lying mirror never stops a mount or a boot.
+type MetadataPick struct {
+	Exclude []string // mirror names not to ask
+
+	mu   sync.Mutex
+	set  *MirrorSet
+	name string // the mirror that answered first ("": none yet)
+}
+
+type metadataPickKey struct{}
+
+// WithMetadataPick returns ctx carrying p.
+func WithMetadataPick(ctx context.Context, p *MetadataPick) context.Context {
+	return context.WithValue(ctx, metadataPickKey{}, p)
+}
+
+func metadataPick(ctx context.Context) *MetadataPick {
+	p, _ := ctx.Value(metadataPickKey{}).(*MetadataPick)
+	return p
+}
+
+// Mirror is the name of the mirror that served the load's files ("": no mirror set
+// served any).
+func (p *MetadataPick) Mirror() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.name
+}
+
+// Mirrors is how many mirrors the set that served has (0: none served).
+func (p *MetadataPick) Mirrors() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.set == nil {
+		return 0
+	}
+	n := 0
+	for _, m := range p.set.snapshot() {
+		if !m.peer {
+			n++
+		}
+	}
+	return n
+}
+
+// Distrust demotes the mirror that served as hard as one that serves a corrupt chunk:
+// what it sent (what: "its latest pointer", "an index") failed verification with err.
+func (p *MetadataPick) Distrust(what string, err error) {
+	p.mu.Lock()
+	set, name := p.set, p.name
+	p.mu.Unlock()
+	if set == nil {
+		return
+	}
+	for _, m := range set.snapshot() {
+		if m.name == name {
+			set.distrust(m, what, err)
+		}
+	}
+}
+
+// allowed says whether the load may ask m, pinning it to the first mirror that answers.
+func (p *MetadataPick) allowed(m *mirror) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.name != "" {
+		return m.name == p.name
+	}
+	return !slices.Contains(p.Exclude, m.name)
+}
+
+// answered records that m of set served a file of the load.
+func (p *MetadataPick) answered(set *MirrorSet, m *mirror) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.name == "" {
+		p.set, p.name = set, m.name
+	}
+}
