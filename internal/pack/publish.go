@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"strconv"
 	"strings"
@@ -64,13 +65,41 @@ func Publish(ctx context.Context, w store.Writer, ix *index.Index, file []byte) 
 }
 
 // PublishSigned is Publish with the index and the pointer signed by s (nil: unsigned). It
-// returns the index file as published.
+// returns the index file as published. In a store that can create files exclusively
+// (store.ExclusiveWriter: a directory), the version is claimed by creating its index
+// file: when a concurrent pack claimed it first, this one takes the next number,
+// re-encoding and re-signing the index, so two packs at once publish two versions.
 func PublishSigned(ctx context.Context, w store.Writer, ix *index.Index, file []byte, s Signer) ([]byte, error) {
 	if sy, ok := w.(syncer); ok {
 		if err := sy.Sync(); err != nil {
 			return nil, err
 		}
 	}
+	for claims := 0; ; claims++ {
+		published, err := publishVersion(ctx, w, ix, file, s)
+		if !errors.Is(err, fs.ErrExist) {
+			return published, err
+		}
+		if claims >= maxClaims {
+			return nil, fmt.Errorf("store %s: %d versions of %s claimed by other packs while this one tried: giving up", w, claims+1, ix.Name)
+		}
+		next, nerr := NextVersion(ctx, w, ix.Name)
+		if nerr != nil {
+			return nil, nerr
+		}
+		ix.Version = max(next, ix.Version+1)
+		if file, err = index.Encode(ix); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// maxClaims bounds how often a pack takes the next version after losing one to another.
+const maxClaims = 64
+
+// publishVersion publishes ix as its version; fs.ErrExist when an exclusive store already
+// holds that version's index (nothing else written then).
+func publishVersion(ctx context.Context, w store.Writer, ix *index.Index, file []byte, s Signer) ([]byte, error) {
 	ptr := index.NewPointer(ix, file)
 	ptrFile := ptr.Encode()
 	var indexSig, ptrSig []byte
@@ -109,11 +138,22 @@ func PublishSigned(ctx context.Context, w store.Writer, ix *index.Index, file []
 		}
 		return w.PutFile(ctx, name, data)
 	}
-	if err := put(store.IndexPath(ix.Name, ix.Version)+SignatureSuffix, indexSig); err != nil {
-		return nil, err
-	}
-	if err := put(store.IndexPath(ix.Name, ix.Version), file); err != nil {
-		return nil, err
+	if ew, ok := w.(store.ExclusiveWriter); ok {
+		// The index claims the version: created only if no other pack did, its detached
+		// signature after it (never overwriting the winner's).
+		if err := ew.CreateFile(ctx, store.IndexPath(ix.Name, ix.Version), file); err != nil {
+			return nil, err
+		}
+		if err := put(store.IndexPath(ix.Name, ix.Version)+SignatureSuffix, indexSig); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := put(store.IndexPath(ix.Name, ix.Version)+SignatureSuffix, indexSig); err != nil {
+			return nil, err
+		}
+		if err := put(store.IndexPath(ix.Name, ix.Version), file); err != nil {
+			return nil, err
+		}
 	}
 	var cs catalog.Signer
 	if s != nil {

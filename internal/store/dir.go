@@ -119,13 +119,20 @@ func (d *Dir) read(name string, max int64) ([]byte, error) {
 }
 
 func (d *Dir) PutFile(ctx context.Context, name string, data []byte) error {
-	return d.writeAtomic(name, data, true)
+	return d.writeAtomic(name, data, true, false)
+}
+
+// CreateFile is PutFile for a file that must not exist yet: a version claimed by two
+// packs at once goes to one of them, the other gets fs.ErrExist (ExclusiveWriter). The
+// complete temporary file is hard-linked into place, which fails if the name is taken.
+func (d *Dir) CreateFile(ctx context.Context, name string, data []byte) error {
+	return d.writeAtomic(name, data, true, true)
 }
 
 // writeAtomic writes to a temporary name in the same directory and renames it into place,
 // so a reader (or a crash) sees the old file or the whole new one, never a part.
 // Metadata files are fsynced. (Chunks take a faster path of their own: dirchunk.go.)
-func (d *Dir) writeAtomic(name string, data []byte, durable bool) error {
+func (d *Dir) writeAtomic(name string, data []byte, durable, exclusive bool) error {
 	dir := path.Dir(name)
 	if err := d.root.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("%s/%s: %w", d.path, dir, unwrapPath(err))
@@ -143,6 +150,14 @@ func (d *Dir) writeAtomic(name string, data []byte, durable bool) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && exclusive {
+		err = d.root.Link(tmp, name)
+		_ = d.root.Remove(tmp)
+		if err != nil {
+			return fmt.Errorf("%s/%s: %w", d.path, name, unwrapPath(err))
+		}
+		return nil
 	}
 	if err == nil {
 		err = d.root.Rename(tmp, name)

@@ -56,6 +56,14 @@ func IndexPath(name string, v uint64) string {
 	return "images/" + name + "/" + strconv.FormatUint(v, 10) + ".index"
 }
 
+// ExclusiveWriter is a Writer that can create a metadata file only where none exists
+// (fs.ErrExist otherwise): how pack claims a version number that a concurrent pack may
+// claim too. Dir implements it.
+type ExclusiveWriter interface {
+	Writer
+	CreateFile(ctx context.Context, name string, data []byte) error
+}
+
 // LatestPath is the pointer to the current version of an image.
 func LatestPath(name string) string { return "images/" + name + "/latest" }
 
