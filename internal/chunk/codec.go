@@ -12,6 +12,18 @@ import (
 // It bounds the memory one hostile chunk can make a client allocate.
 const MaxSize = 16 << 20
 
+// MaxStored bounds the stored (compressed) size of a chunk of n plain bytes: zstd's
+// worst case (ZSTD_COMPRESSBOUND: n + n/256, plus up to 64 bytes below 128 KiB), with room
+// to spare for frame headers and other encoders. An index may not declare more: a stored
+// size is what a client allocates and reads before it can check anything.
+func MaxStored(n int) int {
+	b := n + n>>7 + 1024
+	if n < 128<<10 {
+		b += (128<<10 - n) >> 11
+	}
+	return b
+}
+
 // ErrCorrupt is returned (wrapped) when stored bytes do not decode to the chunk their ID names.
 var ErrCorrupt = errors.New("corrupt chunk")
 

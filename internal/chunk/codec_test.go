@@ -23,6 +23,9 @@ func TestCodecRoundTrip(t *testing.T) {
 			}
 			id := Sum(plain)
 			stored := Encode(nil, plain)
+			if len(stored) > MaxStored(n) {
+				t.Errorf("%s/%d: %d bytes stored, above MaxStored %d: indexes of real chunks would be refused", kind, n, len(stored), MaxStored(n))
+			}
 			if kind != "random" && len(stored) >= n && n > 100 {
 				t.Errorf("%s/%d: %d bytes stored, not compressed", kind, n, len(stored))
 			}

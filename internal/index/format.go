@@ -371,6 +371,8 @@ func (ix *Index) check() error {
 			return fmt.Errorf("entry %d: chunk of %d bytes exceeds %d", i, e.Len, chunk.MaxSize)
 		case !e.Zero && (e.Stored == 0 || e.ID.IsZero()):
 			return fmt.Errorf("entry %d: data chunk without ID or stored size", i)
+		case !e.Zero && int64(e.Stored) > int64(chunk.MaxStored(int(e.Len))):
+			return fmt.Errorf("entry %d: stored size %d, more than the %d bytes a %d-byte chunk can take compressed", i, e.Stored, chunk.MaxStored(int(e.Len)), e.Len)
 		}
 		off += int64(e.Len)
 	}

@@ -142,6 +142,8 @@ func TestEncodeRejects(t *testing.T) {
 		"wrong size":  bad(func(ix *Index) { ix.Size++ }),
 		"zero w/ id":  bad(func(ix *Index) { ix.Entries[4].ID[0] = 1 }),
 		"no id":       bad(func(ix *Index) { ix.Entries[0].ID = chunk.ID{} }),
+		// One 68 KiB chunk declared as 1 GiB stored made a client hold 1-1.6 GB.
+		"stored size above the codec's bound": bad(func(ix *Index) { ix.Entries[0].Stored = 1 << 30 }),
 	}
 	for name, ix := range cases {
 		if _, err := Encode(ix); err == nil {
