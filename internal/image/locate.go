@@ -217,13 +217,12 @@ func loadOnce(ctx context.Context, s store.Store, loc Location, p store.Policy, 
 		var b []byte
 		var err error
 		if loc.Arch != "" {
-			// A store without per-architecture pointers answers 404 here (one request more).
+			// A store without per-architecture pointers answers 404 here (one request
+			// more). Any other failure falls back to latest too: offline, a cache holds
+			// the files an earlier load used, and a latest.ARCH never found is not one.
 			b, err = get(store.LatestArchPath(loc.Name, loc.Arch), index.MaxPointer)
-			switch {
-			case err == nil:
+			if err == nil {
 				latest, archPointer = store.LatestArchPath(loc.Name, loc.Arch), true
-			case !errors.Is(err, store.ErrNotFound):
-				return nil, nil, err
 			}
 		}
 		if !archPointer {
