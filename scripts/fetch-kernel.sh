@@ -45,18 +45,9 @@ if [ ! -f downloaded ]; then
 fi
 rm -rf x && for deb in ./*.deb; do dpkg -x "$deb" x; done
 depmod -b x "$kver"
-if [ "$arch" = arm64 ]; then
-  # Debian's arm64 vmlinuz is already an uncompressed EFI-stub Image: qemu -kernel and
-  # UEFI both start it as it is.
-  cp "x/boot/vmlinuz-$kver" vmlinuz
-  ln -sfn "x/lib/modules/$kver" modules
-  touch done
-  cd "$top"
-  rm -rf "$dir" && mv "$dir.tmp" "$dir"
-  echo "$dir"
-  exit 0
-fi
-python3 - "x/boot/vmlinuz-$kver" vmlinux <<'PY'
+# Debian's arm64 vmlinuz is already an uncompressed EFI-stub Image: qemu -kernel and UEFI
+# both start it as it is. amd64's bzImage holds an xz-compressed ELF vmlinux.
+[ "$arch" = arm64 ] || python3 - "x/boot/vmlinuz-$kver" vmlinux <<'PY'
 import lzma, sys
 data = open(sys.argv[1], 'rb').read()
 i = data.find(b'\xfd7zXZ\x00')

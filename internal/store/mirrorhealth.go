@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -135,18 +136,7 @@ func (s *MirrorSet) demote(m *mirror, ref chunk.Ref, err error, corrupt bool) {
 	m.lastErr = err.Error()
 	m.failures++
 	if corrupt {
-		m.corrupt++
-		wasBad := m.state == stateBad
-		m.state = stateBad
-		if !wasBad {
-			m.backoff = badBackoffMin
-		}
-		m.nextProbe = time.Now().Add(m.backoff)
-		if !wasBad { // once per demotion, not once per chunk it keeps failing
-			s.logHealth("%s %s served a corrupt chunk %s: %v (demoted hard; next probe in %s)",
-				m.kind(), m.name, ref.ID, err, m.backoff)
-		}
-		m.backoff = min(2*m.backoff, badBackoffMax)
+		s.demoteHard(m, fmt.Sprintf("a corrupt chunk %s: %v", ref.ID, err))
 		return
 	}
 	if m.state == stateUp {
@@ -165,6 +155,13 @@ func (s *MirrorSet) distrust(m *mirror, what string, err error) {
 	defer m.mu.Unlock()
 	m.lastErr = err.Error()
 	m.failures++
+	s.demoteHard(m, fmt.Sprintf("%s that failed verification: %v", what, err))
+}
+
+// demoteHard marks m bad (m.mu held): it served served, which cannot be a hiccup. Each
+// demotion in a row doubles the time to its next probe; it is logged once per demotion,
+// not once per file it keeps serving wrong.
+func (s *MirrorSet) demoteHard(m *mirror, served string) {
 	m.corrupt++
 	wasBad := m.state == stateBad
 	m.state = stateBad
@@ -173,7 +170,7 @@ func (s *MirrorSet) distrust(m *mirror, what string, err error) {
 	}
 	m.nextProbe = time.Now().Add(m.backoff)
 	if !wasBad {
-		s.logHealth("%s %s served %s that failed verification: %v (demoted hard; next probe in %s)", m.kind(), m.name, what, err, m.backoff)
+		s.logHealth("%s %s served %s (demoted hard; next probe in %s)", m.kind(), m.name, served, m.backoff)
 	}
 	m.backoff = min(2*m.backoff, badBackoffMax)
 }
