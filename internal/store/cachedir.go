@@ -41,6 +41,9 @@ type cacheEntry struct {
 	used time.Time
 }
 
+// maxChunkFile is the largest a chunk file can be: the biggest chunk, compressed at worst.
+var maxChunkFile = int64(chunk.MaxStored(chunk.MaxSize))
+
 // OpenDiskCache opens (creating it) the cache in path, reading what it holds and when
 // each chunk was last used, and evicts down to quota (0: unbounded).
 func OpenDiskCache(path string, quota int64, log func(string, ...any), m *Metrics) (*DiskCache, error) {
@@ -56,6 +59,7 @@ func OpenDiskCache(path string, quota int64, log func(string, ...any), m *Metric
 	}
 	c := &DiskCache{dir: d, quota: quota, log: log, metrics: m, lru: list.New(), items: map[chunk.ID]*list.Element{}}
 	var entries []*cacheEntry
+	var bogus []string // files whose size no chunk file can have
 	err = fs.WalkDir(d.root.FS(), "chunks", func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && p == "chunks" {
@@ -77,12 +81,24 @@ func OpenDiskCache(path string, quota int64, log func(string, ...any), m *Metric
 			}
 			return err
 		}
+		if info.Size() <= 0 || info.Size() > maxChunkFile {
+			// One such file (a sparse file of a huge apparent size) would count as the
+			// whole quota and evict every real chunk, silently.
+			bogus = append(bogus, p)
+			return nil
+		}
 		entries = append(entries, &cacheEntry{id: id, size: info.Size(), used: info.ModTime()})
 		return nil
 	})
 	if err != nil {
 		d.Close()
 		return nil, fmt.Errorf("cache %s: %w", path, err)
+	}
+	for _, p := range bogus {
+		_ = d.root.Remove(p)
+	}
+	if len(bogus) > 0 {
+		log("cache %s: removed %d files whose size no chunk file can have (empty, or above %d bytes), e.g. %s", path, len(bogus), int64(maxChunkFile), bogus[0])
 	}
 	slices.SortFunc(entries, func(a, b *cacheEntry) int { return b.used.Compare(a.used) })
 	for _, e := range entries {

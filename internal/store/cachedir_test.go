@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -284,5 +285,47 @@ func TestDiskCachePruneAndVerify(t *testing.T) {
 	c.Prune(0)
 	if n, _ := chunkBytesOnDisk(t, cdir); n != 0 {
 		t.Fatalf("%d chunks left after pruning to 0", n)
+	}
+}
+
+// TestDiskCacheSkipsFilesNoChunkCanBe: a chunk file with a huge apparent size (sparse) or
+// none at all is not counted against the quota at start (it would have evicted every real
+// chunk, silently): it is removed, with one log line saying so, and the real chunks stay.
+func TestDiskCacheSkipsFilesNoChunkCanBe(t *testing.T) {
+	dir, ix, _ := mirrorImage(t, 1<<20, 23)
+	a := startMirror(t, dir)
+	set := newSet(t, store.MirrorOptions{}, a.store(t))
+	cdir := t.TempDir()
+	c := openCache(t, cdir, 4<<20, t.Logf, nil)
+	f := c.Fetcher(set)
+	for _, ref := range refsOf(ix) {
+		if _, err := f.Fetch(context.Background(), ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	nReal, _ := chunkBytesOnDisk(t, cdir)
+	huge := chunk.Sum([]byte("not a chunk of this image"))
+	empty := chunk.Sum([]byte("nor this"))
+	for id, size := range map[chunk.ID]int64{huge: 1 << 40, empty: 0} {
+		p := filepath.Join(cdir, store.ChunkPath(id))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(p, size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logged strings.Builder
+	c = openCache(t, cdir, 4<<20, func(f string, a ...any) { logged.WriteString(fmt.Sprintf(f, a...) + "\n") }, nil)
+	if st := c.Stats(); st.Chunks != nReal {
+		t.Errorf("the cache counts %d chunks at start, want the %d real ones", st.Chunks, nReal)
+	}
+	if n, _ := chunkBytesOnDisk(t, cdir); n != nReal {
+		t.Errorf("%d chunk files on disk after start, want the %d real ones (the bogus two removed, none evicted)", n, nReal)
+	}
+	if !strings.Contains(logged.String(), "removed 2 files whose size no chunk file can have") {
+		t.Errorf("log: %q", logged.String())
 	}
 }
