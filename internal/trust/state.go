@@ -18,13 +18,17 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/index"
 )
 
-// State remembers, per image name, the highest version this machine has accepted, so that
-// a mirror replaying an older (validly signed) index is refused: rollback protection. It is
-// a small text file, rewritten atomically under a lock:
+// State remembers, per publisher key and image name, the highest version this machine has
+// accepted, so that a mirror replaying an older (validly signed) index is refused:
+// rollback protection. Keyed by the publisher too, so two publishers who both call an
+// image debian do not block each other's versions as "rollbacks". It is a small text
+// file, rewritten atomically under a lock; a line without a key (written before keys were
+// recorded) counts for every key:
 //
 //	nowhere-trust-state 1
-//	debian 7
-//	tools 2
+//	debian@C384795F8E7BBD30 7
+//	tools@C384795F8E7BBD30 2
+//	old-image 4
 type State struct {
 	path string
 }
@@ -58,19 +62,32 @@ func DefaultStatePath(cacheDir string) (string, error) {
 // Path is the state file.
 func (s *State) Path() string { return s.path }
 
-// Highest returns the highest version accepted for name (0: none).
-func (s *State) Highest(name string) (uint64, error) {
+// Highest returns the highest version accepted for name from the publisher key (its
+// ID; 0: none).
+func (s *State) Highest(name, key string) (uint64, error) {
 	m, err := s.read()
 	if err != nil {
 		return 0, err
 	}
-	return m[name], nil
+	return max(m[name], m[stateKey(name, key)]), nil
 }
 
-// Accept records that version v of name was accepted, if it is higher than what the state
-// holds. Concurrent clients on one machine serialize on a lock file beside the state.
-func (s *State) Accept(name string, v uint64) error {
+// stateKey is the state's key for image name from publisher key ("": any publisher).
+func stateKey(name, key string) string {
+	if key == "" {
+		return name
+	}
+	return name + "@" + key
+}
+
+// Accept records that version v of name from publisher key was accepted, if it is higher
+// than what the state holds. Concurrent clients on one machine serialize on a lock file
+// beside the state.
+func (s *State) Accept(name, key string, v uint64) error {
 	if err := index.ValidName(name); err != nil {
+		return err
+	}
+	if err := validKeyID(key); err != nil {
 		return err
 	}
 	unlock, err := s.lock()
@@ -82,10 +99,11 @@ func (s *State) Accept(name string, v uint64) error {
 	if err != nil {
 		return err
 	}
-	if m[name] >= v {
+	k := stateKey(name, key)
+	if m[k] >= v {
 		return nil
 	}
-	m[name] = v
+	m[k] = v
 	return s.write(m)
 }
 
@@ -135,9 +153,16 @@ func ParseState(b []byte) (map[string]uint64, error) {
 		}
 		name, val, ok := strings.Cut(sc.Text(), " ")
 		if !ok {
-			return nil, fmt.Errorf("line %d: want NAME VERSION", line)
+			return nil, fmt.Errorf("line %d: want NAME[@KEY] VERSION", line)
 		}
-		if err := index.ValidName(name); err != nil {
+		img, key, keyed := strings.Cut(name, "@")
+		if err := index.ValidName(img); err != nil {
+			return nil, fmt.Errorf("line %d: %v", line, err)
+		}
+		if keyed && key == "" {
+			return nil, fmt.Errorf("line %d: %q: no key ID after @", line, name)
+		}
+		if err := validKeyID(key); err != nil {
 			return nil, fmt.Errorf("line %d: %v", line, err)
 		}
 		v, err := strconv.ParseUint(val, 10, 64)
@@ -196,6 +221,20 @@ func (s *State) write(m map[string]uint64) error {
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
 		d.Close()
+	}
+	return nil
+}
+
+// validKeyID checks a key ID as the state records it: upper-case hex, at most 16 digits
+// ("": none).
+func validKeyID(key string) error {
+	if len(key) > 16 {
+		return fmt.Errorf("key ID %q: longer than 16 hex digits", key)
+	}
+	for _, r := range key {
+		if !(r >= '0' && r <= '9' || r >= 'A' && r <= 'F') {
+			return fmt.Errorf("key ID %q: not upper-case hex", key)
+		}
 	}
 	return nil
 }

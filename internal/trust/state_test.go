@@ -17,7 +17,7 @@ func TestStateConcurrentAcceptKeepsTheHighest(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			// Separate State values, as separate processes would have.
-			if err := OpenState(path).Accept(fmt.Sprintf("img%d", i%3), uint64(i)); err != nil {
+			if err := OpenState(path).Accept(fmt.Sprintf("img%d", i%3), "", uint64(i)); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -42,11 +42,11 @@ func TestStateConcurrentAcceptKeepsTheHighest(t *testing.T) {
 func TestStateNeverGoesDown(t *testing.T) {
 	s := OpenState(filepath.Join(t.TempDir(), StateFileName))
 	for _, v := range []uint64{5, 3, 5, 7, 1} {
-		if err := s.Accept("debian", v); err != nil {
+		if err := s.Accept("debian", "C384795F8E7BBD30", v); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if h, err := s.Highest("debian"); err != nil || h != 7 {
+	if h, err := s.Highest("debian", "C384795F8E7BBD30"); err != nil || h != 7 {
 		t.Fatalf("highest %d, %v", h, err)
 	}
 }
@@ -56,7 +56,7 @@ func TestCorruptStateIsOneClearError(t *testing.T) {
 	if err := os.WriteFile(path, []byte("nowhere-trust-state 1\ndebian seven\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := OpenState(path).Highest("debian")
+	_, err := OpenState(path).Highest("debian", "")
 	if err == nil || !strings.Contains(err.Error(), path+`: line 2: bad version "seven"`) {
 		t.Fatalf("got %v", err)
 	}

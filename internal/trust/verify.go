@@ -133,7 +133,7 @@ func (v *Verifier) Index(name string, version uint64, file []byte) (*index.Index
 	if err != nil {
 		return nil, err
 	}
-	if err := v.decide(ix, name, version, sigErr); err != nil {
+	if err := v.decide(ix, name, version, signer(sig), sigErr); err != nil {
 		return nil, err
 	}
 	return ix, nil
@@ -149,17 +149,28 @@ func (v *Verifier) Check(ix *index.Index, file []byte, name string, version uint
 	if sigErr != nil && !v.p.Insecure {
 		return sigErr
 	}
-	return v.decide(ix, name, version, sigErr)
+	return v.decide(ix, name, version, signer(sig), sigErr)
 }
 
-// decide applies the policy to a decoded index whose signature check gave sigErr.
-func (v *Verifier) decide(ix *index.Index, name string, version uint64, sigErr error) error {
+// signer is the ID of the key a signature names ("" when there is none to read).
+func signer(sig []byte) string {
+	s, err := parseSignature(sig)
+	if len(sig) == 0 || err != nil {
+		return ""
+	}
+	return keyID(s.KeyID)
+}
+
+// decide applies the policy to a decoded index signed by key (its ID) whose signature
+// check gave sigErr. The rollback memory is the publisher's: two publishers who both call
+// an image debian do not hold each other back.
+func (v *Verifier) decide(ix *index.Index, name string, version uint64, key string, sigErr error) error {
 	problems := []error{sigErr}
-	problems = append(problems, v.policy(ix, name, version)...)
+	problems = append(problems, v.policy(ix, name, version, key)...)
 	problems = nonNil(problems)
 	if len(problems) == 0 {
 		if v.p.State != nil {
-			return v.p.State.Accept(ix.Name, ix.Version)
+			return v.p.State.Accept(ix.Name, key, ix.Version)
 		}
 		return nil
 	}
@@ -190,7 +201,7 @@ func nonNil(errs []error) []error {
 }
 
 // policy returns what is wrong with a (signed) index for image name, version (0: latest).
-func (v *Verifier) policy(ix *index.Index, name string, version uint64) []error {
+func (v *Verifier) policy(ix *index.Index, name string, version uint64, key string) []error {
 	if ix.Name != name {
 		return []error{refuse(ErrWrongImage, "the index is for image %q, not %q (mix-and-match)", ix.Name, name)}
 	}
@@ -206,13 +217,13 @@ func (v *Verifier) policy(ix *index.Index, name string, version uint64) []error 
 	// Rollback applies where the store chose the version (through the latest pointer);
 	// a version the user named is what the user asked for, and the signed index proves it.
 	if version == 0 && v.p.State != nil {
-		high, err := v.p.State.Highest(name)
+		high, err := v.p.State.Highest(name, key)
 		if err != nil {
 			return append(errs, err)
 		}
 		if ix.Version < high {
-			errs = append(errs, refuse(ErrRollback, "the store offers version %d of %q, older than version %d already accepted (rollback; remembered in %s)",
-				ix.Version, name, high, v.p.State.Path()))
+			errs = append(errs, refuse(ErrRollback, "the store offers version %d of %q, older than version %d already accepted from key %s (rollback; remembered in %s)",
+				ix.Version, name, high, key, v.p.State.Path()))
 		}
 	}
 	return errs

@@ -2,6 +2,7 @@ package trust
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -80,7 +81,7 @@ func TestRollbackRefusedOnlyWhenTheStoreChoseTheVersion(t *testing.T) {
 	if _, err := v.Index("debian", 0, v3); err != nil {
 		t.Fatal(err)
 	}
-	if h, _ := state.Highest("debian"); h != 3 {
+	if h, _ := state.Highest("debian", k.Public().ID()); h != 3 {
 		t.Fatalf("state holds %d after accepting version 3", h)
 	}
 	_, err := v.Index("debian", 0, v2)
@@ -91,7 +92,7 @@ func TestRollbackRefusedOnlyWhenTheStoreChoseTheVersion(t *testing.T) {
 	if _, err := v.Index("debian", 2, v2); err != nil {
 		t.Fatalf("explicit version 2: %v", err)
 	}
-	if h, _ := state.Highest("debian"); h != 3 {
+	if h, _ := state.Highest("debian", k.Public().ID()); h != 3 {
 		t.Fatalf("state went down to %d", h)
 	}
 	// The memory survives the process: a new verifier over the same file refuses too.
@@ -114,7 +115,7 @@ func TestInsecureAcceptsWithWarningAndRecordsNothing(t *testing.T) {
 	if len(warnings) != 1 || !strings.Contains(warnings[0], "INSECURE") {
 		t.Fatalf("warnings: %q", warnings)
 	}
-	if h, _ := state.Highest("debian"); h != 0 {
+	if h, _ := state.Highest("debian", k.Public().ID()); h != 0 {
 		t.Fatalf("an unverified index raised the state to %d", h)
 	}
 	// Even insecure, another image's index is never what was asked for.
@@ -178,5 +179,42 @@ func TestSignatureBlockIsMinisignText(t *testing.T) {
 	signed, sig, err := SplitIndex(file)
 	if err != nil || string(sig) != s || len(signed) != len(ix.Signed) {
 		t.Fatalf("SplitIndex disagrees with Decode: %v", err)
+	}
+}
+
+// TestRollbackMemoryIsPerPublisher: two trusted publishers both call an image debian;
+// accepting version 5 from one does not make version 2 from the other a "rollback", while
+// a replay of the first publisher's older version still is. A state line written before
+// keys were recorded still counts for every key.
+func TestRollbackMemoryIsPerPublisher(t *testing.T) {
+	a, b := seededKey(t, "publisher-a"), seededKey(t, "publisher-b")
+	state := OpenState(filepath.Join(t.TempDir(), StateFileName))
+	v := mustVerifier(t, Policy{Keys: []PublicKey{a.Public(), b.Public()}, State: state, Now: clock})
+	_, a5 := signedIndex(t, a, "debian", 5, time.Time{})
+	_, a4 := signedIndex(t, a, "debian", 4, time.Time{})
+	_, b2 := signedIndex(t, b, "debian", 2, time.Time{})
+	if _, err := v.Index("debian", 0, a5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Index("debian", 0, b2); err != nil {
+		t.Fatalf("publisher b's version 2 after publisher a's version 5: %v", err)
+	}
+	if _, err := v.Index("debian", 0, a4); !errors.Is(err, ErrRollback) || !strings.Contains(err.Error(), a.Public().ID()) {
+		t.Fatalf("publisher a's version 4 after its version 5: %v, want a rollback naming key %s", err, a.Public().ID())
+	}
+	if ha, _ := state.Highest("debian", a.Public().ID()); ha != 5 {
+		t.Errorf("state for a: %d, want 5", ha)
+	}
+	if hb, _ := state.Highest("debian", b.Public().ID()); hb != 2 {
+		t.Errorf("state for b: %d, want 2", hb)
+	}
+	legacy := filepath.Join(t.TempDir(), StateFileName)
+	os.WriteFile(legacy, []byte("nowhere-trust-state 1\ndebian 3\n"), 0o644)
+	old := mustVerifier(t, Policy{Keys: []PublicKey{b.Public()}, State: OpenState(legacy), Now: clock})
+	if _, err := old.Index("debian", 0, b2); !errors.Is(err, ErrRollback) {
+		t.Errorf("a keyless state line of version 3, then version 2: %v, want a rollback", err)
+	}
+	if _, err := ParseState([]byte("nowhere-trust-state 1\ndebian@ 3\n")); err == nil {
+		t.Error("a state line with an empty key ID parsed")
 	}
 }

@@ -115,7 +115,7 @@ func TestOfflineBootUsesTheLastAcceptedIndex(t *testing.T) {
 	}
 	os.WriteFile(indexFile, good, 0o644)
 
-	if err := trust.OpenState(stateFile).Accept("disk", 3); err != nil {
+	if err := trust.OpenState(stateFile).Accept("disk", "", 3); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := boot(); !errors.Is(err, trust.ErrRollback) {

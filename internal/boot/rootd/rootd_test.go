@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,7 +73,7 @@ func TestDaemonServesTheImageAsARootDaemon(t *testing.T) {
 		p.Ready.Store != "http://"+srv.Addr {
 		t.Errorf("ready = %+v", p.Ready)
 	}
-	if state, _ := os.ReadFile(filepath.Join(dir, "trust-state")); !strings.Contains(string(state), "disk 1\n") {
+	if state, _ := os.ReadFile(filepath.Join(dir, "trust-state")); !regexp.MustCompile(`(?m)^disk@[0-9A-F]+ 1$`).Match(state) {
 		t.Errorf("the trust state does not remember disk version 1: %q", state)
 	}
 	got, err := os.ReadFile(p.Ready.File)
