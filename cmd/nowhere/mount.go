@@ -121,7 +121,9 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 		pf = profile.NewPrefetcher(fetcher, q, profile.Options{Parallel: o.prefetch, Budget: mem})
 		fetcher = pf
 	}
-	r := image.NewReader(img.index, fetcher, image.Options{CacheBytes: mem, ReadAhead: ra})
+	// With --timeout D a read fails after D; the kernel's retries of the same page then
+	// fail at once instead of waiting D each.
+	r := image.NewReader(img.index, fetcher, image.Options{CacheBytes: mem, ReadAhead: ra, FailMemory: min(o.sources.timeout, 10*time.Second)})
 	if pf != nil {
 		pf.Start() // before the mount is up: the first reads find their chunks on the way
 		defer pf.Close()

@@ -10,6 +10,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/chunk"
 	"github.com/nowhere-boot/nowhere/internal/index"
@@ -21,6 +22,20 @@ type Options struct {
 	CacheBytes int64 // memory for verified chunks (default 128 MiB)
 	ReadAhead  int64 // most bytes fetched ahead of a sequential stream (default 8 MiB; <0 disables)
 	Parallel   int   // most fetches in flight for read-ahead (default 32)
+	// FailMemory is how long a chunk whose fetch just failed fails again at once, without
+	// a new fetch: the kernel retries a failed page read (read-ahead, then the read itself),
+	// and each retry would wait the whole timeout again (a --timeout D read took 2-3 D). 0:
+	// no memory.
+	FailMemory time.Duration
+}
+
+// maxFailed bounds the chunks whose failure a Reader remembers.
+const maxFailed = 4096
+
+// failure is a fetch that failed, and when.
+type failure struct {
+	err error
+	at  time.Time
 }
 
 // Reader is an io.ReaderAt over an image.
@@ -32,6 +47,7 @@ type Reader struct {
 
 	mu      sync.Mutex
 	flights map[chunk.ID]*flight
+	failed  map[chunk.ID]failure // recent failures (Options.FailMemory)
 	streams [8]stream
 	tick    uint64
 
@@ -90,6 +106,7 @@ func NewReader(ix *index.Index, f store.Fetcher, opt Options) *Reader {
 		ix: ix, f: f, opt: opt,
 		cache:         newLRU(opt.CacheBytes),
 		flights:       make(map[chunk.ID]*flight),
+		failed:        make(map[chunk.ID]failure),
 		prefetchSlots: make(chan struct{}, opt.Parallel),
 	}
 }
@@ -267,6 +284,15 @@ func (r *Reader) join(e index.Entry, prefetch bool) *flight {
 		}
 		return fl
 	}
+	// A chunk that failed a moment ago fails again at once (Options.FailMemory).
+	if f, ok := r.failed[e.ID]; ok && !prefetch {
+		if time.Since(f.at) < r.opt.FailMemory {
+			fl := &flight{done: make(chan struct{}), err: f.err, cancel: func() {}}
+			close(fl.done)
+			return fl
+		}
+		delete(r.failed, e.ID)
+	}
 	// A fetch that finished between the caller's cache check and now has put its chunk in
 	// the cache before leaving r.flights (under r.mu): use it instead of fetching again.
 	if data, ok := r.cache.get(e.ID); ok {
@@ -316,6 +342,12 @@ func (r *Reader) fetch(ctx context.Context, e index.Entry, fl *flight) {
 	r.mu.Lock()
 	if r.flights[e.ID] == fl {
 		delete(r.flights, e.ID)
+	}
+	if fl.err != nil && !errors.Is(fl.err, context.Canceled) && r.opt.FailMemory > 0 {
+		if len(r.failed) >= maxFailed {
+			clear(r.failed) // a bound, not an LRU: these are seconds-old hints
+		}
+		r.failed[e.ID] = failure{fl.err, time.Now()}
 	}
 	r.mu.Unlock()
 	close(fl.done)
