@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -307,7 +308,7 @@ func TestTrustCLI(t *testing.T) {
 		dir, url := mirror(t)
 		cache := c.path("rollback-cache")
 		c.ok("extract", url+"/images/A", c.path("rb2.out"), "--key", pubPub, "--cache", cache, "--progress", "never")
-		if b, err := os.ReadFile(filepath.Join(cache, trust.StateFileName)); err != nil || !strings.Contains(string(b), "\nA 2\n") {
+		if b, err := os.ReadFile(filepath.Join(cache, trust.StateFileName)); err != nil || !regexp.MustCompile(`(?m)^A@[0-9A-F]+ 2$`).Match(b) {
 			t.Fatalf("state in the cache dir after accepting version 2: %q, %v", b, err)
 		}
 		// The mirror replays the old, genuinely signed pointer to version 1.

@@ -222,8 +222,8 @@ func (v *Verifier) policy(ix *index.Index, name string, version uint64, key stri
 			return append(errs, err)
 		}
 		if ix.Version < high {
-			errs = append(errs, refuse(ErrRollback, "the store offers version %d of %q, older than version %d already accepted from key %s (rollback; remembered in %s)",
-				ix.Version, name, high, key, v.p.State.Path()))
+			errs = append(errs, refuse(ErrRollback, "the store offers version %d of %q, older than version %d already accepted (rollback; remembered in %s for key %s)",
+				ix.Version, name, high, v.p.State.Path(), key))
 		}
 	}
 	return errs
