@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -141,11 +142,19 @@ func (s *MirrorSet) demote(m *mirror, ref chunk.Ref, err error, corrupt bool) {
 	}
 	if m.state == stateUp {
 		m.state = stateDown
-		m.backoff = probeBackoffMin
-		m.nextProbe = time.Now().Add(m.backoff)
-		m.backoff *= 2
-		s.logHealth("%s %s failed: %v (demoted, re-probing)", m.kind(), m.name, err)
+		m.strikes++
+		// Each demotion without a chunk served in between waits twice as long before the
+		// first re-probe (jittered, so a fleet does not probe in lockstep).
+		wait := jitter(min(probeBackoffMin<<min(m.strikes-1, 10), probeBackoffMax))
+		m.nextProbe = time.Now().Add(wait)
+		m.backoff = min(2*wait, probeBackoffMax)
+		s.logHealth("%s %s failed: %v (demoted, re-probing in %s)", m.kind(), m.name, err, wait.Round(time.Millisecond))
 	}
+}
+
+// jitter spreads d over [0.75 d, 1.25 d).
+func jitter(d time.Duration) time.Duration {
+	return d*3/4 + time.Duration(rand.Int64N(int64(d)/2+1))
 }
 
 // distrust demotes m as hard as a mirror that served a corrupt chunk: what it served

@@ -97,6 +97,10 @@ type mirror struct {
 	corrupt   int64
 	hedges    int64
 	bytes     int64
+	// strikes counts the demotions since m last served a chunk: a mirror that answers its
+	// probe and then stalls on real chunks (a tarpit) waits longer after each one, where it
+	// was readmitted half a second later every time.
+	strikes int
 }
 
 const (
@@ -463,14 +467,16 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref, throu
 		m.bytes += int64(len(raw))
 		m.est.observe(len(raw), d, shared)
 		m.sawChunk(true)
+		m.strikes = 0
 		if m.state == stateDown { // tried as a last resort, and it answered: it is back
 			m.state = stateUp
 			m.lastErr = ""
 			s.logHealth("%s %s is back (served a chunk)", m.kind(), m.name)
 		}
-	case ctx.Err() != nil:
-		// Cancelled because another mirror answered first (or the reader left): not
-		// m's fault, but it was at least this slow, which its estimate should know.
+	case ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded):
+		// Cancelled because another mirror answered first (or the reader left), or it
+		// stalled past the attempt timeout: it was at least this slow, which its estimate
+		// should know, so the ranking keeps real traffic off it after it is readmitted.
 		if size := int(ref.Stored); size > 0 && d > m.est.expectedWith(size, shared-1) {
 			m.est.observe(size, d, shared)
 		}

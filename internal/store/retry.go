@@ -94,7 +94,7 @@ func (p Policy) Do(ctx context.Context, what string, fn func(context.Context) er
 			return ctx.Err()
 		case <-deadline:
 			return fmt.Errorf("%w (gave up after %s, %d attempts)", cause, p.Timeout, attempt)
-		case <-time.After(wait):
+		case <-time.After(jitter(wait)): // a fleet whose mirror failed must not retry in lockstep
 		}
 		wait *= 2
 		if wait > backoffMax {
