@@ -17,6 +17,7 @@ func main() {
 	}
 	cmd := newRootCommand()
 	if err := cmd.Execute(); err != nil {
+		err = unknownCommand(err)
 		fmt.Fprintln(os.Stderr, "nowhere: "+oneLine(err))
 		var ee exitError
 		if errors.As(err, &ee) {
@@ -24,6 +25,22 @@ func main() {
 		}
 		os.Exit(1)
 	}
+}
+
+// unknownCommand turns cobra's "unknown command" error, whose suggestions are laid out
+// for a terminal ("\n\nDid you mean this?\n\tmount\n\tumount\n"), into one line and
+// a usage exit status; other errors pass unchanged.
+func unknownCommand(err error) error {
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "unknown command") {
+		return err
+	}
+	head, tail, found := strings.Cut(msg, "\n\nDid you mean this?\n")
+	head = strings.TrimSpace(head)
+	if found {
+		head += " (did you mean " + strings.Join(strings.Fields(tail), " or ") + "?)"
+	}
+	return exitError{usageExit, errors.New(head + "; nowhere --help lists the commands")}
 }
 
 // exitError carries a specific exit status (e.g. verify found problems: 1; usage: 2).

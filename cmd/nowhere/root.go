@@ -77,5 +77,34 @@ fetching only the chunks that are read.`,
 		newProfileCommand(),
 		newUKICommand(),
 	)
+	markUsageErrors(root)
 	return root
+}
+
+// usageExit is the exit status of a command line nowhere cannot take (an unknown command
+// or flag, a missing or extra argument), as for most Unix tools.
+const usageExit = 2
+
+// markUsageErrors makes the errors of a wrong command line exit with usageExit: bad flags
+// (through cobra's flag error hook, which subcommands inherit) and wrong arguments (each
+// command's Args check, wrapped).
+func markUsageErrors(root *cobra.Command) {
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return exitError{usageExit, fmt.Errorf("%s: %w (see %s --help)", c.Name(), err, c.CommandPath())}
+	})
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if args := c.Args; args != nil {
+			c.Args = func(cmd *cobra.Command, a []string) error {
+				if err := args(cmd, a); err != nil {
+					return exitError{usageExit, fmt.Errorf("%s: %w (see %s --help)", cmd.Name(), err, cmd.CommandPath())}
+				}
+				return nil
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
 }
