@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -102,6 +103,9 @@ filesystem's own metadata, so an update re-downloads little more than the change
 func runPackTree(ctx context.Context, o packOptions) error {
 	if err := index.ValidName(o.name); err != nil {
 		return err
+	}
+	if o.fs == "" {
+		return exitError{usageExit, errors.New("--from-dir needs --fs: the filesystem to build the tree into (erofs, squashfs or ext4)")}
 	}
 	t, err := mkfs.ParseType(o.fs)
 	if err != nil {

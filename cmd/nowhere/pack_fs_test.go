@@ -113,6 +113,7 @@ func TestPackFromDirBadInput(t *testing.T) {
 	}{
 		{[]string{"--from-dir", "/nonexistent/tree", "--fs", "erofs"}, "/nonexistent/tree"},
 		{[]string{"--from-dir", t.TempDir(), "--fs", "btrfs"}, `--fs "btrfs"`},
+		{[]string{"--from-dir", t.TempDir()}, "--from-dir needs --fs: the filesystem to build the tree into"},
 		{[]string{"img", "--fs", "ext4"}, "--fs and --save-image go with --from-dir"},
 		{[]string{"--from-dir", t.TempDir(), "--fs", "erofs", "extra"}, "unknown command"},
 	} {
