@@ -284,26 +284,12 @@ type readOnly struct{ store.Store }
 // readLatest returns the pointer file ptr of image name (latest or latest.ARCH; verified
 // when v is set), or nil if the image has none.
 func readLatest(ctx context.Context, s store.Store, ptr, name string, v *trust.Verifier) (*index.Pointer, error) {
-	b, err := s.File(ctx, ptr, index.MaxPointer)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
+	var pv catalog.PointerVerifier
 	if v != nil {
-		if b, err = v.Pointer(name, b); err != nil {
-			return nil, fmt.Errorf("%s/%s: %w", s, ptr, err)
-		}
+		pv = v
 	}
-	p, err := index.ParsePointer(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s/%s: %w", s, ptr, err)
-	}
-	if p.Name != name {
-		return nil, fmt.Errorf("%s/%s: refused: the pointer is for image %q (mix-and-match)", s, ptr, p.Name)
-	}
-	return &p, nil
+	_, p, err := catalog.ReadPointer(ctx, s, ptr, name, pv)
+	return p, err
 }
 
 // readVersions fetches and checks an image's versions file.

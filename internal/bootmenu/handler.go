@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/catalog"
-	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/store"
 	"github.com/nowhere-boot/nowhere/internal/trust"
 )
@@ -240,18 +239,13 @@ func entries(ctx context.Context, s store.Store, names []string) []Entry {
 		}
 		describe := func(ptr string) (Entry, bool) {
 			e := Entry{Name: n}
-			b, err := s.File(ctx, ptr, index.MaxPointer)
-			if err != nil {
+			version, ok, err := catalog.PointedVersion(ctx, s, ptr, n)
+			if err != nil || !ok {
 				return e, false
 			}
-			text, _ := trust.SplitPointer(b)
-			p, err := index.ParsePointer(text)
-			if err != nil || p.Name != n {
-				return e, false
-			}
-			e.Version = p.Version
+			e.Version = version
 			if vs != nil {
-				if v, ok := vs.Find(p.Version); ok {
+				if v, ok := vs.Find(version); ok {
 					e.Size, e.Arch = v.Size, v.Arch
 				}
 			}

@@ -195,15 +195,18 @@ func staleTemps(ctx context.Context, s Store, cutoff time.Time, res *Result) ([]
 // collectImage decides which versions of one image stay, removes the others (unless
 // dry), and marks the chunks of those that stay.
 func collectImage(ctx context.Context, s Store, name string, opt Options, res *Result, mark map[chunk.ID]bool) error {
-	listed, err := catalog.Listed(ctx, s, name)
+	// Every version with an index, described (architecture, publication time) by the
+	// versions file or, where it has none, by its index; gc holds the store's lock, so
+	// this is also the list it rewrites without the versions it drops.
+	vs, err := catalog.Rebuild(ctx, s, name, nil)
 	if err != nil {
 		return err
+	}
+	listed := make([]uint64, len(vs.Versions))
+	for i, d := range vs.Versions {
+		listed[i] = d.Version
 	}
 	pinned, err := pointedTo(ctx, s, name)
-	if err != nil {
-		return err
-	}
-	described, err := describeVersions(ctx, s, name)
 	if err != nil {
 		return err
 	}
@@ -214,7 +217,7 @@ func collectImage(ctx context.Context, s Store, name string, opt Options, res *R
 	replacedAt := map[string]time.Time{} // per architecture: when the newer version came
 	since := opt.Now().Add(-opt.KeepWithin)
 	for _, v := range slices.Backward(listed) {
-		d := described[v]
+		d, _ := vs.Find(v)
 		a := d.Arch
 		current := opt.KeepWithin > 0 && (!d.Created.Before(since) || !replacedAt[a].IsZero() && !replacedAt[a].Before(since))
 		switch {
@@ -270,10 +273,6 @@ func collectImage(ctx context.Context, s Store, name string, opt Options, res *R
 	if signed && opt.Signer == nil {
 		return fmt.Errorf("%s/%s is signed: give the publisher's --key to re-sign it without the versions gc removes (nothing removed for %s)", s, vsPath, name)
 	}
-	vs, err := catalog.Rebuild(ctx, s, name, nil)
-	if err != nil {
-		return err
-	}
 	vs.Versions = slices.DeleteFunc(vs.Versions, func(d catalog.Version) bool { return slices.Contains(drop, d.Version) })
 	var signer catalog.Signer
 	if signed || opt.Signer != nil {
@@ -315,31 +314,13 @@ func pointedTo(ctx context.Context, s Store, name string) (map[uint64]bool, erro
 		if base != "latest" && (!strings.HasPrefix(base, "latest.") || strings.HasSuffix(base, ".minisig") || index.ValidArch(strings.TrimPrefix(base, "latest.")) != nil) {
 			continue
 		}
-		b, err := s.File(ctx, f, index.MaxPointer)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // replaced between the listing and now
-		}
+		v, ok, err := catalog.PointedVersion(ctx, s, f, name)
 		if err != nil {
 			return nil, err
 		}
-		text, _ := trust.SplitPointer(b)
-		if p, perr := index.ParsePointer(text); perr == nil {
-			pinned[p.Version] = true
+		if ok {
+			pinned[v] = true
 		}
 	}
 	return pinned, nil
-}
-
-// describeVersions describes each version of image name (its architecture and when it
-// was published), from its versions file, or from the indexes it does not describe.
-func describeVersions(ctx context.Context, s Store, name string) (map[uint64]catalog.Version, error) {
-	vs, err := catalog.Rebuild(ctx, s, name, nil)
-	if err != nil {
-		return nil, err
-	}
-	m := map[uint64]catalog.Version{}
-	for _, v := range vs.Versions {
-		m[v.Version] = v
-	}
-	return m, nil
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/catalog"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/store"
-	"github.com/nowhere-boot/nowhere/internal/trust"
 )
 
 // syncer is implemented by stores that can flush written chunks to stable storage.
@@ -187,20 +186,12 @@ func publishVersion(ctx context.Context, w store.Writer, ix *index.Index, file [
 // its versions file vs says ("": any), and whether there is such a pointer. One that
 // cannot be read or names no listed version counts as none: publishing replaces it.
 func latestArch(ctx context.Context, w store.Writer, name string, vs *catalog.Versions) (string, bool, error) {
-	b, err := w.File(ctx, store.LatestPath(name), index.MaxPointer)
-	if errors.Is(err, store.ErrNotFound) {
-		return "", false, nil
-	}
+	version, ok, err := catalog.PointedVersion(ctx, w, store.LatestPath(name), name)
 	if err != nil {
 		return "", false, fmt.Errorf("store %s: reading %s: %w", w, store.LatestPath(name), err)
 	}
-	text, _ := trust.SplitPointer(b)
-	p, err := index.ParsePointer(text)
-	if err != nil || p.Name != name {
-		return "", false, nil
-	}
-	v, ok := vs.Find(p.Version)
-	if !ok {
+	v, listed := vs.Find(version)
+	if !ok || !listed {
 		return "", false, nil
 	}
 	return v.Arch, true, nil

@@ -217,7 +217,12 @@ func readImage(ctx context.Context, src store.Store, name string, v Verifier) (*
 		return b, err
 	}
 	var err error
-	if im.latest, err = optional(store.LatestPath(name), index.MaxPointer); err != nil {
+	var pv catalog.PointerVerifier
+	if v != nil {
+		pv = v
+	}
+	var ptr *index.Pointer
+	if im.latest, ptr, err = catalog.ReadPointer(ctx, src, store.LatestPath(name), name, pv); err != nil {
 		return nil, err
 	}
 	var pinned map[uint64][32]byte // version -> index sha256, from the versions file
@@ -242,23 +247,6 @@ func readImage(ctx context.Context, src store.Store, name string, v Verifier) (*
 		for _, d := range vs.Versions {
 			pinned[d.Version] = d.SHA256
 		}
-	}
-	var ptr *index.Pointer
-	if im.latest != nil {
-		text := im.latest
-		if v != nil {
-			if text, err = v.Pointer(name, im.latest); err != nil {
-				return nil, fmt.Errorf("%s/%s: %w", src, store.LatestPath(name), err)
-			}
-		}
-		p, err := index.ParsePointer(text)
-		if err != nil {
-			return nil, fmt.Errorf("%s/%s: %w", src, store.LatestPath(name), err)
-		}
-		if p.Name != name {
-			return nil, fmt.Errorf("%s/%s: the pointer is for image %q (mix-and-match)", src, store.LatestPath(name), p.Name)
-		}
-		ptr = &p
 	}
 	// Which versions: a listing where there is one, else the versions file, else latest.
 	if w, ok := src.(store.Writer); ok {
@@ -312,25 +300,15 @@ func readImage(ctx context.Context, src store.Store, name string, v Verifier) (*
 	// The pointer of each architecture an index records, checked as latest is.
 	for _, a := range slices.Sorted(maps.Keys(arches)) {
 		pp := store.LatestArchPath(name, a)
-		raw, err := optional(pp, index.MaxPointer)
-		if err != nil || raw == nil {
-			if err != nil {
-				return nil, err
-			}
+		raw, p, err := catalog.ReadPointer(ctx, src, pp, name, pv)
+		if err != nil {
+			return nil, err
+		}
+		if p == nil {
 			continue
 		}
-		text := raw
-		if v != nil {
-			if text, err = v.Pointer(name, raw); err != nil {
-				return nil, fmt.Errorf("%s/%s: %w", src, pp, err)
-			}
-		}
-		p, err := index.ParsePointer(text)
-		if err != nil {
-			return nil, fmt.Errorf("%s/%s: %w", src, pp, err)
-		}
 		file, ok := im.indexes[p.Version]
-		if p.Name != name || !ok || !p.Matches(file) {
+		if !ok || !p.Matches(file) {
 			return nil, fmt.Errorf("%s/%s: does not pin one of the image's indexes (mix-and-match)", src, pp)
 		}
 		im.archLatest[a] = raw
