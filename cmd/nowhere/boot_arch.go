@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+
+	"github.com/nowhere-boot/nowhere/internal/uki"
 )
 
 // bootArch is the architecture of the machine a kernel boots: the one asked for (amd64
@@ -12,9 +14,7 @@ import (
 // architecture than the one asked for is refused in one line; one that cannot be read is
 // left to the checks of the verb, which say what is wrong with it.
 func bootArch(want, kernel string) (string, error) {
-	switch want {
-	case "", "amd64", "arm64":
-	default:
+	if _, ok := initArches[want]; want != "" && !ok {
 		return "", fmt.Errorf("--arch %s: want amd64 or arm64", want)
 	}
 	got := ""
@@ -52,4 +52,16 @@ func archRoot(arch, kernel string) (string, error) {
 		return "", fmt.Errorf("%s boot loaders: %w", arch, err)
 	}
 	return filepath.Join(kdir, "x"), nil
+}
+
+// ukiStub is systemd's EFI stub for a UKI of arch: Debian's, from arch's tree.
+func ukiStub(arch, kernel string) (string, error) {
+	if arch != "arm64" {
+		return uki.DefaultStub, nil
+	}
+	root, err := archRoot(arch, kernel)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, uki.ArmStub), nil
 }

@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -164,19 +162,19 @@ func runBootdisk(o bootdiskOptions) error {
 		pass = strings.TrimSuffix(pass, "\r")
 	}
 	loaders := bootdisk.DefaultLoaders
-	stub, objcopy := uki.DefaultStub, [2]string{"objcopy", "binutils"}
 	if arch == "arm64" {
 		root, err := archRoot(arch, o.kernel)
 		if err != nil {
 			return err
 		}
 		loaders = bootdisk.ArmLoaders(root)
-		stub = filepath.Join(root, uki.ArmStub)
-		if runtime.GOARCH != "arm64" {
-			objcopy = [2]string{"aarch64-linux-gnu-objcopy", "binutils-aarch64-linux-gnu"}
-		}
 	}
+	var stub string
 	if o.uki {
+		var err error
+		if stub, err = ukiStub(arch, o.kernel); err != nil {
+			return err
+		}
 		if _, err := os.Stat(stub); err != nil {
 			pkg := "systemd-boot-efi"
 			if arch == "arm64" {
@@ -184,10 +182,8 @@ func runBootdisk(o bootdiskOptions) error {
 			}
 			return fmt.Errorf("%s is missing (apt-get install %s)", stub, pkg)
 		}
-		for _, t := range [][2]string{objcopy, {"sbsign", "sbsigntool"}, {"sbverify", "sbsigntool"}} {
-			if _, err := exec.LookPath(t[0]); err != nil && (t == objcopy || o.signKey != "") {
-				return fmt.Errorf("%s is not installed (apt-get install %s)", t[0], t[1])
-			}
+		if err := uki.CheckTools(arch, o.signKey != ""); err != nil {
+			return err
 		}
 	}
 	if st, err := os.Stat(o.output); err == nil && st.IsDir() {

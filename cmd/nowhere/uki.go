@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -102,13 +101,8 @@ func runUKI(cmd *cobra.Command, o ukiOptions) error {
 		return err
 	}
 	if o.stub == "" {
-		o.stub = uki.DefaultStub
-		if arch == "arm64" {
-			root, err := archRoot(arch, o.kernel)
-			if err != nil {
-				return err
-			}
-			o.stub = filepath.Join(root, uki.ArmStub)
+		if o.stub, err = ukiStub(arch, o.kernel); err != nil {
+			return err
 		}
 	}
 	ctx := cmd.Context()

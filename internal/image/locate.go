@@ -160,7 +160,7 @@ func LoadVerified(ctx context.Context, s store.Store, loc Location, p store.Poli
 		}
 		var fe *fetchError
 		if !errors.As(err, &fe) {
-			pick.Distrust(what(err), err)
+			pick.Distrust(err)
 		}
 		why = append(why, m+": "+oneLine(err))
 		excluded = append(excluded, m)
@@ -178,14 +178,6 @@ type fetchError struct{ err error }
 
 func (e *fetchError) Error() string { return e.err.Error() }
 func (e *fetchError) Unwrap() error { return e.err }
-
-// what names what a failed load's mirror served, for its demotion's message.
-func what(err error) string {
-	if strings.Contains(err.Error(), "/latest") && !strings.Contains(err.Error(), ".index") {
-		return "a latest pointer"
-	}
-	return "an index"
-}
 
 // oneLine keeps an error on one line of the summary.
 func oneLine(err error) string { return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ") }

@@ -285,7 +285,7 @@ func (r *Reader) join(e index.Entry, prefetch bool) *flight {
 		return fl
 	}
 	// A chunk that failed a moment ago fails again at once (Options.FailMemory).
-	if f, ok := r.failed[e.ID]; ok && !prefetch {
+	if f, ok := r.failed[e.ID]; ok && !prefetch { // only filled with FailMemory set
 		if time.Since(f.at) < r.opt.FailMemory {
 			fl := &flight{done: make(chan struct{}), err: f.err, cancel: func() {}}
 			close(fl.done)

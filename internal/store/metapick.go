@@ -56,8 +56,8 @@ func (p *MetadataPick) Mirrors() int {
 }
 
 // Distrust demotes the mirror that served as hard as one that serves a corrupt chunk:
-// what it sent (what: "its latest pointer", "an index") failed verification with err.
-func (p *MetadataPick) Distrust(what string, err error) {
+// what it sent failed verification with err (which names the file).
+func (p *MetadataPick) Distrust(err error) {
 	p.mu.Lock()
 	set, name := p.set, p.name
 	p.mu.Unlock()
@@ -66,7 +66,7 @@ func (p *MetadataPick) Distrust(what string, err error) {
 	}
 	for _, m := range set.snapshot() {
 		if m.name == name {
-			set.distrust(m, what, err)
+			set.distrust(m, err)
 		}
 	}
 }

@@ -157,14 +157,14 @@ func jitter(d time.Duration) time.Duration {
 	return d*3/4 + time.Duration(rand.Int64N(int64(d)/2+1))
 }
 
-// distrust demotes m as hard as a mirror that served a corrupt chunk: what it served
-// (its latest pointer, an index) failed verification with err.
-func (s *MirrorSet) distrust(m *mirror, what string, err error) {
+// distrust demotes m as hard as a mirror that served a corrupt chunk: metadata it served
+// (a latest pointer, an index) failed verification with err.
+func (s *MirrorSet) distrust(m *mirror, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lastErr = err.Error()
 	m.failures++
-	s.demoteHard(m, fmt.Sprintf("%s that failed verification: %v", what, err))
+	s.demoteHard(m, fmt.Sprintf("metadata that failed verification: %v", err))
 }
 
 // demoteHard marks m bad (m.mu held): it served served, which cannot be a hiccup. Each

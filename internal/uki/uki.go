@@ -116,22 +116,11 @@ func Build(ctx context.Context, o Options) error {
 	if strings.ContainsAny(o.Cmdline, "\n\r\x00") {
 		return fmt.Errorf("uki: the command line %q holds a newline or NUL: it must be one line", o.Cmdline)
 	}
-	objcopy, err := tool(ar.objcopy, ar.binutil)
+	tools, err := findTools(ar, o.SignKey != "")
 	if err != nil {
 		return err
 	}
-	var sbsign, sbverify, openssl string
-	if o.SignKey != "" {
-		if sbsign, err = tool("sbsign", "sbsigntool"); err != nil {
-			return err
-		}
-		if sbverify, err = tool("sbverify", "sbsigntool"); err != nil {
-			return err
-		}
-		if openssl, err = tool("openssl", "openssl"); err != nil {
-			return err
-		}
-	}
+	objcopy, sbsign, sbverify, openssl := tools[0], tools[1], tools[2], tools[3]
 	stub, err := readStub(o.Stub, ar)
 	if err != nil {
 		return err
@@ -461,6 +450,33 @@ func matches(plain []byte, cert *x509.Certificate) error {
 		return errors.New("the key is not the certificate's (they do not match)")
 	}
 	return nil
+}
+
+// CheckTools says which tool a UKI for arch (signed, or not) needs and is missing, so a
+// caller with slow work before Build (nowhere bootdisk builds an initramfs) fails first.
+func CheckTools(arch string, signed bool) error {
+	ar, err := archOf(arch)
+	if err != nil {
+		return err
+	}
+	_, err = findTools(ar, signed)
+	return err
+}
+
+// findTools finds objcopy for ar and, to sign, sbsign, sbverify and openssl ("" when not
+// signing), in that order.
+func findTools(ar arch, signed bool) ([4]string, error) {
+	var t [4]string
+	var err error
+	if t[0], err = tool(ar.objcopy, ar.binutil); err != nil || !signed {
+		return t, err
+	}
+	for i, n := range [][2]string{{"sbsign", "sbsigntool"}, {"sbverify", "sbsigntool"}, {"openssl", "openssl"}} {
+		if t[i+1], err = tool(n[0], n[1]); err != nil {
+			return t, err
+		}
+	}
+	return t, nil
 }
 
 func tool(name, pkg string) (string, error) {
