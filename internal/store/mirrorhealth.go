@@ -85,9 +85,12 @@ func (s *MirrorSet) probe(ctx context.Context, m *mirror) bool {
 		m.est.observe(int(known.Stored), d, shared)
 	}
 	if m.state != stateUp {
-		s.logHealth("%s %s is back (answered in %s)", m.kind(), m.name, d.Round(time.Millisecond))
-		m.state = stateUp
-		m.lastErr = ""
+		m.readmit()
+		if m.probation > 0 {
+			s.logHealth("%s %s is back (answered in %s; on probation for %d chunks)", m.kind(), m.name, d.Round(time.Millisecond), m.probation)
+		} else {
+			s.logHealth("%s %s is back (answered in %s)", m.kind(), m.name, d.Round(time.Millisecond))
+		}
 	}
 	return true
 }

@@ -101,6 +101,11 @@ type mirror struct {
 	// probe and then stalls on real chunks (a tarpit) waits longer after each one, where it
 	// was readmitted half a second later every time.
 	strikes int
+	// probation counts the chunks a mirror readmitted after a strike has still to serve
+	// before it takes full traffic (probation.go).
+	probation  int
+	running    map[int64]time.Time // start of each request in flight, by attempt
+	attemptSeq int64
 }
 
 const (
@@ -213,7 +218,8 @@ func (s *MirrorSet) choose(size int, tried []*mirror) *mirror {
 		cost     float64
 		nextProb time.Time
 	}
-	var up, demoted []cand
+	var up, held, demoted []cand
+	now := time.Now()
 	for _, m := range s.snapshot() {
 		if m.peer || slices.Contains(tried, m) {
 			continue // peers are asked by choosePeer, never for files
@@ -221,12 +227,24 @@ func (s *MirrorSet) choose(size int, tried []*mirror) *mirror {
 		m.mu.Lock()
 		c := cand{m: m, state: m.state, base: m.est.expected(size), nextProb: m.nextProbe}
 		c.cost = m.est.expectedWith(size, m.inflight).Seconds()
+		// A request running far longer than expected costs m at least that long.
+		if stalled := m.stalledFor(now); stalled > 2*c.base {
+			c.base = max(c.base, stalled)
+			c.cost = max(c.cost, stalled.Seconds())
+		}
+		busyOnProbation := m.probation > 0 && m.inflight > 0
 		m.mu.Unlock()
-		if c.state == stateUp {
+		switch {
+		case busyOnProbation:
+			held = append(held, c) // one request at a time until it has proved itself
+		case c.state == stateUp:
 			up = append(up, c)
-		} else {
+		default:
 			demoted = append(demoted, c)
 		}
+	}
+	if len(up) == 0 {
+		up = held
 	}
 	if len(up) > 0 {
 		slices.SortStableFunc(up, func(a, b cand) int { return cmpDur(a.base, b.base) })
@@ -275,6 +293,42 @@ func (s *MirrorSet) hedgeDelay(m *mirror, size int) time.Duration {
 		return max(3*d, peerHedgeMin)
 	}
 	return max(d, s.opt.HedgeMin)
+}
+
+// hedgeAfter is how long a request to m runs before the round hedges it: its hedge
+// delay, but never more than 4x what the best other mirror in full standing would take
+// (2x while m is on probation). A tarpit's own p95 grows with every stall it is caught
+// in; hedging it by that would wait longer each time.
+func (s *MirrorSet) hedgeAfter(m *mirror, size int) time.Duration {
+	d := s.hedgeDelay(m, size)
+	if m.peer {
+		return d
+	}
+	factor := time.Duration(4)
+	if m.onProbation() {
+		factor = 2
+	}
+	for _, o := range s.snapshot() {
+		if o == m || o.peer {
+			continue
+		}
+		o.mu.Lock()
+		if o.state == stateUp && o.probation == 0 {
+			d = min(d, max(factor*o.est.expected(size), s.opt.HedgeMin))
+		}
+		o.mu.Unlock()
+	}
+	return d
+}
+
+// refundHedges gives n hedges back to the budget (up to its burst).
+func (s *MirrorSet) refundHedges(n int) {
+	if n == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.tokens = math.Min(s.tokens+float64(n), hedgeBurst)
+	s.mu.Unlock()
 }
 
 // takeHedge spends one hedge from the budget, which grows by HedgeFraction per request.
@@ -372,11 +426,20 @@ func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 		return Fetched{}, fmt.Errorf("chunk %s: every mirror failed: %s", ref.ID, err.Error())
 	}
 	launch(first, false)
+	// While nothing answers, the round hedges again and again, each time to the next
+	// mirror, after the hedge delay of the one asked last: ten tarpits in a row cost ten
+	// hedge delays, not ten attempt timeouts. A hedge takes a token from the budget, and
+	// a hedge that wins gives back the round's tokens: it stood in for requests that
+	// stalled, and the budget is there to bound the hedges that were not needed. A
+	// mirror on probation is hedged early and without a token.
 	var hedge <-chan time.Time
+	last, lastAt := first, time.Now()
+	taken := 0
+	var timer *time.Timer
 	if s.opt.HedgeFraction > 0 {
-		t := time.NewTimer(s.hedgeDelay(first, size))
-		defer t.Stop()
-		hedge = t.C
+		timer = time.NewTimer(s.hedgeAfter(first, size))
+		defer timer.Stop()
+		hedge = timer.C
 	}
 	var errs []string
 	for running > 0 {
@@ -386,6 +449,7 @@ func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 			if r.err == nil {
 				if r.hedge {
 					s.opt.Metrics.hedge(true)
+					s.refundHedges(taken)
 				}
 				s.remember(ref)
 				return r.f, nil
@@ -399,16 +463,37 @@ func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 					s.opt.Metrics.failover()
 				}
 				launch(next, false)
+				last, lastAt = next, time.Now()
+				if timer != nil {
+					timer.Reset(s.hedgeAfter(next, size))
+					hedge = timer.C
+				}
 			}
 		case <-hedge:
-			hedge = nil // at most one hedge per round
-			if next := s.choose(size, tried); next != nil && s.takeHedge() {
-				s.opt.Metrics.hedge(false)
-				first.mu.Lock()
-				first.hedges++
-				first.mu.Unlock()
-				launch(next, true)
+			next := s.choose(size, tried)
+			if next == nil {
+				hedge = nil // every mirror is asked already
+				continue
 			}
+			// Out of budget, a request that has run 4x its hedge delay is presumed stalled
+			// and rescued anyway: a burst of stalls must not leave every later read with no
+			// hedge at all.
+			after := s.hedgeAfter(last, size)
+			free := last.onProbation() || time.Since(lastAt) >= 4*after
+			if !free && !s.takeHedge() {
+				timer.Reset(max(after/2, s.opt.HedgeMin)) // look again soon
+				continue
+			}
+			if !free {
+				taken++
+			}
+			s.opt.Metrics.hedge(false)
+			last.mu.Lock()
+			last.hedges++
+			last.mu.Unlock()
+			launch(next, true)
+			last, lastAt = next, time.Now()
+			timer.Reset(s.hedgeAfter(next, size))
 		case <-ctx.Done():
 			return Fetched{}, ctx.Err()
 		}
@@ -438,12 +523,13 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref, throu
 	}
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	start := time.Now()
 	m.mu.Lock()
 	m.inflight++
 	m.requests++
 	busyAtStart := m.inflight
+	id := m.beginAttempt(start)
 	m.mu.Unlock()
-	start := time.Now()
 	raw, err := s.get(actx, m, ref, through)
 	var plain []byte
 	corrupt := false
@@ -462,17 +548,17 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref, throu
 	m.mu.Lock()
 	shared := (busyAtStart + m.inflight + 1) / 2 // requests in flight beside this one, on average
 	m.inflight--
+	m.endAttempt(id)
 	switch {
 	case err == nil:
 		m.bytes += int64(len(raw))
 		m.est.observe(len(raw), d, shared)
 		m.sawChunk(true)
-		m.strikes = 0
 		if m.state == stateDown { // tried as a last resort, and it answered: it is back
-			m.state = stateUp
-			m.lastErr = ""
+			m.readmit()
 			s.logHealth("%s %s is back (served a chunk)", m.kind(), m.name)
 		}
+		m.served()
 	case ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded):
 		// Cancelled because another mirror answered first (or the reader left), or it
 		// stalled past the attempt timeout: it was at least this slow, which its estimate

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,6 +36,9 @@ type linkSpec struct {
 	bandwidth int // bytes/s
 	spikeP    float64
 	spike     time.Duration
+	// tarpitChunks: on a chunk, send the headers, then nothing until the client leaves
+	// (probes and metadata are answered as usual).
+	tarpitChunks bool
 }
 
 // startLinkMirror serves dir through a link of spec; every answer also passes through
@@ -64,6 +68,12 @@ func startLinkMirror(b testing.TB, dir string, spec linkSpec, client *rate.Limit
 		select {
 		case <-time.After(d):
 		case <-r.Context().Done():
+			return
+		}
+		if spec.tarpitChunks && strings.HasPrefix(r.URL.Path, "/chunks/") {
+			w.WriteHeader(http.StatusOK)
+			http.NewResponseController(w).Flush()
+			<-r.Context().Done()
 			return
 		}
 		h.ServeHTTP(&pacedWriter{ResponseWriter: w, links: []*rate.Limiter{link, client}, ctx: r.Context(), piece: piece}, r)
@@ -107,6 +117,8 @@ func (w *pacedWriter) Write(p []byte) (int, error) {
 type benchResult struct {
 	mbps     float64
 	p50, p99 time.Duration
+	elapsed  time.Duration // the whole fetch
+	max      time.Duration // the longest single fetch
 	hedges   float64
 }
 
@@ -157,7 +169,7 @@ func fetchAll(b testing.TB, refs []chunk.Ref, urls []string, parallel int, hedge
 	el := time.Since(start)
 	slices.Sort(times)
 	q := func(p float64) time.Duration { return times[int(p*float64(len(times)-1))] }
-	return benchResult{mbps: float64(bytes) / el.Seconds() / 1e6, p50: q(0.5), p99: q(0.99),
+	return benchResult{mbps: float64(bytes) / el.Seconds() / 1e6, p50: q(0.5), p99: q(0.99), elapsed: el, max: times[len(times)-1],
 		hedges: testutil.ToFloat64(m.Hedges())}
 }
 
