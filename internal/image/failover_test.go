@@ -100,3 +100,75 @@ func TestLoadFailsOverPastLyingMirrors(t *testing.T) {
 		}
 	}
 }
+
+// stallingStore holds every file request until the caller gives up: a mirror that
+// answered its probe and then holds latest.
+type stallingStore struct{ *store.Dir }
+
+func (s stallingStore) String() string { return "http://staller.invalid" }
+
+func (s stallingStore) File(ctx context.Context, name string, max int64) ([]byte, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestLoadMovesOnPastStalledMirror: the first mirror holds the latest pointer; after the
+// load's deadline the next mirror is asked and serves it, the staller is demoted (not as
+// a liar), and the load ends within about one deadline.
+func TestLoadMovesOnPastStalledMirror(t *testing.T) {
+	publisher, _ := trust.GenerateKey()
+	img := make([]byte, 200<<10)
+	rand.New(rand.NewSource(9)).Read(img)
+	_, s1 := signedStore(t, publisher, img)
+	_, s2 := signedStore(t, publisher, img)
+	var mu sync.Mutex
+	var logged strings.Builder
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(&logged, format+"\n", args...)
+	}
+	set, err := store.NewMirrorSet([]store.Store{stallingStore{s1}, s2}, store.MirrorOptions{Log: logf, Spread: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	v, _ := trust.NewVerifier(trust.Policy{Keys: []trust.PublicKey{publisher.Public()}})
+	policy := store.Policy{Timeout: time.Second}
+	start := time.Now()
+	ix, _, err := LoadVerified(context.Background(), set, Location{Store: "mirrors", Name: "debian"}, policy, v)
+	if err != nil {
+		t.Fatalf("with a staller first and an honest mirror second: %v", err)
+	}
+	if ix.Name != "debian" || ix.Version != 1 {
+		t.Fatalf("loaded %s version %d", ix.Name, ix.Version)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("the load took %s past a 1 s deadline per mirror", took)
+	}
+	mu.Lock()
+	log := logged.String()
+	mu.Unlock()
+	if !strings.Contains(log, "http://staller.invalid failed") || strings.Contains(log, "demoted hard") {
+		t.Errorf("the staller was not demoted as a failed mirror:\n%s", log)
+	}
+	// Its background re-probe stalls too: Close cancels it instead of waiting it out (5 s).
+	time.Sleep(time.Second)
+	closing := time.Now()
+	set.Close()
+	if d := time.Since(closing); d > 3*time.Second {
+		t.Errorf("Close took %s, waiting out a stalled probe", d.Round(time.Millisecond))
+	}
+
+	// Alone, the staller's error names it.
+	alone, err := store.NewMirrorSet([]store.Store{stallingStore{s1}}, store.MirrorOptions{Log: logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alone.Close()
+	start = time.Now()
+	_, _, err = LoadVerified(context.Background(), alone, Location{Store: "mirrors", Name: "debian"}, policy, v)
+	if err == nil || !strings.Contains(err.Error(), "http://staller.invalid") {
+		t.Fatalf("stallers only: %v, want an error naming the mirror", err)
+	}
+}

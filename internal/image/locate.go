@@ -149,17 +149,28 @@ func LoadVerified(ctx context.Context, s store.Store, loc Location, p store.Poli
 			return ix, file, nil
 		}
 		m := pick.Mirror()
+		stalled := false
+		if m == "" && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// The first mirror asked held the load past its deadline: another may answer.
+			m, stalled = pick.Stalled(), true
+		}
 		if m == "" || ctx.Err() != nil || pick.Mirrors() < 2 {
 			// No mirror set answered (a single store, or every mirror failed to fetch:
 			// the error says so), or there is no other mirror to ask.
 			if len(why) == 0 {
+				if stalled && m != "" {
+					return nil, nil, fmt.Errorf("%s: %w", m, err) // name the mirror that held it
+				}
 				return nil, nil, err
 			}
 			why = append(why, oneLine(err))
 			break
 		}
 		var fe *fetchError
-		if !errors.As(err, &fe) {
+		switch {
+		case stalled:
+			pick.Demote(err)
+		case !errors.As(err, &fe):
 			pick.Distrust(err)
 		}
 		why = append(why, m+": "+oneLine(err))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"sync"
+
+	"github.com/nowhere-boot/nowhere/internal/chunk"
 )
 
 // A MetadataPick, carried by a context, makes a MirrorSet serve every metadata file of
@@ -14,9 +16,10 @@ import (
 type MetadataPick struct {
 	Exclude []string // mirror names not to ask
 
-	mu   sync.Mutex
-	set  *MirrorSet
-	name string // the mirror that answered first ("": none yet)
+	mu      sync.Mutex
+	set     *MirrorSet
+	name    string // the mirror that answered first ("": none yet)
+	waitFor string // the mirror asked when the load's deadline ended it, before any answered
 }
 
 type metadataPickKey struct{}
@@ -53,6 +56,38 @@ func (p *MetadataPick) Mirrors() int {
 		}
 	}
 	return n
+}
+
+// Stalled is the mirror the load was waiting on when its deadline ended it, before any
+// mirror answered ("": none). The loader moves on to the next mirror (Demote it first).
+func (p *MetadataPick) Stalled() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waitFor
+}
+
+// Demote demotes the mirror that stalled the load (as a failed request does, not as a
+// liar): the reads that follow try it last.
+func (p *MetadataPick) Demote(err error) {
+	p.mu.Lock()
+	set, name := p.set, p.waitFor
+	p.mu.Unlock()
+	if set == nil || name == "" {
+		return
+	}
+	for _, m := range set.snapshot() {
+		if m.name == name {
+			set.demote(m, chunk.Ref{}, err, false)
+		}
+	}
+}
+
+func (p *MetadataPick) stalled(set *MirrorSet, m *mirror) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.name == "" {
+		p.set, p.waitFor = set, m.name
+	}
 }
 
 // Distrust demotes the mirror that served as hard as one that serves a corrupt chunk:

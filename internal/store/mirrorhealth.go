@@ -107,10 +107,12 @@ func (s *MirrorSet) prober() {
 	defer s.probing.Done()
 	t := time.NewTicker(probeTick)
 	defer t.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	// Probes in flight are cancelled before they are waited for: Close must not wait out
+	// a probe stalled on a tarpit.
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	for {
 		select {
 		case <-s.stop:

@@ -621,7 +621,11 @@ func (s *MirrorSet) FileFrom(ctx context.Context, name string, max int64) ([]byt
 		if pick != nil && !pick.allowed(m) {
 			continue
 		}
-		b, err := m.store.File(ctx, name, max)
+		// A mirror that stalls gets the attempt timeout, like a chunk request, and the
+		// next mirror is asked.
+		actx, cancel := context.WithTimeout(ctx, s.opt.AttemptTimeout)
+		b, err := m.store.File(actx, name, max)
+		cancel()
 		if err == nil {
 			if pick != nil {
 				pick.answered(s, m)
@@ -629,7 +633,13 @@ func (s *MirrorSet) FileFrom(ctx context.Context, name string, max int64) ([]byt
 			return b, m.name, nil
 		}
 		if ctx.Err() != nil {
+			if pick != nil {
+				pick.stalled(s, m) // the load's own deadline ended it: blame m, ask another next
+			}
 			return nil, "", ctx.Err()
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%s: %s: no answer within %s", m.name, name, s.opt.AttemptTimeout)
 		}
 		var tl *TooLargeError
 		switch {
