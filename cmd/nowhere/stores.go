@@ -14,9 +14,13 @@ import (
 var s3Endpoint string
 
 // openS3 opens an s3://BUCKET/PREFIX store; objects written get the Cache-Control that
-// nowhere serve would send, so the bucket can be served over HTTP as it is.
+// nowhere serve would send, so the bucket can be served over HTTP as it is. What the
+// service turns out not to support (conditional writes) is said in one warning line.
 func openS3(loc string) (*store.S3, error) {
-	return store.NewS3(loc, store.S3Options{Endpoint: s3Endpoint, CacheControl: server.CacheControl})
+	return store.NewS3(loc, store.S3Options{
+		Endpoint: s3Endpoint, CacheControl: server.CacheControl,
+		Warn: func(msg string) { logf("warning: %s", msg) },
+	})
 }
 
 // openReadStore opens a store to read: an http(s) URL, s3://BUCKET/PREFIX or a directory.

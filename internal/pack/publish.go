@@ -65,9 +65,10 @@ func Publish(ctx context.Context, w store.Writer, ix *index.Index, file []byte) 
 
 // PublishSigned is Publish with the index and the pointer signed by s (nil: unsigned). It
 // returns the index file as published. In a store that can create files exclusively
-// (store.ExclusiveWriter: a directory), the version is claimed by creating its index
-// file: when a concurrent pack claimed it first, this one takes the next number,
-// re-encoding and re-signing the index, so two packs at once publish two versions.
+// (store.ExclusiveWriter: a directory; a bucket whose service honours If-None-Match),
+// the version is claimed by creating its index file: when a concurrent pack claimed it
+// first, this one takes the next number, re-encoding and re-signing the index, so two
+// packs at once publish two versions.
 func PublishSigned(ctx context.Context, w store.Writer, ix *index.Index, file []byte, s Signer) ([]byte, error) {
 	if sy, ok := w.(syncer); ok {
 		if err := sy.Sync(); err != nil {
@@ -137,16 +138,24 @@ func publishVersion(ctx context.Context, w store.Writer, ix *index.Index, file [
 		}
 		return w.PutFile(ctx, name, data)
 	}
+	claimed := false
 	if ew, ok := w.(store.ExclusiveWriter); ok {
 		// The index claims the version: created only if no other pack did, its detached
 		// signature after it (never overwriting the winner's).
-		if err := ew.CreateFile(ctx, store.IndexPath(ix.Name, ix.Version), file); err != nil {
+		err := ew.CreateFile(ctx, store.IndexPath(ix.Name, ix.Version), file)
+		switch {
+		case err == nil:
+			claimed = true
+			if err := put(store.IndexPath(ix.Name, ix.Version)+SignatureSuffix, indexSig); err != nil {
+				return nil, err
+			}
+		case !errors.Is(err, store.ErrNoExclusiveCreate):
 			return nil, err
 		}
-		if err := put(store.IndexPath(ix.Name, ix.Version)+SignatureSuffix, indexSig); err != nil {
-			return nil, err
-		}
-	} else {
+		// ErrNoExclusiveCreate (an S3 service that ignores conditional writes; the store
+		// warned): nothing written, published as by a store that never claims.
+	}
+	if !claimed {
 		if err := put(store.IndexPath(ix.Name, ix.Version)+SignatureSuffix, indexSig); err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -28,6 +29,11 @@ type S3 struct {
 	prefix string // "" or ends in "/"
 	name   string // s3://BUCKET/PREFIX, for messages
 	opt    S3Options
+
+	// Whether the service honours If-None-Match on PutObject, once asked (s3claim.go).
+	claimMu       sync.Mutex
+	claimProbed   bool
+	claimHonoured bool
 }
 
 // S3Options say where the object storage is and how objects are written.
@@ -41,6 +47,9 @@ type S3Options struct {
 	// CacheControl gives the Cache-Control header stored with each object (nil: none), so
 	// that a bucket served over plain HTTP tells caches what nowhere serve would.
 	CacheControl func(name string) string
+	// Warn is told, once, of a service that turned out not to do something the store
+	// relies on (conditional writes, for claiming versions); nil: nobody is told.
+	Warn func(msg string)
 	// LockTTL is how long a lock marker stays valid without being rewritten (S3Lock);
 	// 0: DefaultS3LockTTL.
 	LockTTL time.Duration

@@ -58,11 +58,17 @@ func IndexPath(name string, v uint64) string {
 
 // ExclusiveWriter is a Writer that can create a metadata file only where none exists
 // (fs.ErrExist otherwise): how pack claims a version number that a concurrent pack may
-// claim too. Dir implements it.
+// claim too. Dir implements it (a hard link), S3 too (a conditional PUT) where the
+// service honours the condition; where it does not, CreateFile writes nothing and
+// returns ErrNoExclusiveCreate, and the caller writes with PutFile instead.
 type ExclusiveWriter interface {
 	Writer
 	CreateFile(ctx context.Context, name string, data []byte) error
 }
+
+// ErrNoExclusiveCreate is wrapped by CreateFile's error when the store turned out not to
+// be able to create a file exclusively (an S3 service that ignores If-None-Match).
+var ErrNoExclusiveCreate = errors.New("this store cannot create files exclusively")
 
 // LatestPath is the pointer to the current version of an image.
 func LatestPath(name string) string { return "images/" + name + "/latest" }
