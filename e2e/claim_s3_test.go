@@ -86,8 +86,11 @@ func TestS3ClaimIsExclusive(t *testing.T) {
 // publish a version of their own (the losers renumber on the 412 of their claim), and
 // every version verifies with the publisher's key and reads back as its own image. Then
 // the same with two `nowhere pack` processes released at the same moment (both held
-// behind a gc's lock, so both pick their number after it goes: usually the same one;
-// the packs in the test above are the ones certain to collide).
+// behind a gc's lock, so both pick their number after it goes). Their images are large
+// enough (16 and 20 MiB) that each is still packing when the other, woken by its own
+// poll of the lock up to 2 s later, picks its number: without the claim, both publish
+// the same version (seen in every run so far; the in-process packs above collide by
+// construction).
 func TestConcurrentPacksS3(t *testing.T) {
 	needRoot(t)
 	s := startS3(t)
@@ -148,8 +151,8 @@ func TestConcurrentPacksS3(t *testing.T) {
 
 	// Two CLI packs at once.
 	cli := []string{filepath.Join(dir, "cli-a.img"), filepath.Join(dir, "cli-b.img")}
-	randomFile(t, cli[0], 2<<20, 200)
-	randomFile(t, cli[1], 3<<20, 201)
+	randomFile(t, cli[0], 16<<20, 200)
+	randomFile(t, cli[1], 20<<20, 201)
 	gcStore, err := store.NewS3(bucket, store.S3Options{})
 	if err != nil {
 		t.Fatal(err)
