@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -137,13 +139,39 @@ func readerVerifier(t *trustOptions) (*trust.Verifier, error) {
 	return trust.NewVerifier(trust.Policy{Keys: keys, Insecure: t.insecure, Warn: logf})
 }
 
+// readIndexFile reads an index file given by path, refusing one larger than any index
+// (index.MaxFile) before reading it, as a store's File does.
+func readIndexFile(path string) ([]byte, error) {
+	// O_NONBLOCK: a FIFO given by mistake is refused below instead of blocking the open.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, unwrapPathError(err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, unwrapPathError(err))
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	if st.Size() > index.MaxFile {
+		return nil, &store.TooLargeError{What: path, Limit: index.MaxFile}
+	}
+	file := make([]byte, st.Size())
+	if _, err := io.ReadFull(f, file); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, unwrapPathError(err))
+	}
+	return file, nil
+}
+
 // loadDiffSide loads and verifies the index an argument names, from a file or through
 // the store's sources (stores holds them by location).
 func loadDiffSide(ctx context.Context, a diffArg, v *trust.Verifier, stores map[string]store.Store) (*index.Index, string, error) {
 	if a.file != "" {
-		file, err := os.ReadFile(a.file)
+		file, err := readIndexFile(a.file)
 		if err != nil {
-			return nil, "", fmt.Errorf("%s: %w", a.file, unwrapPathError(err))
+			return nil, "", err
 		}
 		ix, err := index.Decode(file)
 		if err != nil {

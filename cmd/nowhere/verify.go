@@ -124,7 +124,7 @@ func runVerify(ctx context.Context, dir string) error {
 }
 
 func verifyIndex(ctx context.Context, d *store.Dir, name string, present map[chunk.ID]bool, report func(string, ...any)) {
-	file, err := d.File(ctx, name, index.MaxBody+index.MaxSignature+1<<20)
+	file, err := d.File(ctx, name, index.MaxFile)
 	if err != nil {
 		report("unreadable index %s: %v", name, err)
 		return
@@ -166,7 +166,7 @@ func verifyPointer(ctx context.Context, d *store.Dir, name string, report func(s
 		return
 	}
 	target := store.IndexPath(p.Name, p.Version)
-	file, err := d.File(ctx, target, index.MaxBody+index.MaxSignature+1<<20)
+	file, err := d.File(ctx, target, index.MaxFile)
 	switch {
 	case err != nil:
 		report("pointer %s names %s: %v", name, target, err)

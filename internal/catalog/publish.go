@@ -25,7 +25,7 @@ type Signer interface {
 const SignatureSuffix = ".minisig"
 
 // maxIndexFile bounds an index file read back while rebuilding a versions file.
-const maxIndexFile = index.MaxBody + index.MaxSignature + 1<<20
+const maxIndexFile = index.MaxFile
 
 // Listed returns the versions of image name that have an index file in the store, sorted.
 func Listed(ctx context.Context, w store.Writer, name string) ([]uint64, error) {

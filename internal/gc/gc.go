@@ -240,7 +240,7 @@ func collectImage(ctx context.Context, s Store, name string, opt Options, res *R
 	slices.Sort(drop)
 	for _, v := range keep {
 		p := store.IndexPath(name, v)
-		file, err := s.File(ctx, p, index.MaxBody+index.MaxSignature+1<<20)
+		file, err := s.File(ctx, p, index.MaxFile)
 		if err != nil {
 			return err
 		}

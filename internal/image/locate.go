@@ -109,7 +109,7 @@ func OpenStoreWith(loc string, opt store.HTTPOptions) (store.Store, error) {
 }
 
 // MaxIndexFile bounds an index file fetched from a store.
-const MaxIndexFile = index.MaxBody + index.MaxSignature + 1<<20
+const MaxIndexFile = index.MaxFile
 
 // Verifier decides whether to believe what a store serves (internal/trust implements it
 // with signatures and a rollback memory). Load calls it on every file it fetches before

@@ -199,7 +199,7 @@ func sourceNames(ctx context.Context, src store.Store) ([]string, error) {
 	return names, nil
 }
 
-const maxIndexFile = index.MaxBody + index.MaxSignature + 1<<20
+const maxIndexFile = index.MaxFile
 
 // readImage fetches (and, with v, verifies) the pointer, versions file and every index of
 // an image.
