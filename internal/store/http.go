@@ -239,12 +239,42 @@ func (h *HTTP) fetch(ctx context.Context, cancel context.CancelCauseFunc, u stri
 		}
 		return buf, nil
 	}
-	b, err := io.ReadAll(io.LimitReader(body, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", u, cleanNetError(err))
+	return readUnknownLength(u, body, max)
+}
+
+// readUnknownLength reads a body sent without a Content-Length (chunked), at most max
+// bytes. It reads into pieces that double in size and copies them once into a buffer of
+// the exact size, so a file of n bytes peaks at 2n: io.ReadAll grows one buffer by
+// re-allocating it, which kept about 2.4 times max (600 MB for an index) alive before a
+// too-large answer could be refused.
+func readUnknownLength(u string, body io.Reader, max int64) ([]byte, error) {
+	var pieces [][]byte
+	var total int64
+	size := int64(32 << 10)
+	for {
+		// One byte past max tells a body of exactly max from a larger one.
+		p := make([]byte, min(size, max+1-total))
+		n, err := io.ReadFull(body, p)
+		pieces = append(pieces, p[:n])
+		total += int64(n)
+		if total > max {
+			return nil, &TooLargeError{What: u, Limit: max}
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", u, cleanNetError(err))
+		}
+		size = min(2*size, 8<<20)
 	}
-	if int64(len(b)) > max {
-		return nil, &TooLargeError{What: u, Limit: max}
+	if len(pieces) == 1 {
+		return pieces[0], nil
+	}
+	b := make([]byte, 0, total)
+	for i, p := range pieces {
+		b = append(b, p...)
+		pieces[i] = nil
 	}
 	return b, nil
 }
