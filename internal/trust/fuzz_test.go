@@ -2,9 +2,13 @@ package trust
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/nowhere-boot/nowhere/internal/index"
 )
@@ -76,6 +80,10 @@ func FuzzVerifyIndex(f *testing.F) {
 	f.Add(other)
 	f.Add(unsigned)
 	f.Add(sig)
+	// A decompression bomb, unsigned and signed by the trusted key (a publisher's bug):
+	// refused unread, and refused by the decoder without expanding it.
+	f.Add(bombIndex(f))
+	f.Add(signBomb(f, k))
 	f.Fuzz(func(t *testing.T, file []byte) {
 		v := mustVerifier(t, Policy{Keys: []PublicKey{k.Public()}, Now: func() time.Time { return ix.Created }})
 		got, err := v.Index("debian", 0, file)
@@ -94,6 +102,71 @@ func FuzzVerifyIndex(f *testing.F) {
 			t.Fatalf("accepted an index that k did not sign (version %d)", got.Version)
 		}
 	})
+}
+
+// bombIndex is an unsigned index file whose few KiB of body expand to a header and 16 MiB
+// of empty (invalid) chunk-table entries.
+func bombIndex(t testing.TB) []byte {
+	le := binary.LittleEndian
+	section := func(b []byte, typ uint32, n uint64) []byte {
+		b = le.AppendUint32(b, typ)
+		b = le.AppendUint32(b, 1)
+		return le.AppendUint64(b, n)
+	}
+	const entries = 16 << 20 / 49
+	var body []byte
+	body = section(body, 1, 54+1)
+	body = append(body, make([]byte, 52)...) // version, times, size, chunking: zeros
+	body = append(body, 1, 0, 'x')           // name length 1, "x"
+	body = section(body, 2, 8+49*entries)
+	body = le.AppendUint64(body, entries)
+	body = append(body, make([]byte, 49*entries)...)
+	e, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := e.EncodeAll(body, nil)
+	file := append([]byte(index.Magic), 1, 0, 0, 0, 0, 0, 0, 0)
+	file = le.AppendUint64(file, uint64(len(z)))
+	file = append(file, z...)
+	return le.AppendUint32(file, 0)
+}
+
+// signBomb is bombIndex signed by k.
+func signBomb(t testing.TB, k *SecretKey) []byte {
+	file := bombIndex(t)
+	part, err := index.SignedPart(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := index.WithSignature(file, k.Sign(part, "nowhere index x version 0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed
+}
+
+// TestVerifyIndexRefusesBombs: an unsigned bomb is refused before it is decompressed, a
+// signed one (or any in insecure mode) by the decoder at its first entry, each in one
+// line.
+func TestVerifyIndexRefusesBombs(t *testing.T) {
+	k := seededKey(t, "bomb")
+	for _, c := range []struct {
+		what     string
+		file     []byte
+		insecure bool
+		want     string
+	}{
+		{"unsigned", bombIndex(t), false, "not signed"},
+		{"unsigned, insecure", bombIndex(t), true, "entry 0 is empty"},
+		{"signed", signBomb(t, k), false, "entry 0 is empty"},
+	} {
+		v := mustVerifier(t, Policy{Keys: []PublicKey{k.Public()}, Insecure: c.insecure})
+		_, err := v.Index("x", 0, c.file)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line mentioning %q", c.what, err, c.want)
+		}
+	}
 }
 
 func FuzzVerifyPointer(f *testing.F) {
