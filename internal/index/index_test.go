@@ -54,3 +54,39 @@ func TestValidName(t *testing.T) {
 		}
 	}
 }
+
+// TestStatsCountsFirstOccurrences: Stats counts each chunk ID once, with the stored size
+// of its first entry, as a set of IDs would.
+func TestStatsCountsFirstOccurrences(t *testing.T) {
+	ix := sampleIndex(500)
+	// Give a repeated chunk a different stored size in a later entry: only the first counts.
+	var first = -1
+	for i, e := range ix.Entries {
+		if !e.Zero && e.ID == chunk.Sum([]byte("repeated")) {
+			if first < 0 {
+				first = i
+			} else {
+				ix.Entries[i].Stored = e.Stored + 1000
+			}
+		}
+	}
+	var want Stats
+	seen := map[chunk.ID]bool{}
+	for _, e := range ix.Entries {
+		if e.Zero {
+			want.Zero++
+			want.ZeroBytes += int64(e.Len)
+			continue
+		}
+		want.Chunks++
+		want.DataBytes += int64(e.Len)
+		if !seen[e.ID] {
+			seen[e.ID] = true
+			want.Unique++
+			want.StoredBytes += int64(e.Stored)
+		}
+	}
+	if got := ix.Stats(); got != want {
+		t.Fatalf("Stats = %+v, want %+v", got, want)
+	}
+}
