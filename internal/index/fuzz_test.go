@@ -188,8 +188,9 @@ func TestFuzzSeedsCommitted(t *testing.T) {
 			}
 		}
 	}
+	hostile := hostileSeeds()
 	check("FuzzDecodeIndex", indexSeeds(), func(name string, b []byte) error {
-		if name == "truncated" || name == "count-huge" || slices.ContainsFunc(hostileSeeds(), func(s seed) bool { return s.name == name }) {
+		if name == "truncated" || name == "count-huge" || slices.ContainsFunc(hostile, func(s seed) bool { return s.name == name }) {
 			return nil // meant to be rejected
 		}
 		_, err := Decode(b)
