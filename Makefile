@@ -45,10 +45,14 @@ kernel:
 # The whole test suite: unit tests, real FUSE mounts, loop-mounted ext4/squashfs/erofs,
 # nowhere serve and nginx on loopback, qemu boots; then every fuzz target briefly
 # (TEST_FUZZTIME executions each: a count, not a duration, see scripts/fuzz.sh).
-# Needs root (CI runs as root).
+# Before them vet and staticcheck (a tool of go.mod); after them the packages' own tests
+# again under the race detector (-short: without the FUSE and VM tests, which run the
+# binary in other processes the detector cannot see into). Needs root (CI runs as root).
 test: check-go deps build kernel
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -race -short -count=1 -timeout 20m ./internal/... ./cmd/...
 	GO=$(GO) FUZZTIME=$(TEST_FUZZTIME) scripts/fuzz.sh
 
 # Only the end-to-end tests (e2e/): the real binary, nowhere serve and nginx, FUSE and

@@ -167,7 +167,6 @@ func runCmd(args []string) error {
 		return err
 	}
 	fmt.Printf("%-7s %5s %9s %8s %9s %8s %8s %8s %8s %7s %7s\n", "mode", "n", "origin_MB", "xWS", "requests", "p50_s", "p99_s", "max_s", "peers_MB", "cpu_s", "failed")
-	var rows []Row
 	for _, mode := range c.modes {
 		for _, n := range c.ns {
 			before := childrenCPU()
@@ -177,7 +176,6 @@ func runCmd(args []string) error {
 			}
 			r.CPU = childrenCPU() - before
 			r.WorkingSet, r.WorkingChunks = wsBytes, wsChunks
-			rows = append(rows, r)
 			fmt.Printf("%-7s %5d %9.1f %8.2f %9d %8.2f %8.2f %8.2f %8.1f %7.1f %7d\n", mode, n, float64(r.Origin.Bytes)/1e6,
 				float64(r.Origin.ChunkBytes)/float64(wsBytes), r.Origin.Requests, r.P50, r.P99, r.Max, float64(r.FromPeers)/1e6, r.CPU, r.Failed)
 			if c.results != "" {

@@ -101,11 +101,13 @@ func recordFromMount(mnt string, o profileRecordOptions) error {
 		}
 		return profile.ParseTrace(bytes.NewReader(b))
 	}
-	tr, err := read()
-	if err != nil {
+	// A path that is not a nowhere mount fails now, not after the wait.
+	if _, err := read(); err != nil {
 		return err
 	}
 	time.Sleep(o.wait)
+	var tr *profile.Trace
+	var err error
 	if o.idle > 0 {
 		for n := -1; ; {
 			if tr, err = read(); err != nil {

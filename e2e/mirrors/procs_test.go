@@ -3,7 +3,6 @@ package mirrors
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -396,11 +395,4 @@ func proxyUser(t testing.TB) (uid, gid int) {
 	uid, _ = strconv.Atoi(u.Uid)
 	gid, _ = strconv.Atoi(u.Gid)
 	return uid, gid
-}
-
-// withTimeout is a context for one bounded step of a test.
-func withTimeout(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }

@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -185,7 +186,7 @@ func ParseVersions(b []byte) (*Versions, error) {
 func parseVersionLine(f []string) (Version, error) {
 	var v Version
 	if len(f)%2 != 0 {
-		return v, fmt.Errorf("want: version V KEY VALUE ...")
+		return v, errors.New("want: version V KEY VALUE")
 	}
 	var err error
 	if v.Version, err = strconv.ParseUint(f[1], 10, 64); err != nil || v.Version == 0 {

@@ -3,7 +3,7 @@ package pxe
 import (
 	"bytes"
 	"context"
-	"github.com/nowhere-boot/nowhere/internal/testutil"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/pin/tftp/v3"
 
 	"github.com/nowhere-boot/nowhere/internal/testnet"
+	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
 
 var testCfg = Config{Addr: netip.MustParseAddr("10.77.0.1"), HTTPBase: "http://10.77.0.1:80",
@@ -200,10 +202,10 @@ func lan(t *testing.T) (*testnet.Net, *testnet.Host, *testnet.Host) {
 func TestResponderOnLAN(t *testing.T) {
 	_, srv, cli := lan(t)
 	cfg := Config{Addr: srv.Addr, HTTPBase: "http://" + srv.Addr.String() + ":80", MenuURL: "http://" + srv.Addr.String() + ":80/boot.ipxe"}
-	var logged []string
+	var logged logLines
 	var r *Responder
 	if err := srv.Do(func() (err error) {
-		r, err = Listen("eth0", cfg, func(f string, a ...any) { logged = append(logged, f) })
+		r, err = Listen("eth0", cfg, logged.logf)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -287,8 +289,8 @@ func TestResponderOnLAN(t *testing.T) {
 	if ack.MessageType() != dhcpv4.MessageTypeAck || ack.BootFileName != "ipxe.efi" || !ack.YourIPAddr.IsUnspecified() {
 		t.Errorf("port 4011 answer: %s", ack.Summary())
 	}
-	if len(logged) < 5 {
-		t.Errorf("logged %d answers, want 5", len(logged))
+	if n := logged.count(); n < 5 {
+		t.Errorf("logged %d answers, want 5", n)
 	}
 }
 
@@ -342,8 +344,8 @@ func TestTFTP(t *testing.T) {
 	files := &Files{Loaders: ls, Generated: map[string]func(context.Context) ([]byte, error){
 		GrubCfg: func(context.Context) ([]byte, error) { return []byte("set timeout=1\n"), nil },
 	}}
-	var logged []string
-	srv, err := ListenTFTP("127.0.0.1:0", files, func(f string, a ...any) { logged = append(logged, f) })
+	var logged logLines
+	srv, err := ListenTFTP("127.0.0.1:0", files, logged.logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +393,7 @@ func TestTFTP(t *testing.T) {
 	if err == nil {
 		t.Error("a write succeeded")
 	}
-	if len(logged) == 0 {
+	if logged.count() == 0 {
 		t.Error("nothing logged")
 	}
 }
@@ -460,7 +462,26 @@ func TestGrubDispatch(t *testing.T) {
 			t.Errorf("dispatch lacks %q:\n%s", want, s)
 		}
 	}
-	if "grub/arm64-efi/grub.cfg" != GrubArm64Cfg || "grub/x86_64-efi/grub.cfg" != GrubArchCfg {
+	if GrubArm64Cfg != "grub/arm64-efi/grub.cfg" || GrubArchCfg != "grub/x86_64-efi/grub.cfg" {
 		t.Errorf("the dispatch names menus the server does not serve")
 	}
+}
+
+// logLines collects log lines from the servers' goroutines (the log function is called
+// from several at once).
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) logf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+}
+
+func (l *logLines) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.lines)
 }

@@ -538,7 +538,7 @@ func checkStoreURL(v string) error {
 		return fmt.Errorf("port %q is not a number", u.Port())
 	}
 	if strings.Contains(u.Path+"/", "/images/") {
-		return errors.New("give the store's base URL, without /images/...")
+		return errors.New("give the store's base URL, without /images/")
 	}
 	return nil
 }
