@@ -37,13 +37,16 @@ func methods(next http.Handler) http.Handler {
 
 // CacheControl returns the Cache-Control value for a store path. Chunks and versioned
 // indexes never change (a chunk's name is its hash; a version is written once), so any
-// cache may keep them for a year; the latest pointer and the mirror list move.
+// cache may keep them for a year; the latest pointers and the mirror list move. The
+// pointers (latest, latest.ARCH) and their detached signatures share one short age, so a
+// cache never pairs a pointer with a signature a minute older.
 func CacheControl(p string) string {
+	base := path.Base(p)
 	switch {
 	case strings.HasPrefix(p, "chunks/") && strings.HasSuffix(p, ".cacnk"),
 		strings.HasPrefix(p, "images/") && strings.HasSuffix(p, ".index"):
 		return "public, max-age=31536000, immutable"
-	case strings.HasPrefix(p, "images/") && strings.HasSuffix(p, "/latest"):
+	case strings.HasPrefix(p, "images/") && (base == "latest" || strings.HasPrefix(base, "latest.")):
 		return "public, max-age=10"
 	}
 	return "public, max-age=60"

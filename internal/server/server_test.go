@@ -263,6 +263,8 @@ func TestCacheControl(t *testing.T) {
 	}
 	for p, want := range map[string]string{
 		"chunks/abcd/x.cacnk": immutable, "images/n/12.index": immutable, "images/n/latest": "public, max-age=10",
+		"images/n/latest.arm64": "public, max-age=10", "images/n/latest.minisig": "public, max-age=10",
+		"images/n/latest.amd64.minisig": "public, max-age=10", "images/n/versions": "public, max-age=60",
 		"mirrors": "public, max-age=60", "chunks/abcd/x.txt": "public, max-age=60", "images/n/latest.index": immutable,
 	} {
 		if got := server.CacheControl(p); got != want {
