@@ -69,13 +69,11 @@ func mountStats(args []string) error {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	done := make(chan struct{})
-	go func() { srv.Wait(); close(done) }()
 	select {
 	case <-sig:
-		_ = srv.Unmount()
-	case <-done:
+	case <-srv.Gone():
 	}
+	_, _ = srv.Unmount(10 * time.Second)
 	st := r.Snapshot()
 	fmt.Printf("reads %d (%d MiB), fetches %d (%d MiB stored, %d MiB plain), hits %d, misses %d, prefetches %d, errors %d\n",
 		st.Reads, st.ReadBytes>>20, st.Fetches, st.FetchedBytes>>20, st.FetchedPlain>>20, st.Hits, st.Misses, st.Prefetches, st.Errors)

@@ -58,7 +58,7 @@ func readProf(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer srv.Unmount()
+	defer func() { _, _ = srv.Unmount(10 * time.Second) }()
 	f, err := os.Open(filepath.Join(mnt, ix.Name+".img"))
 	if err != nil {
 		return err

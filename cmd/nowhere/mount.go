@@ -150,8 +150,13 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	sigs := interrupted()
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
+	// Every read's context derives from this one, which the first signal ends: reads
+	// still waiting for a mirror (forever, with --timeout 0) then get EIO instead of
+	// keeping the mount busy and the process alive.
+	readsCtx, cutOffReads := context.WithCancel(ctx)
+	defer cutOffReads()
 	srv, err := fusefs.Mount(mnt, files, fusefs.Options{
-		FsName: img.loc.String(), Debug: o.debug, Log: logf,
+		FsName: img.loc.String(), Debug: o.debug, Log: logf, Context: readsCtx,
 	})
 	if err != nil {
 		return notifyFailure(err)
@@ -159,21 +164,15 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	fmt.Printf("mounted %s version %d (%s) at %s/%s\n", img.index.Name, img.index.Version, units.Bytes(img.index.Size), mnt, name)
 	notifyReady()
 
-	served := make(chan struct{})
-	go func() { srv.Wait(); close(served) }()
 	for {
 		select {
 		case <-usr1:
 			logf("%s", status.line())
-		case <-served: // unmounted from outside (nowhere umount, umount)
-			return nil
-		case sig := <-sigs:
-			if err := srv.Unmount(); err != nil {
-				logf("%s: cannot unmount %s: %v (still serving; unmount what uses it first)", sig, mnt, err)
-				continue
-			}
-			<-served
-			return nil
+		case <-srv.Gone(): // unmounted from outside (nowhere umount, umount, fusermount -u)
+			return endMount(srv, mnt, sigs)
+		case <-sigs:
+			cutOffReads()
+			return endMount(srv, mnt, sigs)
 		}
 	}
 }

@@ -57,6 +57,10 @@ type Options struct {
 	Strict bool
 	Debug  bool
 	Log    func(format string, args ...any) // read errors; nil: log.Printf
+	// Context is the one every read's context derives from: when it ends (the owner's
+	// shutdown), reads in flight and reads still waiting for a mirror get EIO at once.
+	// nil: reads end only with the mount (Server).
+	Context context.Context
 }
 
 // MaxRead is the largest read the kernel sends us: large requests let one FUSE round trip
@@ -64,7 +68,7 @@ type Options struct {
 const MaxRead = 1 << 20
 
 // Mount serves files at mountpoint, read-only, and returns once the mount is up.
-func Mount(mountpoint string, files []File, opt Options) (*fuse.Server, error) {
+func Mount(mountpoint string, files []File, opt Options) (*Server, error) {
 	if err := checkMountpoint(mountpoint); err != nil {
 		return nil, err
 	}
@@ -83,7 +87,13 @@ func Mount(mountpoint string, files []File, opt Options) (*fuse.Server, error) {
 			files[i].ModTime = now
 		}
 	}
-	root := &dir{files: files, logf: logf, mtime: now}
+	base := opt.Context
+	if base == nil {
+		base = context.Background()
+	}
+	ctx, cancel := context.WithCancelCause(base)
+	rs := &reads{ctx: ctx}
+	root := &dir{files: files, logf: logf, mtime: now, reads: rs}
 	long := 24 * time.Hour // images are immutable: the kernel may cache names and sizes
 	fsName := opt.FsName
 	if fsName == "" {
@@ -111,10 +121,11 @@ func Mount(mountpoint string, files []File, opt Options) (*fuse.Server, error) {
 		},
 	})
 	if err != nil {
+		cancel(err)
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	setReadAhead(mountpoint, ReadAhead)
-	return srv, nil
+	return newServer(srv, mountpoint, opt.Strict, rs, cancel, logf), nil
 }
 
 // ReadAhead is the kernel's read-ahead for the mounted files. The kernel takes the smaller
@@ -173,6 +184,7 @@ type dir struct {
 	files []File
 	logf  func(string, ...any)
 	mtime time.Time
+	reads *reads
 }
 
 var (
@@ -193,7 +205,7 @@ func setTimes(a *fuse.Attr, t time.Time) {
 
 func (d *dir) OnAdd(ctx context.Context) {
 	for i, f := range d.files {
-		ch := d.NewPersistentInode(ctx, &file{c: f.Content, name: f.Name, live: f.Live, mtime: f.ModTime, logf: d.logf},
+		ch := d.NewPersistentInode(ctx, &file{c: f.Content, name: f.Name, live: f.Live, mtime: f.ModTime, logf: d.logf, reads: d.reads},
 			fs.StableAttr{Mode: syscall.S_IFREG, Ino: uint64(i + 2)})
 		d.AddChild(f.Name, ch, false)
 	}
@@ -206,6 +218,7 @@ type file struct {
 	live  bool
 	mtime time.Time
 	logf  func(string, ...any)
+	reads *reads
 }
 
 var (
@@ -235,11 +248,16 @@ func (f *file) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 }
 
 func (f *file) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	// FUSE interrupts (a signal to the reading process) are not passed down: answering
-	// EINTR would surface in read(2) even for handlers installed with SA_RESTART, and the
-	// fetch would be thrown away only to be started again. The kernel does not wait for
-	// us when the signal is fatal; otherwise the read completes and the chunk is cached.
-	ctx = context.WithoutCancel(ctx)
+	// The read answers to the mount's context, not to the kernel's request. FUSE
+	// interrupts (a signal to the reading process) are not passed down: answering EINTR
+	// would surface in read(2) even for handlers installed with SA_RESTART, and the fetch
+	// would be thrown away only to be started again; the read completes and the chunk is
+	// cached. (A reader killed while we answer waits for the answer in the kernel.) The
+	// mount's context ends when the mount does, so no read, however long it would wait
+	// for a mirror, holds an unmount or the process's exit.
+	ctx = f.reads.ctx
+	f.reads.inFlight.Add(1)
+	defer f.reads.inFlight.Add(-1)
 	if s, ok := f.c.(Slicer); ok {
 		vecs, n, err := s.ReadSlices(ctx, make([][]byte, 0, 24), off, len(dest))
 		if errno := f.readErrno(err, off, len(dest)); errno != 0 {
@@ -262,10 +280,15 @@ func (f *file) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 }
 
 // readErrno turns a read error into what the reading process sees: nothing for EOF, EIO
-// (logged) for anything else.
+// for anything else, logged unless the mount going away cut the read off (those are
+// counted, and the owner reports the count in one line: Ending.CutOff).
 func (f *file) readErrno(err error, off int64, n int) syscall.Errno {
 	if err == nil || errors.Is(err, io.EOF) {
 		return 0
+	}
+	if f.reads.ctx.Err() != nil {
+		f.reads.cutOff.Add(1)
+		return syscall.EIO
 	}
 	f.logf("read %s at %d (+%d): %v", f.name, off, n, err)
 	return syscall.EIO

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recordingContent serves a pattern and remembers the largest read the kernel asked for.
@@ -49,7 +50,7 @@ func TestSequentialReadsArriveInLargeRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Unmount() })
+	t.Cleanup(func() { _, _ = srv.Unmount(10 * time.Second) })
 	f, err := os.Open(filepath.Join(mnt, "x.img"))
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +128,7 @@ func TestSlicerReadsAreExact(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, err := os.ReadFile(filepath.Join(mnt, "x.img"))
-		if uerr := srv.Unmount(); uerr != nil {
+		if _, uerr := srv.Unmount(10 * time.Second); uerr != nil {
 			t.Fatal(uerr)
 		}
 		if err != nil {
