@@ -70,7 +70,7 @@ func (s *mountStatus) report() []byte {
 	st := s.reader.Snapshot()
 	fmt.Fprintf(&b, "image:   %s version %d (%s), mounted %s ago\n", ix.Name, ix.Version, units.Bytes(ix.Size),
 		time.Since(s.started).Round(time.Second))
-	fmt.Fprintf(&b, "reads:   %d (%s), %d waiting, %d failed; %d chunks fetched (%s)\n", st.Reads,
+	fmt.Fprintf(&b, readsLine, st.Reads,
 		units.Bytes(st.ReadBytes), st.Waiting, st.Errors, st.Fetches, units.Bytes(st.FetchedBytes))
 	if p := s.prefetch; p != nil {
 		ps := p.Stats()
@@ -104,6 +104,30 @@ func (s *mountStatus) report() []byte {
 	b.WriteString("mirrors:\n")
 	writeMirrorTable(&b, s.sources.set.Status())
 	return b.Bytes()
+}
+
+// readsLine is the report's line about reads; umount reads "N waiting" back from it
+// (waitingInReport).
+const readsLine = "reads:   %d (%s), %d waiting, %d failed; %d chunks fetched (%s)\n"
+
+// waitingInReport returns the reads a status report says are waiting (0: none, or no
+// such line).
+func waitingInReport(report []byte) int {
+	for line := range strings.SplitSeq(string(report), "\n") {
+		if !strings.HasPrefix(line, "reads:") {
+			continue
+		}
+		_, after, ok := strings.Cut(line, "), ")
+		if !ok {
+			return 0
+		}
+		var n int
+		if _, err := fmt.Sscanf(after, "%d waiting", &n); err != nil {
+			return 0
+		}
+		return n
+	}
+	return 0
 }
 
 // line is the one-line summary SIGUSR1 logs.

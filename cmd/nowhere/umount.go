@@ -9,10 +9,12 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nowhere-boot/nowhere/internal/fusefs"
+	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
 func newUmountCommand() *cobra.Command {
@@ -35,21 +37,75 @@ func runUmount(mnt string) error {
 	if fstype, err := mountType(mnt); err == nil && fstype != nowhereFstype {
 		return fmt.Errorf("umount %s: not a nowhere mount (it is %s); use umount(8)", mnt, fstype)
 	}
-	err := syscall.Unmount(mnt, 0)
-	if errors.Is(err, syscall.EPERM) {
-		// Not root: FUSE mounts of ordinary users go through the setuid helper.
-		if out, ferr := exec.Command("fusermount3", "-u", mnt).CombinedOutput(); ferr != nil {
-			return fmt.Errorf("umount %s: %s", mnt, out)
-		}
-		return nil
-	}
+	err := unmount(mnt, false)
 	if errors.Is(err, syscall.EBUSY) {
+		// Reads waiting for a mirror that does not answer (forever, with --timeout 0)
+		// keep the mount busy, and only the mount process can end them. Detached, the
+		// mount is gone from here; the process sees that, cuts them off (EIO) and exits.
+		// Anything else that keeps it busy (a loop device, an idle open file) is left
+		// alone: unmounting under it would break it.
+		if n := readsWaiting(mnt); n > 0 {
+			if err := unmount(mnt, true); err != nil {
+				return fmt.Errorf("umount %s: %w", mnt, err)
+			}
+			logf("umount %s: %s waiting for a mirror kept it busy: detached it; nowhere mount cuts %s off (EIO) and exits",
+				mnt, units.Count(n, "read"), itOrThem(n, "it", "them"))
+			return nil
+		}
 		return fmt.Errorf("umount %s: busy (a loop device or a process still uses it)", mnt)
 	}
 	if err != nil {
 		return fmt.Errorf("umount %s: %w", mnt, err)
 	}
 	return nil
+}
+
+// unmount unmounts mnt, lazily (detaching it) if asked; without the privilege for that,
+// as an ordinary user's FUSE mount, through the setuid helper.
+func unmount(mnt string, lazy bool) error {
+	flags := 0
+	if lazy {
+		flags = syscall.MNT_DETACH
+	}
+	err := syscall.Unmount(mnt, flags)
+	if !errors.Is(err, syscall.EPERM) {
+		return err
+	}
+	args := []string{"-u", mnt}
+	if lazy {
+		args = []string{"-u", "-z", mnt}
+	}
+	if out, ferr := exec.Command("fusermount3", args...).CombinedOutput(); ferr != nil {
+		if strings.Contains(string(out), "busy") {
+			return syscall.EBUSY
+		}
+		return errors.New(strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// statusWait bounds reading a mount's status: a mount process that is stopped or stuck
+// must not hang umount.
+const statusWait = 5 * time.Second
+
+// readsWaiting returns how many reads the nowhere mount at mnt says are waiting (its
+// status file), 0 when it cannot tell.
+func readsWaiting(mnt string) int {
+	got := make(chan int, 1)
+	go func() {
+		b, err := os.ReadFile(filepath.Join(mnt, statusName))
+		if err != nil {
+			got <- 0
+			return
+		}
+		got <- waitingInReport(b)
+	}()
+	select {
+	case n := <-got:
+		return n
+	case <-time.After(statusWait):
+		return 0
+	}
 }
 
 // nowhereFstype is the type /proc/self/mountinfo shows for a nowhere mount (FUSE's

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"syscall"
@@ -30,5 +31,16 @@ func TestUmountRefusesOtherFilesystems(t *testing.T) {
 func TestUnescapeMountinfo(t *testing.T) {
 	if got := unescapeMountinfo(`/mnt/a\040b`); got != "/mnt/a b" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// umount finds the reads waiting in the line the status report writes.
+func TestWaitingInReport(t *testing.T) {
+	report := "image:   x\n" + fmt.Sprintf(readsLine, 7, "1.0 MiB", 2, 0, 3, "64 KiB") + "mirrors:\n"
+	if got := waitingInReport([]byte(report)); got != 2 {
+		t.Fatalf("waitingInReport: %d, want 2 from %q", got, report)
+	}
+	if got := waitingInReport([]byte("image: x\n")); got != 0 {
+		t.Fatalf("waitingInReport without a reads line: %d, want 0", got)
 	}
 }
