@@ -75,7 +75,8 @@ const daemonWait = 60 * time.Second
 
 // TestDaemonMountAndUmount checks --daemon (returns only once the file is readable),
 // `nowhere umount` refusing a mount held busy by a loop mount with a clear "busy" line
-// (and the mount surviving it, and a SIGTERM), then unmounting it cleanly.
+// (and the mount surviving it), then unmounting it cleanly. (A SIGTERM does not leave a
+// busy mount alone: TestSignalDetachesABusyMount.)
 func TestDaemonMountAndUmount(t *testing.T) {
 	f := getFixture(t)
 	kernelHas(t, "squashfs")
@@ -98,18 +99,9 @@ func TestDaemonMountAndUmount(t *testing.T) {
 	if !isMounted(t, m.dir) {
 		t.Fatal("a refused umount unmounted anyway")
 	}
-	// SIGTERM cannot unmount a busy mount either: the process says so and keeps serving.
-	if err := syscall.Kill(m.pid, syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	// Generous bounds: on a loaded 2-core machine signal delivery and the unmount attempt
-	// once took over 10 s. The test still fails, saying which wait, if nothing happens.
-	if !waitFor(daemonWait, func() bool { return strings.Contains(readFile(m.log), "cannot unmount") }) {
-		t.Errorf("after SIGTERM on a busy mount, the log does not say \"cannot unmount\" within %s:\n%s", daemonWait, readFile(m.log))
-	}
 	const p = "big/random-odd"
 	if sum, err := fileSHA256(filepath.Join(root.dir, p)); err != nil || sum != f.srcNodes[p].SHA256 {
-		t.Errorf("reading %s through the busy mount after SIGTERM: %v (sha256 %s)", p, err, sum)
+		t.Errorf("reading %s through the mount umount refused: %v (sha256 %s)", p, err, sum)
 	}
 	root.unmount(t)
 
