@@ -48,7 +48,9 @@ always first (--prefetch). MOUNTPOINT/.profile lists the chunks read so far, in 
 of their first read ('nowhere profile record'). The file can be
 loop-mounted like the original image. The index must be signed by a trusted key (--key)
 and pass the name, expiry and rollback checks (docs/security.md). Runs in the foreground
-until interrupted (then unmounts) unless --daemon is given.`,
+until interrupted (then unmounts) unless --daemon is given. On SIGINT or SIGTERM, or
+an unmount from outside, reads still waiting for a mirror get EIO and the process exits
+within 10 s, whatever --timeout says (a mount the kernel keeps busy is detached lazily).`,
 		Example: `  nowhere mount http://127.0.0.1:8080/images/debian /mnt/nowhere --key publisher.pub
   nowhere mount ./store/images/debian/3 /mnt/nowhere --cache /var/cache/nowhere --daemon
   nowhere mount http://a.example/images/debian /mnt/nowhere --mirror http://b.example --metrics 127.0.0.1:9100
@@ -69,7 +71,7 @@ until interrupted (then unmounts) unless --daemon is given.`,
 	}
 	f := cmd.Flags()
 	o.sources.addFlags(f, true)
-	durationVar(f, &o.sources.timeout, "timeout", time.Minute, "a read no mirror can serve fails with EIO after this long (0: wait forever, logging)")
+	durationVar(f, &o.sources.timeout, "timeout", time.Minute, "a read no mirror can serve fails with EIO after this long (0: wait forever, logging; an unmount or a signal still ends it)")
 	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100)")
 	f.StringVar(&o.memCache, "mem-cache", "128M", "memory for verified chunks")
 	f.StringVar(&o.readAhead, "readahead", "8M", "most bytes fetched ahead of a sequential reader (0 disables)")
