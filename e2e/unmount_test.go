@@ -106,25 +106,41 @@ func TestUnmountCutsOffReadsWaitingForADeadMirror(t *testing.T) {
 
 // TestSignalDetachesABusyMount: SIGTERM to a mount held busy by a loop-mounted filesystem
 // (nothing waiting for a mirror) still ends the process within unmountBound: it detaches
-// the mount lazily and says so in one line, and exits.
+// the mount lazily and says so in one line, and exits. A second SIGTERM while it waits
+// for the loop mount to let go exits at once, saying so, with nothing left mounted.
 func TestSignalDetachesABusyMount(t *testing.T) {
 	f := getFixture(t)
 	kernelHas(t, "squashfs")
 	srv := startNowhereServe(t, f.store)
-	m := startForegroundMount(t, srv.url+"/images/squashfs", "squashfs")
-	loopMount(t, m.file, "squashfs")
-	m.signal(t, syscall.SIGTERM)
-	if !m.waitExit(unmountBound) {
-		t.Fatalf("nowhere mount, busy under a loop mount, still runs %s after SIGTERM\nstderr: %s", unmountBound, m.stderr())
+	for _, second := range []bool{false, true} {
+		name := "one SIGTERM"
+		if second {
+			name = "a second SIGTERM"
+		}
+		t.Run(name, func(t *testing.T) {
+			m := startForegroundMount(t, srv.url+"/images/squashfs", "squashfs")
+			loopMount(t, m.file, "squashfs")
+			m.signal(t, syscall.SIGTERM)
+			if second {
+				time.Sleep(time.Second) // into the unmount's wait (a pause, not an assertion)
+				m.signal(t, syscall.SIGTERM)
+			}
+			if !m.waitExit(unmountBound) {
+				t.Fatalf("nowhere mount, busy under a loop mount, still runs %s after SIGTERM\nstderr: %s", unmountBound, m.stderr())
+			}
+			want := regexp.MustCompile(`(?m)^nowhere: \S+ was busy \(a loop device or an open file\): detached it lazily\b.*$`)
+			if second {
+				want = regexp.MustCompile(`(?m)^nowhere: terminated again: exiting without waiting for \S+ to unmount \(detached it\)$`)
+			}
+			if !want.MatchString(m.stderr()) {
+				t.Errorf("the mount's stderr has no line matching %s:\n%s", want, m.stderr())
+			}
+			if isMounted(t, m.dir) {
+				t.Errorf("%s is still a mount after the process exited", m.dir)
+			}
+			t.Logf("nowhere mount: %v; stderr:\n%s", m.err, m.stderr())
+		})
 	}
-	detached := regexp.MustCompile(`(?m)^nowhere: \S+ was busy \(a loop device or an open file\): detached it lazily\b.*$`)
-	if !detached.MatchString(m.stderr()) {
-		t.Errorf("the mount's stderr has no line saying it detached the busy mount lazily:\n%s", m.stderr())
-	}
-	if isMounted(t, m.dir) {
-		t.Errorf("%s is still a mount after the process exited", m.dir)
-	}
-	t.Logf("nowhere mount: %v; stderr:\n%s", m.err, m.stderr())
 }
 
 // mountStatusFile is the live report a mount serves beside the image (nowhere status).
