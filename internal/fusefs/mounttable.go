@@ -99,14 +99,30 @@ func (w *mountTable) waitGone() bool {
 		if fds[1].Revents != 0 {
 			return false
 		}
-		present, err := w.present()
-		if err != nil {
-			return false
-		}
-		if !present {
-			return true
+		if gone, ok := w.goneTwice(); !ok || gone {
+			return gone
 		}
 	}
+}
+
+// goneTwice reports whether the mount is missing from two reads of the table a moment
+// apart (ok false: the table cannot be read). Once is not enough for a mount serving a
+// root filesystem: every read it has would fail if a table read under concurrent mounts
+// ever came back short.
+func (w *mountTable) goneTwice() (gone, ok bool) {
+	for i := 0; i < 2; i++ {
+		if i > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		present, err := w.present()
+		if err != nil {
+			return false, false
+		}
+		if present {
+			return false, true
+		}
+	}
+	return true, true
 }
 
 // stop ends a waitGone in progress, or the next one, at once. It may be called twice.
