@@ -77,6 +77,16 @@ func TestLoadFailsOverPastLyingMirrors(t *testing.T) {
 			t.Errorf("the liar %s was not demoted hard:\n%s", liar, log)
 		}
 	}
+	// Each refusal names the file at the mirror that served it, not at the set ("first
+	// mirror (+2 mirrors)"), which would name the first mirror whoever lied.
+	for _, file := range []string{otherKey + "/images/debian/latest", altered + "/images/debian/1.index"} {
+		if !strings.Contains(log, "failed verification: "+file+": ") {
+			t.Errorf("no refusal names %s:\n%s", file, log)
+		}
+	}
+	if strings.Contains(log, "mirrors)/") {
+		t.Errorf("a refusal names the set instead of the mirror:\n%s", log)
+	}
 	if strings.Contains(log, honest+" served") {
 		t.Errorf("the honest mirror was blamed:\n%s", log)
 	}

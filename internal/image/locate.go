@@ -144,7 +144,7 @@ func LoadVerified(ctx context.Context, s store.Store, loc Location, p store.Poli
 	var excluded, why []string
 	for {
 		pick := &store.MetadataPick{Exclude: excluded}
-		ix, file, err := loadOnce(store.WithMetadataPick(ctx, pick), s, loc, p, v)
+		ix, file, err := loadOnce(store.WithMetadataPick(ctx, pick), s, servedBy(pick, s), loc, p, v)
 		if err == nil {
 			return ix, file, nil
 		}
@@ -193,8 +193,25 @@ func (e *fetchError) Unwrap() error { return e.err }
 // oneLine keeps an error on one line of the summary.
 func oneLine(err error) string { return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ") }
 
-// loadOnce is one load of LoadVerified, from whatever s serves.
-func loadOnce(ctx context.Context, s store.Store, loc Location, p store.Policy, v Verifier) (*index.Index, []byte, error) {
+// servedBy names, for the messages of a load, where its files came from: the mirror that
+// served them when a mirror set did (the set's own name is its first mirror's, with
+// "(+N mirrors)", whichever served), else s.
+func servedBy(pick *store.MetadataPick, s store.Store) fmt.Stringer {
+	return stringer(func() string {
+		if m := pick.Mirror(); m != "" {
+			return m
+		}
+		return fmt.Sprint(s)
+	})
+}
+
+type stringer func() string
+
+func (f stringer) String() string { return f() }
+
+// loadOnce is one load of LoadVerified, from whatever s serves; from names the files'
+// source in its refusals.
+func loadOnce(ctx context.Context, s store.Store, from fmt.Stringer, loc Location, p store.Policy, v Verifier) (*index.Index, []byte, error) {
 	get := func(name string, max int64) ([]byte, error) {
 		var b []byte
 		err := p.Do(ctx, "fetch "+name, func(ctx context.Context) error {
@@ -239,15 +256,15 @@ func loadOnce(ctx context.Context, s store.Store, loc Location, p store.Policy, 
 		}
 		if v != nil {
 			if b, err = v.Pointer(loc.Name, b); err != nil {
-				return nil, nil, fmt.Errorf("%s/%s: %w", s, latest, err)
+				return nil, nil, fmt.Errorf("%s/%s: %w", from, latest, err)
 			}
 		}
 		pt, err := index.ParsePointer(b)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s/%s: %w", s, latest, err)
+			return nil, nil, fmt.Errorf("%s/%s: %w", from, latest, err)
 		}
 		if pt.Name != loc.Name {
-			return nil, nil, fmt.Errorf("%s/%s: refused: the pointer is for image %q, not %q (mix-and-match)", s, latest, pt.Name, loc.Name)
+			return nil, nil, fmt.Errorf("%s/%s: refused: the pointer is for image %q, not %q (mix-and-match)", from, latest, pt.Name, loc.Name)
 		}
 		ptr, version = &pt, pt.Version
 	}
@@ -260,7 +277,7 @@ func loadOnce(ctx context.Context, s store.Store, loc Location, p store.Policy, 
 		return nil, nil, err
 	}
 	if ptr != nil && !ptr.Matches(file) {
-		return nil, nil, fmt.Errorf("%s/%s: refused: does not match the sha256 that %s pins (altered or swapped)", s, name, latest)
+		return nil, nil, fmt.Errorf("%s/%s: refused: does not match the sha256 that %s pins (altered or swapped)", from, name, latest)
 	}
 	var ix *index.Index
 	if v != nil {
@@ -269,13 +286,13 @@ func loadOnce(ctx context.Context, s store.Store, loc Location, p store.Policy, 
 		ix, err = index.Decode(file)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s/%s: %w", s, name, err)
+		return nil, nil, fmt.Errorf("%s/%s: %w", from, name, err)
 	}
 	if ix.Name != loc.Name || ix.Version != version {
-		return nil, nil, fmt.Errorf("%s/%s: refused: holds image %s version %d, not %s version %d (mix-and-match)", s, name, ix.Name, ix.Version, loc.Name, version)
+		return nil, nil, fmt.Errorf("%s/%s: refused: holds image %s version %d, not %s version %d (mix-and-match)", from, name, ix.Name, ix.Version, loc.Name, version)
 	}
 	if archPointer && ix.Arch != loc.Arch {
-		return nil, nil, fmt.Errorf("%s/%s: refused: %s names version %d, an image for %s, not %s (mix-and-match)", s, name, latest, version, ix.ArchOrAny(), loc.Arch)
+		return nil, nil, fmt.Errorf("%s/%s: refused: %s names version %d, an image for %s, not %s (mix-and-match)", from, name, latest, version, ix.ArchOrAny(), loc.Arch)
 	}
 	return ix, file, nil
 }
