@@ -47,7 +47,7 @@ func NewMirrors(ctx context.Context, bases []string, httpOpt HTTPOptions, learn 
 // A missing list is normal; a broken one is logged and ignored: the set works on with
 // the mirrors it has. It returns how many mirrors were added.
 func (s *MirrorSet) Learn(ctx context.Context, httpOpt HTTPOptions) int {
-	b, err := s.File(ctx, MirrorListPath, MaxMirrorList)
+	b, from, err := s.FileFrom(ctx, MirrorListPath, MaxMirrorList)
 	if err != nil {
 		// Missing is normal, and an unreachable store shows up in the requests that
 		// follow; only a list that is there and broken is worth a line.
@@ -55,7 +55,7 @@ func (s *MirrorSet) Learn(ctx context.Context, httpOpt HTTPOptions) int {
 	}
 	urls, err := ParseMirrorList(b)
 	if err != nil {
-		s.opt.Log("%v (list ignored)", err)
+		s.opt.Log("%s/%s: %v (list ignored)", from, MirrorListPath, err) // which mirror served it
 		return 0
 	}
 	before := s.Len()
