@@ -118,7 +118,7 @@ func TestHostileMirrors(t *testing.T) {
 						t.Errorf("the log names %s (%s), which did nothing wrong:\n%s", h.URL, c.mode, m.output())
 					}
 				} else {
-					line := m.waitOutput(expand(c.setAside).String()+`[^\n]*`, 10*time.Second)
+					line := m.waitOutput(`(`+expand(c.setAside).String()+`[^\n]*)`, 10*time.Second) // the whole line
 					t.Logf("%s: set aside: %s", c.mode, line)
 					if ok != 0 {
 						t.Errorf("the metrics count %v chunks served by %s (%s)", ok, h.URL, c.mode)
