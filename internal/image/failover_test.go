@@ -170,14 +170,14 @@ func TestLoadMovesOnPastStalledMirror(t *testing.T) {
 		t.Errorf("Close took %s, waiting out a stalled probe", d.Round(time.Millisecond))
 	}
 
-	// Alone, the staller's error names it.
+	// Alone, the staller's error names it, the file it held and what happened.
 	alone, err := store.NewMirrorSet([]store.Store{stallingStore{s1}}, store.MirrorOptions{Log: logf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer alone.Close()
 	_, _, err = LoadVerified(context.Background(), alone, Location{Store: "mirrors", Name: "debian"}, policy, v)
-	if err == nil || !strings.Contains(err.Error(), "http://staller.invalid") {
-		t.Fatalf("stallers only: %v, want an error naming the mirror", err)
+	if err == nil || !strings.Contains(err.Error(), "http://staller.invalid/images/debian/latest: no complete response within ") {
+		t.Fatalf("stallers only: %v, want an error naming the mirror's file and the stall", err)
 	}
 }

@@ -159,7 +159,7 @@ func LoadVerified(ctx context.Context, s store.Store, loc Location, p store.Poli
 			// the error says so), or there is no other mirror to ask.
 			if len(why) == 0 {
 				if stalled && m != "" {
-					return nil, nil, fmt.Errorf("%s: %w", m, err) // name the mirror that held it
+					return nil, nil, fmt.Errorf("%s/%w", m, err) // name the mirror that held it: URL/FILE: ...
 				}
 				return nil, nil, err
 			}
@@ -224,6 +224,16 @@ func loadOnce(ctx context.Context, s store.Store, from fmt.Stringer, loc Locatio
 			}
 			return err
 		})
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// The load's deadline ended a request that was still running: say which file
+			// and what happened, not just "context deadline exceeded" (LoadVerified puts
+			// the mirror's URL in front).
+			within := ""
+			if p.Timeout > 0 {
+				within = " within " + p.Timeout.String()
+			}
+			err = fmt.Errorf("%s: no complete response%s: %w", name, within, err)
+		}
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			err = &fetchError{err}
 		}
