@@ -247,7 +247,7 @@ func (f *file) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	return nil, fuse.FOPEN_KEEP_CACHE, 0
 }
 
-func (f *file) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (f *file) Read(_ context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	// The read answers to the mount's context, not to the kernel's request. FUSE
 	// interrupts (a signal to the reading process) are not passed down: answering EINTR
 	// would surface in read(2) even for handlers installed with SA_RESTART, and the fetch
@@ -255,7 +255,7 @@ func (f *file) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 	// cached. (A reader killed while we answer waits for the answer in the kernel.) The
 	// mount's context ends when the mount does, so no read, however long it would wait
 	// for a mirror, holds an unmount or the process's exit.
-	ctx = f.reads.ctx
+	ctx := f.reads.ctx
 	f.reads.inFlight.Add(1)
 	defer f.reads.inFlight.Add(-1)
 	if s, ok := f.c.(Slicer); ok {
