@@ -421,7 +421,7 @@ func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 			s.remember(ref)
 			return f, nil
 		case ctx.Err() != nil:
-			return Fetched{}, ctx.Err()
+			return Fetched{}, unanswered(ctx, ref, []*mirror{first})
 		}
 		return Fetched{}, fmt.Errorf("chunk %s: every mirror failed: %s", ref.ID, err.Error())
 	}
@@ -455,7 +455,7 @@ func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 				return r.f, nil
 			}
 			if ctx.Err() != nil {
-				return Fetched{}, ctx.Err()
+				return Fetched{}, unanswered(ctx, ref, tried)
 			}
 			errs = append(errs, r.err.Error())
 			if next := s.choose(size, tried); next != nil {
@@ -495,10 +495,21 @@ func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 			last, lastAt = next, time.Now()
 			timer.Reset(s.hedgeAfter(next, size))
 		case <-ctx.Done():
-			return Fetched{}, ctx.Err()
+			return Fetched{}, unanswered(ctx, ref, tried)
 		}
 	}
 	return Fetched{}, fmt.Errorf("chunk %s: every mirror failed: %s", ref.ID, strings.Join(errs, "; "))
+}
+
+// unanswered is the error of a round whose context ended before any mirror answered: it
+// wraps the context's error (callers test it with errors.Is) and names the mirrors that
+// were still being waited on, so a reader's EIO says where it stalled.
+func unanswered(ctx context.Context, ref chunk.Ref, tried []*mirror) error {
+	names := make([]string, len(tried))
+	for i, m := range tried {
+		names[i] = m.name
+	}
+	return fmt.Errorf("chunk %s: no answer from %s: %w", ref.ID, strings.Join(names, ", "), ctx.Err())
 }
 
 // remember keeps a small chunk that verified as the probe for mirrors coming back.
