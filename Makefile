@@ -16,6 +16,10 @@ BIN      := bin/nowhere
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD := -trimpath -ldflags '-s -w -X main.version=$(VERSION)'
 FUZZTIME ?= 10s
+# go test through gotestsum (a tool of go.mod): one line per package as each finishes, and
+# the output of the tests that failed, where plain go test prints nothing for minutes.
+GOTEST   := $(GO) tool gotestsum --format pkgname-and-test-fails --format-icons text --
+
 TEST_FUZZTIME ?= 20000x
 
 .PHONY: all check-go build deps kernel test test-short test-e2e demo bench fuzz clean
@@ -51,8 +55,8 @@ kernel:
 test: check-go deps build kernel
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
-	$(GO) test -count=1 -timeout 30m ./...
-	$(GO) test -race -short -count=1 -timeout 20m ./internal/... ./cmd/...
+	$(GOTEST) -count=1 -timeout 30m ./...
+	$(GOTEST) -race -short -count=1 -timeout 20m ./internal/... ./cmd/...
 	GO=$(GO) FUZZTIME=$(TEST_FUZZTIME) scripts/fuzz.sh
 
 # Only the end-to-end tests (e2e/): the real binary, nowhere serve and nginx, FUSE and
