@@ -1,43 +1,38 @@
 package mirrors
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
-
+	"github.com/nowhere-boot/nowhere/internal/testnet"
 	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
 
-// slowProxy puts a toxiproxy in front of upstream (host:port) that delays every answer
-// by latency, and returns its base URL.
+// slowProxy puts the project's delay line (internal/testnet) in front of upstream
+// (host:port), adding latency to every round trip, and returns its base URL.
 func slowProxy(t testing.TB, upstream string, latency time.Duration) string {
 	t.Helper()
-	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
-	p := toxiproxy.NewProxy(srv, "slow", "127.0.0.1:0", upstream)
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Stop)
-	_, err := p.Toxics.AddToxicJson(strings.NewReader(
-		`{"name":"latency","type":"latency","stream":"downstream","attributes":{"latency":` +
-			strconv.Itoa(int(latency/time.Millisecond)) + `}}`))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return "http://" + p.Listen
+	p := testnet.NewProxy(ln, latency, func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", upstream)
+	})
+	t.Cleanup(func() { p.Close() })
+	return "http://" + p.Addr()
 }
 
 // TestMountSurvivesKilledMirror: three mirrors of one store (two nowhere serve, one
@@ -158,7 +153,7 @@ func TestMountCorruptMirror(t *testing.T) {
 }
 
 // TestMountMovesOffSlowMirror: the mount's first mirror is slowed by 200 ms a request by
-// toxiproxy; the reads move to the two fast mirrors.
+// a delay line; the reads move to the two fast mirrors.
 func TestMountMovesOffSlowMirror(t *testing.T) {
 	needFUSE(t)
 	st, want := makeStore(t, 32<<20, 3)
@@ -307,7 +302,7 @@ func chunkBytes(t testing.TB, dir string) int64 {
 }
 
 // TestMirrorsCommandRanks: `nowhere mirrors` measures every mirror and prints them best
-// first: the two fast ones, then the one slowed by toxiproxy, then the dead one.
+// first: the two fast ones, then the slowed one, then the dead one.
 func TestMirrorsCommandRanks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
