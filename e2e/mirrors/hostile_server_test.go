@@ -376,7 +376,7 @@ func (fx *hostileFixture) start(t testing.TB, mode hostileMode) *hostileServer {
 	return startHostile(t, mode, fx.Store, override)
 }
 
-// seededData is size bytes made from seed as makeStore makes them: random blocks and
+// seededData is size bytes made from seed (makeStore's data): random blocks and
 // repetitive ones, so chunks compress differently.
 func seededData(size int, seed uint64) []byte {
 	rng := rand.New(rand.NewPCG(seed, 7))

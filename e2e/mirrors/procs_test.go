@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -227,18 +226,7 @@ http {
 // sha256.
 func makeStore(t testing.TB, size int, seed uint64) (string, [32]byte) {
 	t.Helper()
-	rng := rand.New(rand.NewPCG(seed, 7))
-	data := make([]byte, size)
-	for i := 0; i < size; i += 8192 {
-		blk := data[i:min(i+8192, size)]
-		if rng.IntN(3) > 0 {
-			for j := range blk {
-				blk[j] = byte(rng.Uint32())
-			}
-		} else {
-			copy(blk, bytes.Repeat([]byte(strconv.Itoa(i)+" nowhere\n"), 1000))
-		}
-	}
+	data := seededData(size, seed)
 	dir := t.TempDir()
 	img := filepath.Join(dir, "test.img")
 	if err := os.WriteFile(img, data, 0o644); err != nil {

@@ -45,15 +45,10 @@ func TestTenTarpitsOneHonest(t *testing.T) {
 	}
 	_, honestURL := serveStore(t, st, "127.0.0.1:0")
 	alone, _ := read(t, honestURL+"/images/test")
-
-	t.Run("listed first", func(t *testing.T) {
-		ts := tarpits(t, 10)
-		args := []string{}
-		for _, tp := range ts[1:] {
-			args = append(args, "--mirror", tp.URL)
-		}
-		args = append(args, "--mirror", honestURL)
-		total, longest := read(t, ts[0].URL+"/images/test", args...)
+	// check asserts the bound on the longest read, that the tarpits were really asked for
+	// chunks (else the case tested nothing), and logs the times.
+	check := func(t *testing.T, ts []*hostileServer, total, longest time.Duration) {
+		t.Helper()
 		t.Logf("64 MiB: %s among ten tarpits, %s from the honest mirror alone (%.2fx); longest 1 MiB read %s",
 			total.Round(time.Millisecond), alone.Round(time.Millisecond), total.Seconds()/alone.Seconds(), longest.Round(time.Millisecond))
 		if longest >= attemptTimeout {
@@ -64,8 +59,19 @@ func TestTenTarpitsOneHonest(t *testing.T) {
 			chunks += tp.Requests(classChunk)
 		}
 		if chunks == 0 {
-			t.Errorf("no chunk request reached a tarpit: the test did not test them")
+			t.Errorf("no chunk request reached a tarpit")
 		}
+	}
+
+	t.Run("listed first", func(t *testing.T) {
+		ts := tarpits(t, 10)
+		args := []string{}
+		for _, tp := range ts[1:] {
+			args = append(args, "--mirror", tp.URL)
+		}
+		args = append(args, "--mirror", honestURL)
+		total, longest := read(t, ts[0].URL+"/images/test", args...)
+		check(t, ts, total, longest)
 	})
 
 	t.Run("in the mirrors file", func(t *testing.T) {
@@ -86,17 +92,6 @@ func TestTenTarpitsOneHonest(t *testing.T) {
 		}
 		_, listing := serveStore(t, copyDir, "127.0.0.1:0")
 		total, longest := read(t, listing+"/images/test")
-		t.Logf("64 MiB: %s with ten tarpits in the mirrors file, %s from the honest mirror alone (%.2fx); longest 1 MiB read %s",
-			total.Round(time.Millisecond), alone.Round(time.Millisecond), total.Seconds()/alone.Seconds(), longest.Round(time.Millisecond))
-		if longest >= attemptTimeout {
-			t.Errorf("a 1 MiB read waited %s, at least one attempt timeout", longest.Round(time.Millisecond))
-		}
-		var chunks int64
-		for _, tp := range ts {
-			chunks += tp.Requests(classChunk)
-		}
-		if chunks == 0 {
-			t.Errorf("no chunk request reached a tarpit: the mirrors file was not used")
-		}
+		check(t, ts, total, longest)
 	})
 }
