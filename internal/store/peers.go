@@ -155,11 +155,14 @@ func (s *MirrorSet) Peers() []string {
 // own sources if it lacks it, and books the outcome like any request (verified; a
 // corrupt chunk demotes the peer hard). A miss is an error wrapping ErrNotFound.
 func (s *MirrorSet) FetchFromPeer(ctx context.Context, name string, ref chunk.Ref, fetch bool) (Fetched, error) {
-	i := slices.IndexFunc(s.snapshot(), func(m *mirror) bool { return m.peer && m.name == name })
+	// One snapshot for both finding and taking the peer: an index into one snapshot
+	// names another member (or none) in the next once AddPeer or RemovePeer ran between.
+	members := s.snapshot()
+	i := slices.IndexFunc(members, func(m *mirror) bool { return m.peer && m.name == name })
 	if i < 0 {
 		return Fetched{}, errors.New(name + ": not a peer of this set")
 	}
-	m := s.snapshot()[i]
+	m := members[i]
 	f, err := s.attempt(ctx, m, ref, fetch)
 	if err == nil {
 		s.remember(ref)
