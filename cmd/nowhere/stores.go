@@ -58,26 +58,21 @@ func (l *storeLock) explain(err error) error {
 
 // lockStore takes a store's lock: shared for writers that add chunks before an index
 // refers to them (pack, sync), exclusive for gc, which must not delete such a chunk in
-// between. A directory store has a flock (store.Dir.Lock), an S3 store marker objects
-// (store.S3Lock); others (none writable today) have none.
+// between. Stores with a lock implement store.Locker (a directory's flock, an S3
+// store's marker objects), found through decorators; others (none writable today)
+// have none, and the command runs unlocked.
 func lockStore(ctx context.Context, w store.Writer, loc string, exclusive bool) (*storeLock, error) {
 	wait := func() { logf("waiting for the gc of %s to finish", loc) }
 	if exclusive {
 		wait = func() { logf("waiting for the pack or sync writing to %s to finish", loc) }
 	}
-	switch s := w.(type) {
-	case *store.Dir:
-		unlock, err := s.Lock(exclusive, wait)
-		if err != nil {
-			return nil, err
-		}
-		return &storeLock{ctx: ctx, unlock: unlock, held: func() error { return nil }}, nil
-	case *store.S3:
-		l, lctx, err := s.Lock(ctx, exclusive, wait)
-		if err != nil {
-			return nil, err // names the store
-		}
-		return &storeLock{ctx: lctx, unlock: l.Unlock, held: l.Held}, nil
+	lk, ok := store.FindLocker(w)
+	if !ok {
+		return &storeLock{ctx: ctx, unlock: func() {}, held: func() error { return nil }}, nil
 	}
-	return &storeLock{ctx: ctx, unlock: func() {}, held: func() error { return nil }}, nil
+	l, lctx, err := lk.LockStore(ctx, exclusive, wait)
+	if err != nil {
+		return nil, err // names the store
+	}
+	return &storeLock{ctx: lctx, unlock: l.Unlock, held: l.Held}, nil
 }

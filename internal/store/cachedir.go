@@ -280,6 +280,9 @@ type cachedStore struct {
 
 func (s cachedStore) String() string { return s.inner.String() }
 
+// Unwrap returns the store the cache is in front of (FindLocker looks through it).
+func (s cachedStore) Unwrap() Store { return s.inner }
+
 func (s cachedStore) Chunk(ctx context.Context, ref chunk.Ref) ([]byte, error) {
 	got, err := s.f.Fetch(ctx, ref)
 	return got.Raw, err

@@ -60,6 +60,22 @@ func (d *Dir) Lock(exclusive bool, wait func()) (unlock func(), err error) {
 	return func() { f.Close() }, nil
 }
 
+// LockStore is Lock as a Locker: a flock is never lost while the process lives, so the
+// context is ctx itself.
+func (d *Dir) LockStore(ctx context.Context, exclusive bool, wait func()) (HeldLock, context.Context, error) {
+	unlock, err := d.Lock(exclusive, wait)
+	if err != nil {
+		return nil, nil, err
+	}
+	return dirLock(unlock), ctx, nil
+}
+
+// dirLock is a Dir's held flock: its unlock function.
+type dirLock func()
+
+func (l dirLock) Unlock()     { l() }
+func (l dirLock) Held() error { return nil }
+
 // TempPrefix starts the names of the temporary files a Dir writes before renaming them
 // into place (chunks and metadata files alike). A writer interrupted between the two
 // (a killed pack or sync, a crash) leaves one behind; nothing else ever removes it.

@@ -113,6 +113,15 @@ func (s *S3) Lock(ctx context.Context, exclusive bool, wait func()) (*S3Lock, co
 	return l, lctx, nil
 }
 
+// LockStore is Lock as a Locker.
+func (s *S3) LockStore(ctx context.Context, exclusive bool, wait func()) (HeldLock, context.Context, error) {
+	l, lctx, err := s.Lock(ctx, exclusive, wait)
+	if err != nil {
+		return nil, nil, err // not a nil *S3Lock in a non-nil HeldLock
+	}
+	return l, lctx, nil
+}
+
 func (l *S3Lock) poll() time.Duration { return min(2*time.Second, l.ttl/6) }
 
 func (l *S3Lock) write(ctx context.Context) error {
