@@ -24,11 +24,6 @@ type Policy struct {
 	Failures *Failures
 }
 
-const (
-	backoffMin = 50 * time.Millisecond
-	backoffMax = 5 * time.Second
-)
-
 // Do runs fn until it succeeds, ctx ends, the policy's timeout passes or its attempts are
 // spent, or fn returns an error marked Permanent.
 func (p Policy) Do(ctx context.Context, what string, fn func(context.Context) error) error {
@@ -50,7 +45,7 @@ func (p Policy) Do(ctx context.Context, what string, fn func(context.Context) er
 		every = 5 * time.Second
 	}
 	lastLog := start
-	wait := backoffMin
+	waits := newRetryBackoff()
 	var cause error // the latest error that says what went wrong (not "deadline exceeded")
 	for attempt := 1; ; attempt++ {
 		err := fn(attemptCtx)
@@ -94,11 +89,7 @@ func (p Policy) Do(ctx context.Context, what string, fn func(context.Context) er
 			return ctx.Err()
 		case <-deadline:
 			return fmt.Errorf("%w (gave up after %s, %d attempts)", cause, p.Timeout, attempt)
-		case <-time.After(jitter(wait)): // a fleet whose mirror failed must not retry in lockstep
-		}
-		wait *= 2
-		if wait > backoffMax {
-			wait = backoffMax
+		case <-time.After(waits.NextBackOff()): // jittered: a fleet must not retry in lockstep
 		}
 	}
 }
