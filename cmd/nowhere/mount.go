@@ -101,7 +101,7 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 		return fmt.Errorf("--prefetch and --parallel take a number >= 0")
 	}
 	reg := prometheus.NewRegistry()
-	o.sources.metrics = store.NewMetrics(reg)
+	o.sources.metrics = metrics.NewStore(reg)
 	o.share.hook(&o.sources)
 	img, err := openImageSource(ctx, src, &o.sources, &o.trust)
 	defer o.sources.close()

@@ -27,7 +27,7 @@ type sourceOptions struct {
 	cacheDir  string
 	cacheSize string
 	timeout   time.Duration
-	metrics   *store.Metrics
+	metrics   store.Observer // nil: none
 
 	seedPaths []string
 

@@ -1,5 +1,5 @@
 // Package metrics serves a process's Prometheus metrics over HTTP: the mirror set's and
-// the disk cache's (store.Metrics), the image reader's, and Go's runtime and process
+// the disk cache's (Store, their store.Observer), the image reader's, and Go's runtime and process
 // collectors. `nowhere mount --metrics ADDR` and the root daemon (nowhere.metrics=ADDR on
 // the kernel command line) share it, so both export the same names (docs/mirrors.md,
 // "Observability").

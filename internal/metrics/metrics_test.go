@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nowhere-boot/nowhere/internal/metrics"
-	"github.com/nowhere-boot/nowhere/internal/store"
 	"github.com/nowhere-boot/nowhere/internal/testutil"
 )
 
@@ -16,7 +15,7 @@ import (
 // collectors, answer a real scrape over loopback at the address Serve reports.
 func TestServeExportsTheRegistryOverHTTP(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	store.NewMetrics(reg)
+	metrics.NewStore(reg)
 	s, err := metrics.Serve("127.0.0.1:0", reg)
 	if err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ type DiskCache struct {
 	dir     *Dir
 	quota   int64 // bytes of chunk files; 0: unbounded
 	log     func(string, ...any)
-	metrics *Metrics
+	metrics Observer
 
 	mu    sync.Mutex
 	lru   *list.List // of *cacheEntry, most recently used first
@@ -46,7 +46,7 @@ var maxChunkFile = int64(chunk.MaxStored(chunk.MaxSize))
 
 // OpenDiskCache opens (creating it) the cache in path, reading what it holds and when
 // each chunk was last used, and evicts down to quota (0: unbounded).
-func OpenDiskCache(path string, quota int64, log func(string, ...any), m *Metrics) (*DiskCache, error) {
+func OpenDiskCache(path string, quota int64, log func(string, ...any), m Observer) (*DiskCache, error) {
 	if quota < 0 {
 		return nil, fmt.Errorf("cache %s: negative quota %d", path, quota)
 	}
@@ -57,7 +57,7 @@ func OpenDiskCache(path string, quota int64, log func(string, ...any), m *Metric
 	if log == nil {
 		log = func(string, ...any) {}
 	}
-	c := &DiskCache{dir: d, quota: quota, log: log, metrics: m, lru: list.New(), items: map[chunk.ID]*list.Element{}}
+	c := &DiskCache{dir: d, quota: quota, log: log, metrics: observer(m), lru: list.New(), items: map[chunk.ID]*list.Element{}}
 	var entries []*cacheEntry
 	var bogus []string // files whose size no chunk file can have
 	err = fs.WalkDir(d.root.FS(), "chunks", func(p string, e fs.DirEntry, err error) error {
@@ -127,7 +127,7 @@ func (c *DiskCache) overQuota() {
 		c.evict(c.quota)
 		return
 	}
-	c.metrics.cacheSize(c.used, 0)
+	c.metrics.CacheSize(c.used, 0)
 }
 
 // evict removes least recently used chunks until at most target bytes remain. It
@@ -144,7 +144,7 @@ func (c *DiskCache) evict(target int64) (int, int64) {
 		n++
 		freed += e.size
 	}
-	c.metrics.cacheSize(c.used, n)
+	c.metrics.CacheSize(c.used, n)
 	return n, freed
 }
 
@@ -190,7 +190,7 @@ func (c *DiskCache) forget(id chunk.ID) {
 	if el, ok := c.items[id]; ok {
 		c.used -= c.lru.Remove(el).(*cacheEntry).size
 		delete(c.items, id)
-		c.metrics.cacheSize(c.used, 0)
+		c.metrics.CacheSize(c.used, 0)
 	}
 }
 
@@ -227,10 +227,10 @@ type cachedFetcher struct {
 
 func (f cachedFetcher) Fetch(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 	if got, ok := f.c.get(ctx, ref); ok {
-		f.c.metrics.cache(true)
+		f.c.metrics.CacheLookup(true)
 		return got, nil
 	}
-	f.c.metrics.cache(false)
+	f.c.metrics.CacheLookup(false)
 	got, err := f.inner.Fetch(ctx, ref)
 	if err != nil {
 		return got, err

@@ -32,8 +32,10 @@ type MirrorOptions struct {
 	// waits forever (a root filesystem), logging every LogEvery.
 	Wait Policy
 	// Log receives demotions, fail-backs and hash failures (nil: Wait.Log, else silent).
-	Log     func(format string, args ...any)
-	Metrics *Metrics
+	Log func(format string, args ...any)
+	// Metrics is told the set's requests, hedges, failovers and waits (nil: nobody;
+	// internal/metrics.Store exports them to Prometheus).
+	Metrics Observer
 	// MaxPeers bounds how many LAN peers the set takes (default 256; see AddPeer).
 	MaxPeers int
 	// PeerTimeout ends one request to a peer that stalls (default 10 s).
@@ -127,6 +129,7 @@ func NewMirrorSet(stores []Store, opt MirrorOptions) (*MirrorSet, error) {
 	if opt.Spread <= 0 {
 		opt.Spread = 3
 	}
+	opt.Metrics = observer(opt.Metrics)
 	if opt.HedgeFraction == 0 {
 		opt.HedgeFraction = 0.05
 	}
@@ -172,7 +175,7 @@ func (s *MirrorSet) Add(stores ...Store) {
 		m := &mirror{store: st, name: name}
 		m.est.assumed = 0.05 + 0.001*float64(len(s.mirrors))
 		s.mirrors = append(s.mirrors, m)
-		s.opt.Metrics.mirror(name)
+		s.opt.Metrics.MirrorAdded(name)
 	}
 }
 
@@ -359,7 +362,7 @@ func (s *MirrorSet) Fetch(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 	waiting := false
 	defer func() {
 		if waiting {
-			s.opt.Metrics.wait(-1)
+			s.opt.Metrics.Waiting(-1)
 		}
 	}()
 	err := s.opt.Wait.Do(ctx, "chunk "+ref.ID.String()[:16], func(ctx context.Context) error {
@@ -367,7 +370,7 @@ func (s *MirrorSet) Fetch(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 		out, err = s.round(ctx, ref)
 		if err != nil && !waiting && ctx.Err() == nil {
 			waiting = true
-			s.opt.Metrics.wait(1)
+			s.opt.Metrics.Waiting(1)
 		}
 		return err
 	})
@@ -448,7 +451,7 @@ func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 			running--
 			if r.err == nil {
 				if r.hedge {
-					s.opt.Metrics.hedge(true)
+					s.opt.Metrics.Hedge(true)
 					s.refundHedges(taken)
 				}
 				s.remember(ref)
@@ -460,7 +463,7 @@ func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 			errs = append(errs, r.err.Error())
 			if next := s.choose(size, tried); next != nil {
 				if !r.m.peer { // a peer without the chunk is normal, not a failover
-					s.opt.Metrics.failover()
+					s.opt.Metrics.Failover()
 				}
 				launch(next, false)
 				last, lastAt = next, time.Now()
@@ -487,7 +490,7 @@ func (s *MirrorSet) round(ctx context.Context, ref chunk.Ref) (Fetched, error) {
 			if !free {
 				taken++
 			}
-			s.opt.Metrics.hedge(false)
+			s.opt.Metrics.Hedge(false)
 			last.mu.Lock()
 			last.hedges++
 			last.mu.Unlock()
@@ -581,19 +584,19 @@ func (s *MirrorSet) attempt(ctx context.Context, m *mirror, ref chunk.Ref, throu
 	m.mu.Unlock()
 	switch {
 	case err == nil:
-		s.opt.Metrics.request(m.name, "ok", len(raw), d)
+		s.opt.Metrics.Request(m.name, "ok", len(raw), d)
 		return Fetched{Raw: raw, Plain: plain}, nil
 	case ctx.Err() != nil:
-		s.opt.Metrics.request(m.name, "cancelled", 0, d)
+		s.opt.Metrics.Request(m.name, "cancelled", 0, d)
 		return Fetched{}, ctx.Err()
 	case corrupt:
-		s.opt.Metrics.request(m.name, "corrupt", 0, d)
+		s.opt.Metrics.Request(m.name, "corrupt", 0, d)
 	case m.peer && isPeerMiss(err):
 		s.missed(m, d, shared)
-		s.opt.Metrics.request(m.name, "miss", 0, d)
+		s.opt.Metrics.Request(m.name, "miss", 0, d)
 		return Fetched{}, err // normal for a peer: not a failure
 	default:
-		s.opt.Metrics.request(m.name, "error", 0, d)
+		s.opt.Metrics.Request(m.name, "error", 0, d)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("%s: no answer within %s", m.name, timeout)

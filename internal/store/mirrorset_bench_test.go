@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
@@ -135,7 +134,7 @@ func fetchAll(b testing.TB, refs []chunk.Ref, urls []string, parallel int, hedge
 		}
 		stores = append(stores, s)
 	}
-	m := store.NewMetrics(nil)
+	m := newObserver()
 	set, err := store.NewMirrorSet(stores, store.MirrorOptions{HedgeFraction: hedge, Metrics: m})
 	if err != nil {
 		b.Fatal(err)
@@ -170,7 +169,7 @@ func fetchAll(b testing.TB, refs []chunk.Ref, urls []string, parallel int, hedge
 	slices.Sort(times)
 	q := func(p float64) time.Duration { return times[int(p*float64(len(times)-1))] }
 	return benchResult{mbps: float64(bytes) / el.Seconds() / 1e6, p50: q(0.5), p99: q(0.99), elapsed: el, max: times[len(times)-1],
-		hedges: testutil.ToFloat64(m.Hedges())}
+		hedges: m.Hedges()}
 }
 
 // median runs fn three times and returns the run with the median throughput, and the

@@ -7,13 +7,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/nowhere-boot/nowhere/internal/chunk"
 	"github.com/nowhere-boot/nowhere/internal/store"
@@ -33,8 +31,7 @@ func TestMirrorSetReadSurvivesKilledMirror(t *testing.T) {
 	dir, ix, data := mirrorImage(t, 12<<20, 1)
 	a, b, c := startMirror(t, dir), startMirror(t, dir), startMirror(t, dir)
 	var log logRecorder
-	reg := prometheus.NewRegistry()
-	set := newSet(t, store.MirrorOptions{Log: log.logf, Metrics: store.NewMetrics(reg)},
+	set := newSet(t, store.MirrorOptions{Log: log.logf, Metrics: newObserver()},
 		a.store(t), b.store(t), c.store(t))
 	set.Probe(context.Background())
 
@@ -105,8 +102,7 @@ func TestMirrorSetCorruptMirrorDemotedHard(t *testing.T) {
 	bad := startMirror(t, corruptCopy(t, dir))
 	good := startMirror(t, dir)
 	var log logRecorder
-	reg := prometheus.NewRegistry()
-	m := store.NewMetrics(reg)
+	m := newObserver()
 	// The corrupt mirror comes first: it is the one the set tries first.
 	set := newSet(t, store.MirrorOptions{Log: log.logf, Metrics: m}, bad.store(t), good.store(t))
 	sum, st := readImage(t, ix, set, nil)
@@ -125,7 +121,7 @@ func TestMirrorSetCorruptMirrorDemotedHard(t *testing.T) {
 	if n := bad.requests.Load(); n > 32 {
 		t.Errorf("corrupt mirror got %d requests after being caught", n)
 	}
-	if got := testutil.ToFloat64(m.HashFailures(bad.URL())); got < 1 {
+	if got := m.HashFailures(bad.URL()); got < 1 {
 		t.Errorf("hash failure metric %v", got)
 	}
 }
@@ -134,8 +130,7 @@ func TestMirrorSetAllDownWaitsAndResumes(t *testing.T) {
 	dir, ix, _ := mirrorImage(t, 1<<20, 4)
 	a, b := startMirror(t, dir), startMirror(t, dir)
 	var log logRecorder
-	reg := prometheus.NewRegistry()
-	m := store.NewMetrics(reg)
+	m := newObserver()
 	set := newSet(t, store.MirrorOptions{Log: log.logf, Metrics: m,
 		Wait: store.Policy{Timeout: 0, Log: log.logf, LogEvery: 200 * time.Millisecond}}, a.store(t), b.store(t))
 	a.kill()
@@ -157,7 +152,7 @@ func TestMirrorSetAllDownWaitsAndResumes(t *testing.T) {
 		t.Fatalf("fetch returned while every mirror was down: %v", err)
 	default:
 	}
-	if w := testutil.ToFloat64(m.Waiting()); w != 1 {
+	if w := m.FetchesWaiting(); w != 1 {
 		t.Errorf("waiting gauge %v, want 1", w)
 	}
 	b.start()
@@ -169,7 +164,7 @@ func TestMirrorSetAllDownWaitsAndResumes(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("fetch did not resume after a mirror came back")
 	}
-	if w := testutil.ToFloat64(m.Waiting()); w != 0 {
+	if w := m.FetchesWaiting(); w != 0 {
 		t.Errorf("waiting gauge %v after resuming, want 0", w)
 	}
 }
@@ -221,8 +216,7 @@ func TestMirrorSetHedgesStalledRequest(t *testing.T) {
 		return 0
 	}
 	steady.delay = func(*http.Request) time.Duration { return 30 * time.Millisecond }
-	reg := prometheus.NewRegistry()
-	m := store.NewMetrics(reg)
+	m := newObserver()
 	set := newSet(t, store.MirrorOptions{Metrics: m}, stall.store(t), steady.store(t))
 	set.Probe(context.Background())
 	// Teach the set the first mirror's usual speed, one request at a time.
@@ -231,7 +225,7 @@ func TestMirrorSetHedgesStalledRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hedges, wins := testutil.ToFloat64(m.Hedges()), testutil.ToFloat64(m.HedgeWins())
+	hedges, wins := m.Hedges(), m.HedgeWins()
 	hedged := statusOf(t, set, stall.URL()).Hedges
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -240,9 +234,9 @@ func TestMirrorSetHedgesStalledRequest(t *testing.T) {
 	if err != nil || chunk.Sum(f.Plain) != refs[len(refs)-1].ID {
 		t.Fatalf("fetch of the stalled chunk: %v", err)
 	}
-	if testutil.ToFloat64(m.Hedges()) != hedges+1 || testutil.ToFloat64(m.HedgeWins()) != wins+1 {
+	if m.Hedges() != hedges+1 || m.HedgeWins() != wins+1 {
 		t.Fatalf("%v hedges, %v won for the stalled chunk; want it hedged once, the hedge winning (took %s)",
-			testutil.ToFloat64(m.Hedges())-hedges, testutil.ToFloat64(m.HedgeWins())-wins, time.Since(start))
+			m.Hedges()-hedges, m.HedgeWins()-wins, time.Since(start))
 	}
 	if st := statusOf(t, set, stall.URL()); st.Hedges != hedged+1 || st.State != "up" {
 		t.Errorf("stalling mirror: %d hedged, state %s; a slow answer is no failure", st.Hedges-hedged, st.State)
@@ -257,8 +251,7 @@ func TestMirrorSetHedgeBudgetBounded(t *testing.T) {
 	}
 	a, b := startMirror(t, dir), startMirror(t, dir)
 	a.delay, b.delay = slow, slow
-	reg := prometheus.NewRegistry()
-	m := store.NewMetrics(reg)
+	m := newObserver()
 	set := newSet(t, store.MirrorOptions{Metrics: m, HedgeFraction: 0.05, HedgeMin: time.Millisecond}, a.store(t), b.store(t))
 	refs := refsOf(ix)
 	for _, ref := range refs {
@@ -266,7 +259,7 @@ func TestMirrorSetHedgeBudgetBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hedges := testutil.ToFloat64(m.Hedges())
+	hedges := m.Hedges()
 	if limit := 0.05*float64(len(refs)) + 5; hedges > limit {
 		t.Fatalf("%v hedges for %d requests: above the budget %v", hedges, len(refs), limit)
 	}
@@ -363,29 +356,16 @@ func TestMirrorSetFailsOverOnStalledMirror(t *testing.T) {
 	}
 }
 
-// TestMirrorMetricsStartAtZero: each mirror's series exist from the start, at zero, so a
-// scrape tells a mirror that never served a corrupt chunk from a metric that is missing.
+// TestMirrorMetricsStartAtZero: the observer hears of each mirror as it joins, before any
+// request, so its series can start at zero and a scrape tells a mirror that never served
+// a corrupt chunk from a metric that is missing (internal/metrics); peers are left out.
 func TestMirrorMetricsStartAtZero(t *testing.T) {
 	dir, _, _ := mirrorImage(t, 1<<20, 9)
 	a, b := startMirror(t, dir), startMirror(t, dir)
-	reg := prometheus.NewRegistry()
-	newSet(t, store.MirrorOptions{Metrics: store.NewMetrics(reg)}, a.store(t), b.store(t))
-	for name, want := range map[string]int{
-		"nowhere_mirror_hash_failures_total": 2,
-		"nowhere_mirror_bytes_total":         2,
-		"nowhere_mirror_request_seconds":     2,
-		"nowhere_mirror_requests_total":      4, // ok and error per mirror
-	} {
-		if n := testutil.CollectAndCount(reg, name); n != want {
-			t.Errorf("%s: %d series before any request, want %d", name, n, want)
-		}
-	}
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
-# HELP nowhere_mirror_hash_failures_total Chunks a mirror served whose content did not match their name.
-# TYPE nowhere_mirror_hash_failures_total counter
-nowhere_mirror_hash_failures_total{mirror="`+a.URL()+`"} 0
-nowhere_mirror_hash_failures_total{mirror="`+b.URL()+`"} 0
-`), "nowhere_mirror_hash_failures_total"); err != nil {
-		t.Error(err)
+	m := newObserver()
+	set := newSet(t, store.MirrorOptions{Metrics: m}, a.store(t), b.store(t))
+	set.AddPeer(newHTTP(t, "http://127.0.0.1:1"))
+	if got, want := m.Added(), []string{a.store(t).String(), b.store(t).String()}; !slices.Equal(got, want) {
+		t.Errorf("mirrors announced %q, want %q", got, want)
 	}
 }

@@ -13,9 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/nowhere-boot/nowhere/internal/chunk"
 	"github.com/nowhere-boot/nowhere/internal/store"
 )
@@ -57,8 +54,7 @@ func TestPeerServesWhatItHasAndMissesAreNormal(t *testing.T) {
 	origin := slowMirror(t, dir, 20*time.Millisecond)
 	peer := startMirror(t, partialCopy(t, dir, refs, func(i int) bool { return i%2 == 0 }))
 	var log logRecorder
-	reg := prometheus.NewRegistry()
-	m := store.NewMetrics(reg)
+	m := newObserver()
 	set := newSet(t, store.MirrorOptions{Log: log.logf, Metrics: m, HedgeFraction: -1}, origin.store(t))
 	if !set.AddPeer(peer.store(t)) {
 		t.Fatal("AddPeer refused the first peer")
@@ -79,7 +75,7 @@ func TestPeerServesWhatItHasAndMissesAreNormal(t *testing.T) {
 	if got := origin.requests.Load(); got > int64(len(refs))*3/4 {
 		t.Errorf("origin answered %d of %d chunk requests: the peer's half did not come from the peer", got, len(refs))
 	}
-	if f := testutil.ToFloat64(m.Failovers()); f != 0 {
+	if f := m.Failovers(); f != 0 {
 		t.Errorf("%v failovers counted: a peer's miss is not one", f)
 	}
 	if log.find("demoted") != "" {

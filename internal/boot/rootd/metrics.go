@@ -14,7 +14,7 @@ import (
 // mirror set and cache then record nothing.
 type daemonMetrics struct {
 	reg   *prometheus.Registry
-	store *store.Metrics
+	store store.Observer // nil when not served
 	srv   *metrics.Server
 }
 
@@ -27,7 +27,7 @@ func serveMetrics(spec Spec, log *bootlog.Log) daemonMetrics {
 		return daemonMetrics{}
 	}
 	reg := prometheus.NewRegistry()
-	m := store.NewMetrics(reg)
+	m := metrics.NewStore(reg)
 	srv, err := metrics.Serve(spec.Metrics, reg)
 	if err != nil {
 		log.Printf("nowhere.metrics=%s: cannot serve metrics (%v): going on without them", spec.Metrics, err)

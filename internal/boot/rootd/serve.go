@@ -99,7 +99,7 @@ type served struct {
 
 // open gathers the sources, loads the index (waiting until a mirror serves one the
 // verifier accepts) and returns the image reader.
-func open(spec Spec, m *store.Metrics, log *bootlog.Log) (*served, Ready, error) {
+func open(spec Spec, m store.Observer, log *bootlog.Log) (*served, Ready, error) {
 	loc, err := image.ParseLocation(spec.Image)
 	if err != nil {
 		return nil, Ready{}, err

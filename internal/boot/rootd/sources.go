@@ -36,7 +36,7 @@ const startupProbe = 5 * time.Second
 // return an error and go on). A mirror that serves a corrupt chunk is demoted and the
 // read carries on from the others; the set logs each demotion with the mirror's URL.
 // Both record into m (nil: nothing).
-func openSources(storeURL string, spec Spec, m *store.Metrics, log *bootlog.Log) (*sources, error) {
+func openSources(storeURL string, spec Spec, m store.Observer, log *bootlog.Log) (*sources, error) {
 	client, err := NewHTTPClient(spec.DNS, spec.Proxy)
 	if err != nil {
 		return nil, err

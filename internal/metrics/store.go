@@ -1,14 +1,19 @@
-package store
+package metrics
 
 import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nowhere-boot/nowhere/internal/store"
 )
 
-// Metrics are the Prometheus counters of a mirror set and a disk cache. A nil *Metrics
-// records nothing, so the fetch path never checks whether metrics are wanted.
-type Metrics struct {
+// Store is the Prometheus side of a mirror set and a disk cache: the store.Observer
+// given to them (MirrorOptions.Metrics, OpenDiskCache) turns their events into the
+// nowhere_mirror_*, nowhere_hedge*, nowhere_failovers, nowhere_fetches_waiting and
+// nowhere_cache_* series (docs/mirrors.md, "Observability"). A nil *Store records
+// nothing.
+type Store struct {
 	requests   *prometheus.CounterVec   // mirror, result
 	bytes      *prometheus.CounterVec   // mirror
 	latency    *prometheus.HistogramVec // mirror
@@ -23,10 +28,12 @@ type Metrics struct {
 	cacheBytes prometheus.Gauge
 }
 
-// NewMetrics creates the metrics and registers them with reg (nil: a new registry's
+var _ store.Observer = (*Store)(nil)
+
+// NewStore creates the metrics and registers them with reg (nil: a new registry's
 // worth of metrics that nobody scrapes, which tests use to read values).
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
+func NewStore(reg prometheus.Registerer) *Store {
+	m := &Store{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nowhere_mirror_requests_total",
 			Help: "Chunk requests sent to each mirror, by result (ok, error, corrupt, cancelled).",
@@ -84,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) request(mirror, result string, bytes int, d time.Duration) {
+func (m *Store) Request(mirror, result string, bytes int, d time.Duration) {
 	if m == nil {
 		return
 	}
@@ -98,10 +105,10 @@ func (m *Metrics) request(mirror, result string, bytes int, d time.Duration) {
 	}
 }
 
-// mirror starts a mirror's series at zero, so a mirror that never failed shows 0 hash
+// MirrorAdded starts a mirror's series at zero, so a mirror that never failed shows 0 hash
 // failures instead of no series at all (a dashboard or alert cannot tell absent from
 // healthy). Peers come and go and are left out: their series appear with their traffic.
-func (m *Metrics) mirror(name string) {
+func (m *Store) MirrorAdded(name string) {
 	if m == nil {
 		return
 	}
@@ -112,7 +119,7 @@ func (m *Metrics) mirror(name string) {
 	m.hashFails.WithLabelValues(name)
 }
 
-func (m *Metrics) hedge(won bool) {
+func (m *Store) Hedge(won bool) {
 	if m == nil {
 		return
 	}
@@ -123,19 +130,19 @@ func (m *Metrics) hedge(won bool) {
 	}
 }
 
-func (m *Metrics) failover() {
+func (m *Store) Failover() {
 	if m != nil {
 		m.failovers.Inc()
 	}
 }
 
-func (m *Metrics) wait(delta float64) {
+func (m *Store) Waiting(delta int) {
 	if m != nil {
-		m.waiting.Add(delta)
+		m.waiting.Add(float64(delta))
 	}
 }
 
-func (m *Metrics) cache(hit bool) {
+func (m *Store) CacheLookup(hit bool) {
 	if m == nil {
 		return
 	}
@@ -146,7 +153,7 @@ func (m *Metrics) cache(hit bool) {
 	}
 }
 
-func (m *Metrics) cacheSize(bytes int64, evicted int) {
+func (m *Store) CacheSize(bytes int64, evicted int) {
 	if m == nil {
 		return
 	}
@@ -157,22 +164,22 @@ func (m *Metrics) cacheSize(bytes int64, evicted int) {
 // Accessors for tests and status output.
 
 // HashFailures returns the counter of corrupt chunks from mirror.
-func (m *Metrics) HashFailures(mirror string) prometheus.Counter {
+func (m *Store) HashFailures(mirror string) prometheus.Counter {
 	return m.hashFails.WithLabelValues(mirror)
 }
 
 // Hedges returns the counter of hedged requests.
-func (m *Metrics) Hedges() prometheus.Counter { return m.hedges }
+func (m *Store) Hedges() prometheus.Counter { return m.hedges }
 
 // HedgeWins returns the counter of hedges that answered first.
-func (m *Metrics) HedgeWins() prometheus.Counter { return m.hedgeWins }
+func (m *Store) HedgeWins() prometheus.Counter { return m.hedgeWins }
 
 // Failovers returns the counter of requests moved to another mirror.
-func (m *Metrics) Failovers() prometheus.Counter { return m.failovers }
+func (m *Store) Failovers() prometheus.Counter { return m.failovers }
 
-// Waiting returns the gauge of fetches waiting for any mirror.
-func (m *Metrics) Waiting() prometheus.Gauge { return m.waiting }
+// FetchesWaiting returns the gauge of fetches waiting for any mirror.
+func (m *Store) FetchesWaiting() prometheus.Gauge { return m.waiting }
 
 // CacheHits and CacheMisses return the disk cache counters.
-func (m *Metrics) CacheHits() prometheus.Counter   { return m.cacheHits }
-func (m *Metrics) CacheMisses() prometheus.Counter { return m.cacheMiss }
+func (m *Store) CacheHits() prometheus.Counter   { return m.cacheHits }
+func (m *Store) CacheMisses() prometheus.Counter { return m.cacheMiss }
