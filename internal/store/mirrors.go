@@ -58,7 +58,6 @@ func (s *MirrorSet) Learn(ctx context.Context, httpOpt HTTPOptions) int {
 		s.opt.Log("%s/%s: %v (list ignored)", from, MirrorListPath, err) // which mirror served it
 		return 0
 	}
-	before := s.Len()
 	var stores []Store
 	for _, u := range urls {
 		st, err := NewHTTPWith(u, httpOpt)
@@ -67,8 +66,7 @@ func (s *MirrorSet) Learn(ctx context.Context, httpOpt HTTPOptions) int {
 		}
 		stores = append(stores, st)
 	}
-	s.Add(stores...)
-	added := s.snapshot()[before:]
+	added := s.add(stores...)
 	var wg sync.WaitGroup
 	for _, m := range added {
 		wg.Add(1)

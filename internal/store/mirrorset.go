@@ -162,9 +162,14 @@ func NewMirrorSet(stores []Store, opt MirrorOptions) (*MirrorSet, error) {
 }
 
 // Add puts more mirrors in the set (ignoring ones it has), ranked last until measured.
-func (s *MirrorSet) Add(stores ...Store) {
+func (s *MirrorSet) Add(stores ...Store) { s.add(stores...) }
+
+// add is Add that returns the mirrors it added (a caller probing them must not find them
+// by position: peers come and go beside them).
+func (s *MirrorSet) add(stores ...Store) []*mirror {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var added []*mirror
 	for _, st := range stores {
 		name := st.String()
 		if slices.ContainsFunc(s.mirrors, func(m *mirror) bool { return m.name == name }) {
@@ -175,8 +180,10 @@ func (s *MirrorSet) Add(stores ...Store) {
 		m := &mirror{store: st, name: name}
 		m.est.assumed = 0.05 + 0.001*float64(len(s.mirrors))
 		s.mirrors = append(s.mirrors, m)
+		added = append(added, m)
 		s.opt.Metrics.MirrorAdded(name)
 	}
+	return added
 }
 
 // Len returns how many mirrors the set has.

@@ -98,3 +98,45 @@ func TestFetchFromPeerWhilePeersChange(t *testing.T) {
 		}
 	}
 }
+
+// Learn must probe exactly the mirrors it added from the store's mirrors list, whatever
+// AddPeer and RemovePeer do meanwhile. It once took them by position (everything after
+// the set's length before the Add): a peer removed in between made it skip a new mirror,
+// one added in between made it probe a peer as a mirror.
+func TestLearnWhilePeersChange(t *testing.T) {
+	origin := newDir(t)
+	list := "http://127.0.0.1:1/a\nhttp://127.0.0.1:1/b\nhttp://127.0.0.1:1/c\n"
+	if err := origin.PutFile(context.Background(), store.MirrorListPath, []byte(list)); err != nil {
+		t.Fatal(err)
+	}
+	c := newChunk(2, 64)
+	for round := range 200 {
+		set, err := store.NewMirrorSet([]store.Store{origin}, store.MirrorOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers := make([]*namedPeer, 4)
+		for i := range peers {
+			peers[i] = &namedPeer{name: fmt.Sprintf("http://peer%d.invalid", i), c: c}
+			set.AddPeer(peers[i])
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				p := peers[i%len(peers)]
+				set.RemovePeer(p.name)
+				set.AddPeer(p)
+			}
+		}()
+		n := set.Learn(context.Background(), store.HTTPOptions{})
+		cancel()
+		wg.Wait()
+		set.Close()
+		if n != 3 {
+			t.Fatalf("round %d: Learn says it added and probed %d mirrors, want the list's 3", round, n)
+		}
+	}
+}
