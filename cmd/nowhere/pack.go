@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nowhere-boot/nowhere/internal/bootprofile"
 	"github.com/nowhere-boot/nowhere/internal/chunk"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/mkfs"
@@ -38,6 +39,10 @@ type packOptions struct {
 	saveAs   string
 	profiles []string
 	arch     string
+
+	profileBoot    bool          // --profile-boot: record a container boot (pack_boot.go)
+	profileUntil   string        // the unit it boots to
+	profileTimeout time.Duration // how long it may take
 }
 
 // chunkingAuto is the default --chunking: cut at file-data boundaries read from a known
@@ -93,6 +98,9 @@ filesystem's own metadata, so an update re-downloads little more than the change
 	f.StringArrayVar(&o.profiles, "profile", nil, "put this boot profile (nowhere profile record) in the index; repeatable: the boots are merged")
 	f.StringVar(&o.password, "password-file", "", "the secret key's password is the first line of this file (default: asked on the terminal)")
 	f.StringVar(&o.arch, "arch", "", "the machine architecture the image is for (amd64, arm64, or any for a data image); default: with --from-dir, the ELF machine of the tree's /sbin/init or /bin/sh, else none (any)")
+	f.BoolVar(&o.profileBoot, "profile-boot", false, "boot the image in a container (systemd-nspawn) first and put the chunks its boot reads in the index as a boot profile (merged after any --profile files)")
+	f.StringVar(&o.profileUntil, "profile-until", bootprofile.DefaultUntil, "with --profile-boot: record the boot until this systemd unit is reached")
+	durationVar(f, &o.profileTimeout, "profile-timeout", bootprofile.DefaultTimeout, "with --profile-boot: give up on the container boot (and publish without it) after this long")
 	_ = cmd.MarkFlagRequired("store")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
@@ -191,9 +199,11 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 	if err := index.ValidArch(arch); err != nil {
 		return fmt.Errorf("--arch: %w", err)
 	}
+	booted := packBootProfile(ctx, image, o) // before the store is locked: seconds, or a one-line refusal
 	var applied profile.ApplyResult
 	finish := func(ix *index.Index) error {
 		ix.Arch = arch
+		boots = withBootProfile(ix, booted, boots)
 		if boots != nil {
 			applied = profile.Apply(ix, boots)
 			ix.Profile = applied.Profile
