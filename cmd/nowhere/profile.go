@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nowhere-boot/nowhere/internal/bootprofile"
 	"github.com/nowhere-boot/nowhere/internal/image"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/pack"
@@ -47,12 +48,15 @@ type profileRecordOptions struct {
 	out, console, image, until string
 	wait, idle                 time.Duration
 	trust                      trustOptions
+
+	container, unit string        // --container SOURCE: record a container boot (profile_container.go)
+	bootTimeout     time.Duration // how long it may take
 }
 
 func newProfileRecordCommand() *cobra.Command {
 	var o profileRecordOptions
 	cmd := &cobra.Command{
-		Use:   "record {MOUNTPOINT | --console LOG --image SOURCE} -o FILE",
+		Use:   "record {MOUNTPOINT | --console LOG --image SOURCE | --container SOURCE} -o FILE",
 		Short: "Save the chunks a mount or a boot has read, in the order of their first read",
 		Long: `From a mount: copies MOUNTPOINT/.profile, the chunks read since the mount started, once
 --wait has passed and no new chunk was read for --idle (so run the workload, then this).
@@ -60,17 +64,25 @@ func newProfileRecordCommand() *cobra.Command {
 From a boot: a kernel command line with nowhere.profile=record makes the root daemon
 print the chunks it serves on the console as they are first read ("profile NAME VERSION
 @N: ..."); --console reads them from a saved console log up to the first line matching
---until (the login prompt, by default) and --image names the image they refer to.`,
+--until (the login prompt, by default) and --image names the image they refer to.
+
+From a container: --container SOURCE boots the image in systemd-nspawn (read-only, writes
+to a tmpfs, no network; needs root and the systemd-container package) until --unit is
+reached, a few seconds for a Debian root, and records the chunks its boot read.`,
 		Example: `  nowhere profile record /mnt/nowhere -o boot1.profile --idle 5s
   nowhere vm ... --append nowhere.profile=record --log console.log --expect 'login: *$'
-  nowhere profile record --console console.log --image ./store/images/debian --insecure -o boot1.profile`,
+  nowhere profile record --console console.log --image ./store/images/debian --insecure -o boot1.profile
+  nowhere profile record --container ./store/images/debian --key publisher.pub -o container.profile`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if o.console != "" {
+			if o.console != "" || o.container != "" {
 				return cobra.NoArgs(cmd, args)
 			}
 			return cobra.ExactArgs(1)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.container != "" {
+				return recordFromContainer(cmd.Context(), o)
+			}
 			if o.console != "" {
 				return recordFromConsole(cmd.Context(), o)
 			}
@@ -84,6 +96,9 @@ print the chunks it serves on the console as they are first read ("profile NAME 
 	f.StringVar(&o.until, "until", "login: ", "with --console: stop at the first line matching this regular expression")
 	durationVar(f, &o.wait, "wait", 0, "from a mount: wait this long first")
 	durationVar(f, &o.idle, "idle", 0, "from a mount: then wait until no new chunk was read for this long")
+	f.StringVar(&o.container, "container", "", "boot this image (STORE/images/NAME[/VERSION]) in systemd-nspawn and record what its boot reads")
+	f.StringVar(&o.unit, "unit", bootprofile.DefaultUntil, "with --container: record until this systemd unit is reached")
+	durationVar(f, &o.bootTimeout, "boot-timeout", bootprofile.DefaultTimeout, "with --container: give up on the boot after this long")
 	o.trust.addFlags(f)
 	_ = cmd.MarkFlagRequired("output")
 	return cmd
