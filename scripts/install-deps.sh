@@ -37,6 +37,7 @@ for w in "${want[@]}"; do
       # The NICs' iPXE ROMs (efi-virtio.rom) for network boots (nowhere vm --netboot, TestNetBootMenu).
       [ -e /usr/lib/ipxe/qemu/efi-virtio.rom ] || [ -e /usr/share/qemu/efi-virtio.rom ] || pkgs+=(ipxe-qemu)
       need debootstrap debootstrap
+      need systemd-nspawn systemd-container   # pack --profile-boot, profile record --container: boots in a container
       need python3 python3
       need ip iproute2
       need curl curl
