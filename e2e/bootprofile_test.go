@@ -297,6 +297,12 @@ func TestPackProfileBootRecordsAContainerBoot(t *testing.T) {
 	if ix2 := loadIndex(t, st, "nspawn-root", 2); len(ix2.Profile.Entries) != len(tr.Items) {
 		t.Errorf("version 2: profile of %d entries, recorded %d", len(ix2.Profile.Entries), len(tr.Items))
 	}
+
+	// A recorded profile and the container boot merge: two boots.
+	r = mustNowhere(t, "pack", img, "--store", st, "--name", "nspawn-merged", "--key", secretKey, "--progress", "never", "--profile", prof, "--profile-boot")
+	if ix3 := loadIndex(t, st, "nspawn-merged", 1); ix3.Profile.Boots != 2 || len(ix3.Profile.Entries) < len(tr.Items) {
+		t.Errorf("--profile and --profile-boot: profile of %d entries from %d boots, want at least %d from 2\n%s", len(ix3.Profile.Entries), ix3.Profile.Boots, len(tr.Items), r.stdout)
+	}
 }
 
 // runNowhereEnv is runNowhere with a changed environment (KEY=VALUE, replacing).
