@@ -20,9 +20,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -213,6 +215,32 @@ func Boot(ctx context.Context, c Content, o Options) (res *Result, err error) {
 		return nil, &Unavailable{"not an ext4, squashfs or erofs image: nothing a container can boot"}
 	}
 
+	// A ^C or SIGTERM during the boot must not leave the container, the loop mount and a
+	// dead FUSE mount behind (pack has no handler of its own: the default would end the
+	// process at once): it ends the boot, everything is undone, and then the signal is
+	// raised again, to do what it would have done.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	var caught atomic.Value
+	watchDone := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			caught.Store(sig)
+			cancel(fmt.Errorf("interrupted by %v", sig))
+		case <-watchDone:
+		}
+	}()
+	defer func() { // runs after the undo below: deferred first
+		close(watchDone)
+		signal.Stop(sigs)
+		if sig, ok := caught.Load().(os.Signal); ok {
+			_ = syscall.Kill(os.Getpid(), sig.(syscall.Signal))
+		}
+	}()
+
 	tmp, err := os.MkdirTemp("", "nowhere-bootprofile-")
 	if err != nil {
 		return nil, err
@@ -361,7 +389,7 @@ func runContainer(ctx context.Context, nspawn, root, tmp string, o Options, logf
 	case <-timer.C:
 		bootErr = fmt.Errorf("%s not reached within %s: %s", o.Until, o.Timeout, lastLine(console.Name()))
 	case <-ctx.Done():
-		bootErr = ctx.Err()
+		bootErr = context.Cause(ctx)
 	}
 	stopping := time.Now()
 	if err := stop(cmd, exited); err != nil && bootErr == nil {
