@@ -274,9 +274,22 @@ func Boot(ctx context.Context, c Content, o Options) (res *Result, err error) {
 		}
 		return nil
 	})
-	// -o loop: mount(8) attaches a loop device with autoclear, so unmounting also frees it.
-	if out, err := exec.CommandContext(ctx, "mount", "-t", string(fs), "-o", "loop,ro", filepath.Join(fuseDir, "image"), root).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("loop-mounting the %s image: %s", fs, firstLine(out, err))
+	// The loop device reads the FUSE file with direct I/O, as the boot's root daemon sets
+	// it up (internal/boot/loopdev): without it the kernel's read-ahead of the FUSE file
+	// (fusefs.ReadAhead) would add to the profile what no real boot reads.
+	out, err := exec.CommandContext(ctx, "losetup", "--find", "--show", "--read-only", "--direct-io=on", filepath.Join(fuseDir, "image")).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("losetup: %s", firstLine(out, err))
+	}
+	dev := strings.TrimSpace(string(out))
+	undo = append(undo, func() error {
+		if out, err := exec.Command("losetup", "--detach", dev).CombinedOutput(); err != nil {
+			return fmt.Errorf("losetup --detach %s: %s", dev, firstLine(out, err))
+		}
+		return nil
+	})
+	if out, err := exec.CommandContext(ctx, "mount", "-t", string(fs), "-o", "ro", dev, root).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("mounting the %s image (%s): %s", fs, dev, firstLine(out, err))
 	}
 	undo = append(undo, func() error { return unmount(root) })
 
@@ -414,8 +427,8 @@ func stop(cmd *exec.Cmd, exited <-chan error) error {
 	return fmt.Errorf("systemd-nspawn (pid %d) did not exit after SIGKILL", cmd.Process.Pid)
 }
 
-// unmount unmounts dir, lazily when it stays busy (a process the container left), so the
-// loop device is freed as soon as the last user goes.
+// unmount unmounts dir, lazily when it stays busy (a process the container left); the loop
+// device, detached next, is then freed (autoclear) as soon as the last user goes.
 func unmount(dir string) error {
 	var err error
 	for i := 0; i < 20; i++ {
