@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime"
 
 	"github.com/nowhere-boot/nowhere/internal/bootprofile"
 	"github.com/nowhere-boot/nowhere/internal/index"
@@ -13,6 +14,10 @@ import (
 // without the container's profile. It runs before packing, so a refusal comes in seconds.
 func packBootProfile(ctx context.Context, image string, o packOptions) *bootprofile.Reads {
 	if !o.profileBoot {
+		return nil
+	}
+	if o.arch != "" && o.arch != "any" && o.arch != runtime.GOARCH {
+		logf("--profile-boot: an %s image does not boot in a container on this %s machine: publishing without a boot profile", o.arch, runtime.GOARCH)
 		return nil
 	}
 	if image == "-" {
