@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -101,7 +99,7 @@ default. The architecture is also read from --kernel when that is given.`,
   nowhere bootdisk -o arm64.img --arch arm64 --image http://boot.example.org/store/images/debian-arm64 --key publisher.pub`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runBootdisk(o)
+			return runBootdisk(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
@@ -125,7 +123,7 @@ default. The architecture is also read from --kernel when that is given.`,
 	return cmd
 }
 
-func runBootdisk(o bootdiskOptions) error {
+func runBootdisk(ctx context.Context, o bootdiskOptions) error {
 	arch, err := bootArch(o.arch, o.kernel)
 	if err != nil {
 		return err
@@ -222,8 +220,7 @@ func runBootdisk(o bootdiskOptions) error {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	// Ctrl-C (the root context, ctx) stops the tools; the deferred cleanup removes tmp.
 	tmp, err := os.MkdirTemp(filepath.Dir(o.output), "."+filepath.Base(o.output)+".initrd-")
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,7 +34,7 @@ func TestBootdiskRefusesBadInput(t *testing.T) {
 	} {
 		o := ok
 		c.change(&o)
-		err := runBootdisk(o)
+		err := runBootdisk(context.Background(), o)
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: %v, want one line with %q", name, err, c.want)
 		}

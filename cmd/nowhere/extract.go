@@ -6,9 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -55,10 +53,8 @@ func runExtract(ctx context.Context, src, out string, o extractOptions) error {
 	if o.parallel < 1 {
 		return fmt.Errorf("--parallel must be at least 1")
 	}
-	// SIGINT and SIGTERM cancel the fetches instead of killing the process, so the
-	// deferred cleanup below removes the partial file.
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// SIGINT and SIGTERM end ctx (the root context) instead of killing the process, so
+	// the fetches stop and the deferred cleanup below removes the partial file.
 	if st, err := os.Stat(out); err == nil && !st.Mode().IsRegular() {
 		return fmt.Errorf("extract: %s exists and is not a regular file", out)
 	}

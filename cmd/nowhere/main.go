@@ -3,25 +3,38 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 )
 
 func main() {
 	if runBootRole() {
 		return
 	}
+	ctx, stop := rootContext()
 	cmd := newRootCommand()
-	if err := cmd.Execute(); err != nil {
+	err := cmd.ExecuteContext(ctx)
+	stop()
+	if err != nil {
 		err = unknownCommand(err)
-		fmt.Fprintln(os.Stderr, "nowhere: "+oneLine(err))
+		msg := oneLine(err)
+		if sig, ok := signalled(ctx); ok && errors.Is(err, context.Canceled) {
+			// What a signal cancelled says so, not the "context canceled" of the call
+			// that noticed it.
+			msg = strings.ReplaceAll(msg, context.Canceled.Error(), "interrupted by "+sig.String())
+		}
+		fmt.Fprintln(os.Stderr, "nowhere: "+msg)
 		var ee exitError
 		if errors.As(err, &ee) {
 			os.Exit(ee.code)
+		}
+		// A verb a signal stopped fails with the status a shell gives one the signal
+		// killed, whatever its error says (often "context canceled" from deep down).
+		if sig, ok := signalled(ctx); ok {
+			os.Exit(signalExit(sig))
 		}
 		os.Exit(1)
 	}
@@ -61,11 +74,4 @@ func oneLine(err error) string {
 // logf prints a diagnostic line to stderr.
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "nowhere: "+format+"\n", args...)
-}
-
-// interrupted returns a channel that receives SIGINT and SIGTERM.
-func interrupted() chan os.Signal {
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-	return ch
 }

@@ -147,9 +147,10 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 		{Name: statusName, Content: statusFile{status.report}, Live: true, ModTime: status.started},
 		{Name: profileName, Content: statusFile{func() []byte { return rec.Trace().Encode() }}, Live: true, ModTime: status.started},
 	}
-	// Catch signals before mounting: a SIGTERM that arrived after the mount came up but
-	// before this would kill the process and leave a dead mount behind.
-	sigs := interrupted()
+	// The root context catches SIGINT and SIGTERM from the start, so one that arrives
+	// while the mount comes up still ends it cleanly; the signals after the first come
+	// on force, so that a second one cuts the unmount short (endMount).
+	force := forceSignals(ctx)
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	// Every read's context derives from this one, which the first signal ends: reads
@@ -171,10 +172,10 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 		case <-usr1:
 			logf("%s", status.line())
 		case <-srv.Gone(): // unmounted from outside (nowhere umount, umount, fusermount -u)
-			return endMount(srv, mnt, sigs)
-		case <-sigs:
+			return endMount(srv, mnt, force)
+		case <-ctx.Done():
 			cutOffReads()
-			return endMount(srv, mnt, sigs)
+			return endMount(srv, mnt, force)
 		}
 	}
 }

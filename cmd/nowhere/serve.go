@@ -90,7 +90,7 @@ out the addresses (docs/boot.md, "On real hardware").`,
 					return fmt.Errorf("--%s needs --pxe IFACE", f)
 				}
 			}
-			return runServe(args[0], o)
+			return runServe(cmd.Context(), args[0], o)
 		},
 	}
 	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on (port 0 picks a free one)")
@@ -117,7 +117,7 @@ out the addresses (docs/boot.md, "On real hardware").`,
 	return cmd
 }
 
-func runServe(loc string, o serveOptions) error {
+func runServe(ctx context.Context, loc string, o serveOptions) error {
 	st, err := openServed(loc)
 	if err != nil {
 		return err
@@ -167,9 +167,12 @@ func runServe(loc string, o serveOptions) error {
 		h = server.AccessLog(h, access.Printf)
 	}
 	srv := o.limits.server(h)
-	// Catch signals before anyone can know we serve: a SIGTERM that arrived in between
-	// would kill the process instead of shutting it down gracefully.
-	sigs := interrupted()
+	// The root context catches signals from the start: a SIGTERM that arrives before
+	// anyone can know we serve still shuts the server down gracefully.
+	// Signals after the first are taken and dropped, as they always were here: the
+	// graceful shutdown is bounded (10 s below) and a second SIGTERM from a service
+	// manager must not cut the requests in flight short.
+	_ = forceSignals(ctx)
 	fmt.Printf("serving %s on http://%s\n", st.name, ln.Addr())
 	if menu {
 		fmt.Printf("boot menu: http://%s%s\n", ln.Addr(), bootmenu.ScriptPath)
@@ -180,12 +183,13 @@ func runServe(loc string, o serveOptions) error {
 	select {
 	case err := <-done:
 		return err
-	case sig := <-sigs:
-		logf("%s: finishing requests in flight, then exiting", sig)
+	case <-ctx.Done():
+		logf("%s: finishing requests in flight, then exiting", context.Cause(ctx))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Shutdown gets its own deadline: ctx is already done.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if err := <-done; !errors.Is(err, http.ErrServerClosed) {

@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -109,9 +107,8 @@ func runUKI(cmd *cobra.Command, o ukiOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	// Ctrl-C stops the tools and removes the temporary files: no half-written output.
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Ctrl-C (the root context) stops the tools and removes the temporary files: no
+	// half-written output.
 	err = uki.Build(ctx, uki.Options{
 		Output: o.output, Kernel: o.kernel, Initrd: o.initrd, Cmdline: o.cmdline, Arch: arch,
 		Stub: o.stub, OSRelease: o.osRelease,

@@ -274,15 +274,6 @@ func runVM(ctx context.Context, o vmOptions) error {
 		ctx, cancel = context.WithTimeoutCause(ctx, o.timeout, fmt.Errorf("--timeout %s", o.timeout))
 		defer cancel()
 	}
-	ctx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	go func() {
-		select {
-		case s := <-interrupted():
-			stop(fmt.Errorf("%v", s))
-		case <-ctx.Done():
-		}
-	}()
 	netboot := ""
 	if o.netboot {
 		netboot = vm.GuestURL + bootmenu.ScriptPath
