@@ -45,7 +45,7 @@ boot() {
 }
 pack() { # FS VERSION
   "$bin" pack --from-dir "$work/tree-$2" --fs "$1" --store "$work/store-$1" --name debian \
-    --key "$work/bench.key" --progress never >/dev/null
+    --sign-key "$work/bench.key" --progress never >/dev/null
 }
 
 echo "# boot update benchmark $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) CPUs, command: bench/boot-update.sh"

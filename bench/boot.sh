@@ -20,7 +20,7 @@ img=$(scripts/mkimage-debian.sh v1)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$bin" keygen --secret "$work/bench.key" --public "$work/bench.pub" --no-password >/dev/null
-"$bin" pack "$img" --store "$work/store" --name debian --progress never --key "$work/bench.key" >/dev/null
+"$bin" pack "$img" --store "$work/store" --name debian --progress never --sign-key "$work/bench.key" >/dev/null
 "$bin" initramfs -o "$work/initrd.img" --modules "$kdir/modules" --key "$work/bench.pub" >/dev/null
 
 echo "# boot benchmark $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) CPUs, $(uname -r); image $(du -m "$img" | cut -f1) MB squashfs"

@@ -27,7 +27,7 @@ cleanup() {
 trap cleanup EXIT
 rm -rf "$out/store"
 "$bin" keygen --secret "$out/fleet.key" --public "$out/fleet.pub" --no-password --force >/dev/null
-"$bin" pack "$img" --store "$out/store" --name debian --progress never --key "$out/fleet.key" >/dev/null
+"$bin" pack "$img" --store "$out/store" --name debian --progress never --sign-key "$out/fleet.key" >/dev/null
 "$bin" initramfs -o "$work/initrd.img" --modules "$kdir/modules" --key "$out/fleet.pub" >/dev/null
 "$bin" serve "$out/store" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/access.log" &
 serve_pid=$!

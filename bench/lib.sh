@@ -132,14 +132,18 @@ benchtool() {
 # Images are signed like a publisher's (nowhere mount refuses unsigned ones without
 # --insecure). Binaries from before signing existed get neither flag.
 signs() { # (not `| grep -q`: with pipefail, grep quitting early fails the pipeline)
-  case "$("$1" pack --help 2>&1)" in *--key*) return 0 ;; esac
+  case "$("$1" pack --help 2>&1)" in *--key* | *--sign-key*) return 0 ;; esac
   return 1
 }
 # pack_key_flags BINARY / mount_key_flags BINARY: print the flags, one per line.
 pack_key_flags() {
   signs "$1" || return 0
   [ -f "$work/bench.key" ] || "$1" keygen --secret "$work/bench.key" --public "$work/bench.pub" --no-password >/dev/null
-  printf '%s\n' --key "$work/bench.key"
+  # Binaries before --sign-key sign with pack --key (now its deprecated alias).
+  case "$("$1" pack --help 2>&1)" in
+    *--sign-key*) printf '%s\n' --sign-key "$work/bench.key" ;;
+    *) printf '%s\n' --key "$work/bench.key" ;;
+  esac
 }
 mount_key_flags() {
   signs "$1" || return 0

@@ -61,7 +61,7 @@ func buildFixture(dir string) (*fixture, error) {
 			return nil, err
 		}
 		f.images[format] = img
-		out, err := exec.Command(nowhereBin, "pack", img, "--store", f.store, "--name", format, "--key", secretKey).CombinedOutput()
+		out, err := exec.Command(nowhereBin, "pack", img, "--store", f.store, "--name", format, "--sign-key", secretKey).CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("nowhere pack %s: %v: %s", img, err, out)
 		}

@@ -35,7 +35,7 @@ func TestGCWithConcurrentPack(t *testing.T) {
 	randomFile(t, a, 8<<20, 1)
 	randomFile(t, b, 8<<20, 2)
 	pack := func(img string) result {
-		return runNowhere(t, "pack", img, "--store", st, "--name", "os", "--progress", "never", "--workers", "1")
+		return runNowhere(t, "pack", img, "--store", st, "--name", "os", "--progress", "never", "--parallel", "1")
 	}
 	for _, img := range []string{a, b} {
 		if r := pack(img); r.code != 0 {
@@ -131,7 +131,7 @@ func TestGCWithConcurrentPack(t *testing.T) {
 	}
 	locked = true
 	stored = chunkSet(t, st)
-	pk := startNowhere(t, "pack", b, "--store", st, "--name", "os", "--progress", "never", "--workers", "1")
+	pk := startNowhere(t, "pack", b, "--store", st, "--name", "os", "--progress", "never", "--parallel", "1")
 	if !waitFor(time.Minute, func() bool { return strings.Contains(pk.stderr(), "waiting for the gc of "+st) }) {
 		t.Fatalf("pack did not say it waits for gc: it %s\nstderr: %s", pk.state(), pk.stderr())
 	}
@@ -343,7 +343,7 @@ func TestMountSurvivesDefaultGC(t *testing.T) {
 		imgs = append(imgs, img)
 	}
 	pack := func(img string) {
-		mustNowhere(t, "pack", img, "--store", st, "--name", "os", "--progress", "never", "--key", secretKey)
+		mustNowhere(t, "pack", img, "--store", st, "--name", "os", "--progress", "never", "--sign-key", secretKey)
 	}
 	pack(imgs[0])
 	m := mountDaemon(t, st+"/images/os", "os")
@@ -359,7 +359,7 @@ func TestMountSurvivesDefaultGC(t *testing.T) {
 		t.Fatalf("reading version 1 through the mount after gc: %v (sha256 %s, want %s)", err, got, want)
 	}
 	m.unmount(t)
-	out = mustNowhere(t, "gc", st, "--keep", "1", "--keep-within", "0", "--grace", "0", "--key", secretKey).stdout
+	out = mustNowhere(t, "gc", st, "--keep", "1", "--keep-within", "0", "--grace", "0", "--sign-key", secretKey).stdout
 	if !strings.Contains(out, "versions: removed 2 (os@1 os@2)") {
 		t.Errorf("gc --keep-within 0 did not remove os@1 and os@2:\n%s", out)
 	}

@@ -21,7 +21,7 @@ var workDir string
 var skipReason string
 
 // secretKey and publicKey are the run's publisher key pair, made by TestMain with the real
-// `nowhere keygen`: the suite signs every image it packs with secretKey (pack --key), and
+// `nowhere keygen`: the suite signs every image it packs with secretKey (pack --sign-key), and
 // every client verifies with publicKey (mount, extract, info --key), as clients do by
 // default.
 var secretKey, publicKey string

@@ -26,7 +26,7 @@ func TestPackIsDeterministicFromAnySource(t *testing.T) {
 			// One chunking for every source: the default (auto) cuts at file boundaries it
 			// reads from the filesystem's metadata, which a pipe cannot seek to, so standard
 			// input would get content-defined chunks and another table by design.
-			args := []string{"--store", store, "--name", "img", "--key", secretKey, "--chunking", chunk.DefaultSpec}
+			args := []string{"--store", store, "--name", "img", "--sign-key", secretKey, "--chunking", chunk.DefaultSpec}
 			packFrom := func(v int, source string) {
 				t.Helper()
 				var r result

@@ -128,7 +128,7 @@ func TestMountPrefetchesTheProfileReadsFirst(t *testing.T) {
 	}
 	st := filepath.Join(dir, "store")
 	state := filepath.Join(dir, "trust-state") // this test's own rollback memory: it publishes versions 1 and 2
-	mustNowhere(t, "pack", imgFile, "--store", st, "--name", "disk", "--chunking", "fixed:64K", "--key", secretKey, "--progress", "never")
+	mustNowhere(t, "pack", imgFile, "--store", st, "--name", "disk", "--chunking", "fixed:64K", "--sign-key", secretKey, "--progress", "never")
 	const K = 64 << 10
 	chunkOf := func(i int) []byte { return img[i*K : (i+1)*K] }
 
@@ -150,7 +150,7 @@ func TestMountPrefetchesTheProfileReadsFirst(t *testing.T) {
 		t.Fatalf("record: %s", out.stdout)
 	}
 	rec.unmount(t)
-	out = mustNowhere(t, "profile", "apply", st+"/images/disk", prof, "--key", secretKey)
+	out = mustNowhere(t, "profile", "apply", st+"/images/disk", prof, "--sign-key", secretKey)
 	if !strings.Contains(out.stdout, "published disk version 2: version 1 with a profile of 21 chunks") {
 		t.Fatalf("apply: %s", out.stdout)
 	}

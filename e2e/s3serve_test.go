@@ -29,7 +29,7 @@ func TestS3ServeThrough(t *testing.T) {
 	v1, v2 := twoVersions(t, dir, 31, bytes.Repeat([]byte("v2"), 256<<10)) // v2 = v1 + 512 KiB more
 	bucket := "s3://" + testBucket + "/store"
 	for _, img := range []string{v1, v2} {
-		mustNowhere(t, "pack", img, "--store", bucket, "--name", "os", "--key", key, "--password-file", pw, "--progress", "never")
+		mustNowhere(t, "pack", img, "--store", bucket, "--name", "os", "--sign-key", key, "--password-file", pw, "--progress", "never")
 	}
 	// Beside the prefix, objects a traversal would like to reach; in the store, the files
 	// that turn the boot menu on.

@@ -151,7 +151,7 @@ func TestS3Store(t *testing.T) {
 	v1, v2 := twoVersions(t, dir, 11, make([]byte, 1<<20)) // v2 = v1 + a zero tail: shares every chunk
 	bucket := "s3://" + testBucket + "/store"
 	for _, img := range []string{v1, v2} {
-		mustNowhere(t, "pack", img, "--store", bucket, "--name", "os", "--key", key, "--password-file", pw, "--progress", "never")
+		mustNowhere(t, "pack", img, "--store", bucket, "--name", "os", "--sign-key", key, "--password-file", pw, "--progress", "never")
 	}
 	if _, err := os.Stat(filepath.Join(s.root, testBucket, "store/images/os/2.index")); err != nil {
 		t.Fatalf("pack wrote no object for the index: %v", err)
@@ -209,7 +209,7 @@ func TestS3Store(t *testing.T) {
 
 	// gc in the bucket.
 	s.useCredentials(t, true)
-	r = mustNowhere(t, "gc", bucket, "--keep", "1", "--keep-within", "0", "--grace", "0", "--key", key, "--password-file", pw)
+	r = mustNowhere(t, "gc", bucket, "--keep", "1", "--keep-within", "0", "--grace", "0", "--sign-key", key, "--password-file", pw)
 	if !strings.Contains(r.stdout, "removed 1 (os@1)") {
 		t.Fatalf("gc of the bucket:\n%s", r.stdout)
 	}

@@ -34,9 +34,9 @@ func TestLsAndPinnedVersions(t *testing.T) {
 	randomFile(t, imgs[0], 3<<20, 1)
 	randomFile(t, imgs[1], 4<<20, 2)
 	for _, img := range imgs {
-		mustNowhere(t, "pack", img, "--store", st, "--name", "os", "--key", key, "--password-file", pw, "--progress", "never")
+		mustNowhere(t, "pack", img, "--store", st, "--name", "os", "--sign-key", key, "--password-file", pw, "--progress", "never")
 	}
-	mustNowhere(t, "pack", imgs[0], "--store", st, "--name", "tools", "--expires", "30d", "--key", key, "--password-file", pw, "--progress", "never")
+	mustNowhere(t, "pack", imgs[0], "--store", st, "--name", "tools", "--expires", "30d", "--sign-key", key, "--password-file", pw, "--progress", "never")
 	srv := startNowhereServe(t, st)
 
 	local := mustNowhere(t, "ls", st, "--key", pub, "--json").stdout
@@ -137,7 +137,7 @@ func TestReadersNeverSeeAHalfPublishedVersion(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		for _, img := range imgs[1:] {
-			cmd := exec.CommandContext(ctx, nowhereBin, "pack", img, "--store", st, "--name", "live", "--progress", "never", "--workers", "1")
+			cmd := exec.CommandContext(ctx, nowhereBin, "pack", img, "--store", st, "--name", "live", "--progress", "never", "--parallel", "1")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				done <- fmt.Errorf("pack %s: %v: %s", img, err, out)
 				return
@@ -321,7 +321,7 @@ func TestSyncResumesAfterBeingKilled(t *testing.T) {
 	st := filepath.Join(dir, "store")
 	img := filepath.Join(dir, "big.img")
 	randomFile(t, img, 48<<20, 42)
-	mustNowhere(t, "pack", img, "--store", st, "--name", "big", "--key", key, "--password-file", filepath.Join(filepath.Dir(pub), "pw"), "--progress", "never")
+	mustNowhere(t, "pack", img, "--store", st, "--name", "big", "--sign-key", key, "--password-file", filepath.Join(filepath.Dir(pub), "pw"), "--progress", "never")
 	total := chunkFiles(t, st)
 	srv := startNowhereServe(t, st)
 	dst := filepath.Join(dir, "mirror")

@@ -45,7 +45,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 say "pack $(du -h "$img" | cut -f1) image into a chunk store, signed"
 bin/nowhere keygen --secret "$work/demo.key" --public "$work/demo.pub" --no-password >/dev/null
-bin/nowhere pack "$img" --store "$work/store" --name debian --arch "$arch" --progress never --key "$work/demo.key"
+bin/nowhere pack "$img" --store "$work/store" --name debian --arch "$arch" --progress never --sign-key "$work/demo.key"
 say "initramfs"
 bin/nowhere initramfs -o "$work/initrd.img" --modules "$kdir/modules" --key "$work/demo.pub"
 say "boot: qemu, the root streamed from the store over HTTP"

@@ -41,7 +41,7 @@ only when it is complete.`,
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&o.parallel, "parallel", 16, "chunks fetched at once")
+	f.IntVar(&o.parallel, "parallel", defaultExtractParallel, fmt.Sprintf("chunks fetched at once (0: the default, %d)", defaultExtractParallel))
 	durationVar(f, &o.sources.timeout, "timeout", time.Minute, "give up on a chunk after retrying every mirror this long")
 	o.sources.addFlags(f, true)
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto, always or never")
@@ -49,9 +49,18 @@ only when it is complete.`,
 	return cmd
 }
 
+// defaultExtractParallel is extract's --parallel 0: enough requests at once to fill a
+// fast link to a plain web server.
+const defaultExtractParallel = 16
+
 func runExtract(ctx context.Context, src, out string, o extractOptions) error {
-	if o.parallel < 1 {
-		return fmt.Errorf("--parallel must be at least 1")
+	// --parallel means one thing on every verb: at most this many at once, 0 the verb's
+	// default.
+	if o.parallel < 0 {
+		return fmt.Errorf("--parallel takes a number >= 0 (0: the default, %d)", defaultExtractParallel)
+	}
+	if o.parallel == 0 {
+		o.parallel = defaultExtractParallel
 	}
 	// SIGINT and SIGTERM end ctx (the root context) instead of killing the process, so
 	// the fetches stop and the deferred cleanup below removes the partial file.

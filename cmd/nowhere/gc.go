@@ -45,11 +45,11 @@ objects under .nowhere-lock/ in a bucket), so gc never removes a chunk that an i
 about to be published needs. Chunks modified within --grace are kept anyway (for writers
 that take no lock: another host writing over NFS without flock, other tools). Temporary files that an interrupted pack or sync
 left in a directory store are removed once older than --grace too. Signed versions
-files are re-signed with --key.`,
+files are re-signed with --sign-key.`,
 		Example: `  nowhere gc ./store --dry-run
   nowhere gc ./store --keep 3 --keep-within 30d --dry-run
   nowhere gc ./store --keep 3 --dry-run --list
-  nowhere gc /srv/nowhere --keep 2 --key publisher.key --password-file pw`,
+  nowhere gc /srv/nowhere --keep 2 --sign-key publisher.key --password-file pw`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runGC(cmd.Context(), args[0], o)
@@ -61,7 +61,8 @@ files are re-signed with --key.`,
 	durationVar(f, &o.grace, "grace", time.Hour, "keep unreferenced chunks modified more recently than this")
 	f.BoolVar(&o.dryRun, "dry-run", false, "only show what would be removed")
 	f.BoolVar(&o.list, "list", false, "also print every chunk and temporary file removed (or, with --dry-run, that would be)")
-	f.StringVar(&o.key, "key", "", "secret key to re-sign the versions files of signed images")
+	f.StringVar(&o.key, "sign-key", "", "secret key to re-sign the versions files of signed images")
+	deprecatedAlias(f, "gc", "key", "sign-key")
 	f.StringVar(&o.password, "password-file", "", "the secret key's password is the first line of this file")
 	return cmd
 }
@@ -80,7 +81,7 @@ func runGC(ctx context.Context, loc string, o gcOptions) error {
 			return readPassword(o.password, "password for "+o.key+": ")
 		})
 		if err != nil {
-			return fmt.Errorf("--key: %w", err)
+			return fmt.Errorf("--sign-key: %w", err)
 		}
 		signer = k
 	}

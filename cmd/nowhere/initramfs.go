@@ -95,7 +95,10 @@ nowhere.insecure on the kernel command line (unsafe).`,
 	f.StringVar(&o.image, "image", "", "default image, http(s)://HOST/PATH/images/NAME[/VERSION]")
 	f.StringArrayVar(&o.mirrors, "mirror", nil, "default extra mirror: base URL of the same store (repeatable)")
 	f.StringVar(&o.ip, "ip", "", "default network configuration: dhcp or ADDR/PREFIX[,GATEWAY[,DNS]]")
-	f.StringVar(&o.cache, "cache", "", "default cache disk (a block device with ext4, e.g. /dev/vda)")
+	// --cache means a chunk cache directory on every other verb; a block device is a
+	// --cache-disk, as for vm.
+	f.StringVar(&o.cache, "cache-disk", "", "default cache disk (a block device with ext4, e.g. /dev/vda)")
+	deprecatedAlias(f, "initramfs", "cache", "cache-disk")
 	f.StringVar(&o.overlay, "overlay", "", "default writable layer: tmpfs or a block device with ext4")
 	f.StringVar(&o.proxy, "proxy", "", "default HTTP proxy for the mirrors, http://HOST:PORT")
 	f.StringVar(&o.metrics, "metrics", "", "by default the root daemon serves Prometheus metrics at http://IP:PORT/metrics (e.g. 127.0.0.1:9100)")

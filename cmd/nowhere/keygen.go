@@ -28,7 +28,7 @@ func newKeygenCommand() *cobra.Command {
 		Use:   "keygen",
 		Short: "Make an Ed25519 key pair for signing images (minisign's file formats)",
 		Long: `Keygen makes a key pair for signing images: the secret key signs with
-nowhere pack --key; the public key is what clients trust (mount, extract, info --key,
+nowhere pack --sign-key; the public key is what clients trust (mount, extract, info --key,
 or /etc/nowhere/trusted.pub). The files are minisign's: minisign -S can sign with the
 secret key, minisign -V checks with the public key, and keys made by minisign -G work
 with nowhere. The secret key is encrypted with a password (scrypt, as minisign does)
@@ -82,7 +82,7 @@ func runKeygen(o keygenOptions) error {
 		enc = "NOT encrypted: protect the file"
 	}
 	fmt.Printf("key %s\n  secret key: %s (%s; keep it secret)\n  public key: %s\n", k.ID(), o.secret, enc, o.public)
-	fmt.Printf("sign:   nowhere pack IMAGE --store DIR --name NAME --key %s\n", o.secret)
+	fmt.Printf("sign:   nowhere pack IMAGE --store DIR --name NAME --sign-key %s\n", o.secret)
 	fmt.Printf("trust:  nowhere mount URL/images/NAME MNT --key %s   (or --key %s)\n", o.public, k.Public())
 	fmt.Printf("check:  minisign -Vm STORE/images/NAME/VERSION.index -P %s\n", k.Public())
 	return nil

@@ -76,7 +76,7 @@ within 10 s, whatever --timeout says (a mount the kernel keeps busy is detached 
 	f.StringVar(&o.memCache, "mem-cache", "128M", "memory for verified chunks")
 	f.StringVar(&o.readAhead, "readahead", "8M", "most bytes fetched ahead of a sequential reader (0 disables)")
 	f.IntVar(&o.prefetch, "prefetch", 16, "fetch the chunks of the image's boot profile in the background, this many at once (0: do not)")
-	f.IntVar(&o.parallel, "parallel", 0, "fetch at most this many chunks at once, prefetches included (0: no limit; 1: one request at a time, as in 2005)")
+	f.IntVar(&o.parallel, "parallel", 0, "fetch at most this many chunks at once, prefetches included (0: the default, no limit; 1: one request at a time, as in 2005)")
 	f.BoolVar(&o.daemon, "daemon", false, "run in the background once mounted")
 	f.StringVar(&o.logFile, "log", "", "with --daemon: append messages to this file")
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")

@@ -58,7 +58,7 @@ func newPackCommand() *cobra.Command {
 		Long: `Pack reads IMAGE (a file, a block device, or - for standard input) once, cuts it
 into chunks, stores each new chunk zstd-compressed under DIR/chunks/ and publishes
 DIR/images/NAME/<version>.index, then moves DIR/images/NAME/latest to it.
-Packing the same image again stores nothing new. With --key, the index and the latest
+Packing the same image again stores nothing new. With --sign-key, the index and the latest
 pointer are signed (minisign format; nowhere keygen or minisign -G make keys), and
 detached .minisig signatures are written beside them for minisign -V.
 
@@ -67,7 +67,7 @@ with the system's mkfs tools (fixed timestamps, UUID and hash seed; see docs/chu
 
 By default (--chunking auto) chunks end at every file's data boundaries, read from the
 filesystem's own metadata, so an update re-downloads little more than the changed files.`,
-		Example: `  nowhere pack rootfs.squashfs --store ./store --name debian --key publisher.key --expires 30d
+		Example: `  nowhere pack rootfs.squashfs --store ./store --name debian --sign-key publisher.key --expires 30d
   nowhere pack --from-dir ./rootfs --fs erofs --store ./store --name debian --save-image debian.erofs
   nowhere pack /dev/vg0/root --store /srv/nowhere --name server --chunking cdc:16K:64K:256K
   mksquashfs tree - -quiet | nowhere pack - --store ./store --name tree --chunking fixed:64K`,
@@ -92,9 +92,11 @@ filesystem's own metadata, so an update re-downloads little more than the change
 	f.StringVar(&o.fs, "fs", "", "with --from-dir: erofs, squashfs or ext4")
 	f.StringVar(&o.saveAs, "save-image", "", "with --from-dir: keep the built image in this file")
 	f.StringVar(&o.expires, "expires", "", "the index expires after this long (e.g. 30d); default never")
-	f.IntVar(&o.workers, "workers", 0, "parallel hash/compress workers (default: number of CPUs)")
+	f.IntVar(&o.workers, "parallel", 0, "hash/compress workers at once (0: the default, the number of CPUs)")
+	deprecatedAlias(f, "pack", "workers", "parallel")
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto (on a terminal), always or never")
-	f.StringVar(&o.key, "key", "", "sign with this minisign secret key file (clients refuse unsigned images by default)")
+	f.StringVar(&o.key, "sign-key", "", "sign with this minisign secret key file (clients refuse unsigned images by default)")
+	deprecatedAlias(f, "pack", "key", "sign-key")
 	f.StringArrayVar(&o.profiles, "profile", nil, "put this boot profile (nowhere profile record) in the index; repeatable: the boots are merged")
 	f.StringVar(&o.password, "password-file", "", "the secret key's password is the first line of this file (default: asked on the terminal)")
 	f.StringVar(&o.arch, "arch", "", "the machine architecture the image is for (amd64, arm64, or any for a data image); default: with --from-dir, the ELF machine of the tree's /sbin/init or /bin/sh, else none (any)")
@@ -180,7 +182,7 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 			return readPassword(o.password, "password for "+o.key+": ")
 		})
 		if err != nil {
-			return fmt.Errorf("--key: %w", err)
+			return fmt.Errorf("--sign-key: %w", err)
 		}
 		signer = k
 	}
@@ -266,7 +268,7 @@ func runPack(ctx context.Context, image string, o packOptions) error {
 	if k, ok := signer.(*trust.SecretKey); ok {
 		fmt.Printf("  signed: by key %s (check with: minisign -Vm %s/%s -P %s)\n", k.ID(), o.store, store.IndexPath(ix.Name, ix.Version), k.Public())
 	} else {
-		fmt.Printf("  signed: no (clients will need --insecure; sign with --key)\n")
+		fmt.Printf("  signed: no (clients will need --insecure; sign with --sign-key)\n")
 	}
 	return nil
 }

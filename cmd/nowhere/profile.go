@@ -240,7 +240,7 @@ type profileApplyOptions struct {
 func newProfileApplyCommand() *cobra.Command {
 	var o profileApplyOptions
 	cmd := &cobra.Command{
-		Use:   "apply STORE/images/NAME[/VERSION] FILE... --key SECRET",
+		Use:   "apply STORE/images/NAME[/VERSION] FILE... --sign-key SECRET",
 		Short: "Publish an image again, as the next version, with a boot profile in its signed index",
 		Long: `Apply merges the profile FILEs, maps their chunks onto the image's index (by chunk ID, so a
 profile recorded on an older version applies to the chunks a newer one still shares) and
@@ -251,14 +251,15 @@ A new version rather than a rewrite in place: a versioned index is immutable for
 proxies, clients remember the highest version they accepted (so version N+1 is taken, and
 nothing needs to go back), and version N stays published, to return to if the profile
 disappoints. STORE must be a directory (the publisher's store).`,
-		Example: `  nowhere profile apply ./store/images/debian boot1.profile boot2.profile --key publisher.key`,
+		Example: `  nowhere profile apply ./store/images/debian boot1.profile boot2.profile --sign-key publisher.key`,
 		Args:    cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runProfileApply(cmd.Context(), args[0], args[1:], o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.key, "key", "", "sign with this minisign secret key file (without it the new version is unsigned)")
+	f.StringVar(&o.key, "sign-key", "", "sign with this minisign secret key file (without it the new version is unsigned)")
+	deprecatedAlias(f, "profile apply", "key", "sign-key")
 	f.StringVar(&o.password, "password-file", "", "the secret key's password is the first line of this file")
 	f.StringVar(&o.expires, "expires", "", "the new version expires after this long (default: when the old one does)")
 	return cmd
@@ -282,7 +283,7 @@ func runProfileApply(ctx context.Context, src string, files []string, o profileA
 			return readPassword(o.password, "password for "+o.key+": ")
 		})
 		if err != nil {
-			return fmt.Errorf("--key: %w", err)
+			return fmt.Errorf("--sign-key: %w", err)
 		}
 		signer = k
 	}
@@ -331,7 +332,7 @@ func runProfileApply(ctx context.Context, src string, files []string, o profileA
 		logf("warning: %d chunks of the profile are not in %s version %d (recorded on another version): left out", res.Missing, old.Name, old.Version)
 	}
 	if signer == nil {
-		fmt.Printf("  signed: no (clients will need --insecure; sign with --key)\n")
+		fmt.Printf("  signed: no (clients will need --insecure; sign with --sign-key)\n")
 	}
 	return nil
 }

@@ -51,7 +51,7 @@ skipped for the next, and a chunk no source serves is retried for --timeout
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&o.images, "image", nil, "copy this image (repeatable; default: all)")
-	f.IntVar(&o.parallel, "parallel", 8, "chunks copied at once")
+	f.IntVar(&o.parallel, "parallel", defaultSyncParallel, fmt.Sprintf("chunks copied at once (0: the default, %d)", defaultSyncParallel))
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto, always or never")
 	o.sources.addFlags(f, false)
 	durationVar(f, &o.sources.timeout, "timeout", time.Minute, "give up on a chunk after retrying every source this long (0: keep waiting)")
@@ -59,9 +59,17 @@ skipped for the next, and a chunk no source serves is retried for --timeout
 	return cmd
 }
 
+// defaultSyncParallel is sync's --parallel 0.
+const defaultSyncParallel = 8
+
 func runSync(ctx context.Context, srcLoc, dstLoc string, o *syncOptions) error {
-	if o.parallel < 1 {
-		return fmt.Errorf("--parallel must be at least 1")
+	// --parallel means one thing on every verb: at most this many at once, 0 the verb's
+	// default.
+	if o.parallel < 0 {
+		return fmt.Errorf("--parallel takes a number >= 0 (0: the default, %d)", defaultSyncParallel)
+	}
+	if o.parallel == 0 {
+		o.parallel = defaultSyncParallel
 	}
 	v, err := listVerifier(&o.trust)
 	if err != nil {

@@ -221,13 +221,13 @@ func TestTrustCLI(t *testing.T) {
 		t.Helper()
 		c.ok(append([]string{"pack", img, "--store", st, "--name", name, "--progress", "never"}, extra...)...)
 	}
-	pack(imgA1, pubStore, "A", "--key", pubKey)
+	pack(imgA1, pubStore, "A", "--sign-key", pubKey)
 	oldLatest, err := os.ReadFile(filepath.Join(pubStore, "images/A/latest"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pack(imgA2, pubStore, "A", "--key", pubKey)
-	pack(imgB, pubStore, "B", "--key", pubKey)
+	pack(imgA2, pubStore, "A", "--sign-key", pubKey)
+	pack(imgB, pubStore, "B", "--sign-key", pubKey)
 
 	// mirror returns a fresh copy of the publisher's store, served, for one attack.
 	mirror := func(t *testing.T) (dir, url string) {
@@ -275,7 +275,7 @@ func TestTrustCLI(t *testing.T) {
 		c := c.forTest(t)
 		dir, url := mirror(t)
 		// The attacker publishes their own image as A, version 3, signed with their key.
-		pack(evil, dir, "A", "--key", atkKey)
+		pack(evil, dir, "A", "--sign-key", atkKey)
 		atkID := keyIDOf(t, atkPub)
 		c.refused([]string{"refused:", "latest pointer is signed by key " + atkID + ", which is not a trusted key"},
 			"info", url+"/images/A", "--key", pubPub, "--state", c.path("resigned.state"))
@@ -343,7 +343,7 @@ func TestTrustCLI(t *testing.T) {
 	t.Run("expired index", func(t *testing.T) {
 		c := c.forTest(t)
 		st := c.path("expiring-store")
-		pack(imgB, st, "E", "--key", pubKey, "--expires", "1s")
+		pack(imgB, st, "E", "--sign-key", pubKey, "--expires", "1s")
 		url := c.serve(st)
 		time.Sleep(2100 * time.Millisecond) // past the expiry, which pack truncates to the second
 		c.refused([]string{"refused:", `version 1 of "E" expired at `, "(freeze"},
@@ -457,7 +457,7 @@ func TestTrustCLI(t *testing.T) {
 		mKey, mPub := c.path("minisign.key"), c.path("minisign.pub")
 		runMinisign(t, "-G", "-W", "-p", mPub, "-s", mKey)
 		st := c.path("minisign-store")
-		pack(imgA1, st, "M", "--key", mKey)
+		pack(imgA1, st, "M", "--sign-key", mKey)
 		url := c.serve(st)
 		info, _ := c.ok("info", url+"/images/M", "--key", mPub, "--state", c.path("m.state"))
 		if !strings.Contains(info, "by key "+keyIDOf(t, mPub)+", verified") {
@@ -495,9 +495,9 @@ func TestTrustCLI(t *testing.T) {
 		mKey, mPub := c.path("menc.key"), c.path("menc.pub")
 		runMinisignOnTerminal(t, []string{"-G", "-p", mPub, "-s", mKey}, "Password:", "correct horse battery", "one more time", "correct horse battery")
 		st := c.path("enc-store")
-		c.refused([]string{"--key: secret key " + mKey + ": wrong password"},
-			"pack", imgB, "--store", st, "--name", "P", "--key", mKey, "--password-file", wrong, "--progress", "never")
-		pack(imgB, st, "P", "--key", mKey, "--password-file", pw)
+		c.refused([]string{"--sign-key: secret key " + mKey + ": wrong password"},
+			"pack", imgB, "--store", st, "--name", "P", "--sign-key", mKey, "--password-file", wrong, "--progress", "never")
+		pack(imgB, st, "P", "--sign-key", mKey, "--password-file", pw)
 		url := c.serve(st)
 		c.ok("info", url+"/images/P", "--key", mPub, "--state", c.path("p.state"))
 	})

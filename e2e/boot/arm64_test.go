@@ -95,7 +95,7 @@ func arm64Build() error {
 	}
 	a.store = filepath.Join(a.tmp, "store")
 	if err := cmdRun(env.bin, "pack", img, "--store", a.store, "--name", arm64Image, "--arch", "arm64",
-		"--progress", "never", "--key", env.secret); err != nil {
+		"--progress", "never", "--sign-key", env.secret); err != nil {
 		return err
 	}
 	a.initrd = filepath.Join(a.tmp, "initrd.img")

@@ -131,7 +131,7 @@ type served struct {
 func pack(t *testing.T, img, name string) *served {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "store")
-	run(t, env.bin, "pack", img, "--store", dir, "--name", name, "--progress", "never", "--key", env.secret)
+	run(t, env.bin, "pack", img, "--store", dir, "--name", name, "--progress", "never", "--sign-key", env.secret)
 	s, err := image.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)

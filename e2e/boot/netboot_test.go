@@ -73,7 +73,7 @@ func TestNetBootMenu(t *testing.T) {
 	img := makeFS(t, root, "squashfs")
 	dir := filepath.Join(t.TempDir(), "store")
 	for _, name := range []string{"alpha", "bb"} {
-		run(t, env.bin, "pack", img, "--store", dir, "--name", name, "--progress", "never", "--key", env.secret)
+		run(t, env.bin, "pack", img, "--store", dir, "--name", name, "--progress", "never", "--sign-key", env.secret)
 	}
 	initrd := filepath.Join(t.TempDir(), "initrd.img")
 	run(t, env.bin, "initramfs", "-o", initrd, "--modules", env.modules, "--key", env.public)

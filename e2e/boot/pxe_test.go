@@ -58,7 +58,7 @@ func pxeSetup(t *testing.T) {
 		root := busyboxRoot(t)
 		img := makeFS(t, root, "squashfs")
 		pxeStore.dir = filepath.Join(pxeStore.tmp, "store")
-		run(t, env.bin, "pack", img, "--store", pxeStore.dir, "--name", "bb", "--arch", "amd64", "--progress", "never", "--key", env.secret)
+		run(t, env.bin, "pack", img, "--store", pxeStore.dir, "--name", "bb", "--arch", "amd64", "--progress", "never", "--sign-key", env.secret)
 		pxeStore.initrd = filepath.Join(pxeStore.tmp, "initrd.img")
 		run(t, env.bin, "initramfs", "-o", pxeStore.initrd, "--modules", env.modules, "--key", env.public)
 		pxeStore.kernel = filepath.Join(filepath.Dir(env.kernel), "vmlinuz")
@@ -162,7 +162,7 @@ func pxeArm64(t *testing.T) {
 	arm64Setup(t)
 	pxeStore.arm64.Do(func() {
 		pxeStore.arm64Err = cmdRun(env.bin, "pack", filepath.Join(arm64Store.tmp, "root.squashfs"), "--store", pxeStore.dir,
-			"--name", "bb", "--arch", "arm64", "--progress", "never", "--key", env.secret)
+			"--name", "bb", "--arch", "arm64", "--progress", "never", "--sign-key", env.secret)
 	})
 	if pxeStore.arm64Err != nil {
 		t.Fatal(pxeStore.arm64Err)

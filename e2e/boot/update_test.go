@@ -110,7 +110,7 @@ func TestUpdateWithCacheDisk(t *testing.T) {
 
 	dir := filepath.Join(t.TempDir(), "store")
 	pack := func(img, name string) {
-		run(t, env.bin, "pack", img, "--store", dir, "--name", name, "--progress", "never", "--key", env.secret)
+		run(t, env.bin, "pack", img, "--store", dir, "--name", name, "--progress", "never", "--sign-key", env.secret)
 	}
 	pack(v1, "upd")
 	log := &accessLog{}

@@ -324,7 +324,7 @@ func makeHostileFixture(t testing.TB, size int, seed uint64) *hostileFixture {
 		if err := os.WriteFile(img, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		args := append([]string{"pack", img, "--store", store, "--name", name, "--progress", "never", "--key", key}, extra...)
+		args := append([]string{"pack", img, "--store", store, "--name", name, "--progress", "never", "--sign-key", key}, extra...)
 		if out, err := runNowhere(args...); err != nil {
 			t.Fatalf("nowhere %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

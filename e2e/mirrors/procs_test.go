@@ -222,7 +222,7 @@ http {
 }
 
 // makeStore packs size bytes of seeded data (a mix of random and repetitive blocks) into
-// a new store with `nowhere pack --key secretKey` and returns the store and the data's
+// a new store with `nowhere pack --sign-key secretKey` and returns the store and the data's
 // sha256.
 func makeStore(t testing.TB, size int, seed uint64) (string, [32]byte) {
 	t.Helper()
@@ -233,7 +233,7 @@ func makeStore(t testing.TB, size int, seed uint64) (string, [32]byte) {
 		t.Fatal(err)
 	}
 	st := filepath.Join(dir, "store")
-	out, err := exec.Command(nowhereBin, "pack", img, "--store", st, "--name", "test", "--progress", "never", "--key", secretKey).CombinedOutput()
+	out, err := exec.Command(nowhereBin, "pack", img, "--store", st, "--name", "test", "--progress", "never", "--sign-key", secretKey).CombinedOutput()
 	if err != nil {
 		t.Fatalf("pack: %v\n%s", err, out)
 	}

@@ -132,7 +132,7 @@ func makeStore(t *testing.T, size int, seed uint64) (string, [32]byte) {
 		t.Fatal(err)
 	}
 	st := filepath.Join(dir, "store")
-	if out, err := exec.Command(nowhereBin, "pack", img, "--store", st, "--name", "test", "--progress", "never", "--key", secretKey).CombinedOutput(); err != nil {
+	if out, err := exec.Command(nowhereBin, "pack", img, "--store", st, "--name", "test", "--progress", "never", "--sign-key", secretKey).CombinedOutput(); err != nil {
 		t.Fatalf("pack: %v\n%s", err, out)
 	}
 	return st, sha256.Sum256(data)
