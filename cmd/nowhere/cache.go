@@ -37,7 +37,7 @@ func newCacheCommand() *cobra.Command {
 			return runCachePrune(cmd.Context(), args[0], to, verify, cmd.Flags().Changed("to"))
 		},
 	}
-	prune.Flags().StringVar(&to, "to", "", "size to trim the cache to")
+	sizeVar(prune.Flags(), &to, "to", "", "size to trim the cache to")
 	prune.Flags().BoolVar(&verify, "verify", false, "first check every chunk and drop the corrupt ones")
 	cmd.AddCommand(prune)
 	return cmd

@@ -53,7 +53,7 @@ func (o *sourceOptions) addFlags(f *pflag.FlagSet, withCache bool) {
 	f.BoolVar(&o.noList, "no-mirror-list", false, "do not use the mirrors listed in the store's mirrors file")
 	if withCache {
 		f.StringVar(&o.cacheDir, "cache", "", "keep fetched chunks in this directory (a local store, also read when offline)")
-		f.StringVar(&o.cacheSize, "cache-size", "4G", "most bytes of chunks the --cache directory keeps (least recently used go first; 0: no limit)")
+		sizeVar(f, &o.cacheSize, "cache-size", "4G", "most bytes of chunks the --cache directory keeps (least recently used go first; 0: no limit)")
 		f.StringArrayVar(&o.seedPaths, "seed", nil, "local data that may hold chunks: an older image file, a block device, a chunk directory (repeatable; hash checked)")
 	}
 }

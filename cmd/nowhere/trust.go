@@ -33,7 +33,7 @@ func (o *trustOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.state, "state", "", "file remembering the highest version accepted per image (rollback protection; default: in --cache, else ~/.cache/nowhere)")
 	f.StringVar(&o.ca, "ca", "", "also trust the CA certificate(s) in this PEM file for https stores")
 	durationVar(f, &o.httpTimeout, "http-timeout", store.DefaultRequestTimeout, "abandon one HTTP request after this long (0: no limit)")
-	f.StringVar(&o.minRate, "min-rate", "1K", "abandon an HTTP response arriving slower than this many bytes per second, averaged over 10s (0: no minimum)")
+	sizeVar(f, &o.minRate, "min-rate", "1K", "abandon an HTTP response arriving slower than this many bytes per second, averaged over 10s (0: no minimum)")
 }
 
 // warnInsecure prints the loud line that --insecure earns, before anything is fetched.

@@ -83,7 +83,7 @@ also read from --kernel.`,
 	f.IntVar(&o.cpus, "smp", 2, "guest CPUs")
 	f.StringVar(&o.accel, "accel", "auto", "auto, kvm or tcg")
 	f.StringVar(&o.cacheDisk, "cache-disk", "", "attach this file as the guest's chunk cache /dev/vda (created with ext4 if missing)")
-	f.StringVar(&o.cacheSize, "cache-size", "1G", "size of a new --cache-disk")
+	sizeVar(f, &o.cacheSize, "cache-size", "1G", "size of a new --cache-disk")
 	durationVar(f, &o.timeout, "timeout", 10*time.Minute, "kill the VM after this long (0: never)")
 	f.BoolVar(&o.interactive, "interactive", false, "connect this terminal to the console (quit qemu with Ctrl-A X)")
 	f.StringArrayVar(&o.expect, "expect", nil, "note when the console first shows this regular expression (repeatable)")
