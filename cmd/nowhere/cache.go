@@ -17,13 +17,16 @@ func newCacheCommand() *cobra.Command {
 		Use:   "cache",
 		Short: "Show or trim a chunk cache directory (--cache of mount and extract)",
 	}
-	cmd.AddCommand(&cobra.Command{
+	var asJSON bool
+	stats := &cobra.Command{
 		Use:     "stats DIR",
 		Short:   "Show what a cache holds",
 		Example: `  nowhere cache stats /var/cache/nowhere`,
 		Args:    cobra.ExactArgs(1),
-		RunE:    func(cmd *cobra.Command, args []string) error { return runCacheStats(args[0]) },
-	})
+		RunE:    func(cmd *cobra.Command, args []string) error { return runCacheStats(args[0], asJSON) },
+	}
+	stats.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(stats)
 	var to string
 	var verify bool
 	prune := &cobra.Command{
@@ -55,13 +58,29 @@ func openExistingCache(dir string) (*store.DiskCache, error) {
 	return store.OpenDiskCache(dir, 0, logf, nil)
 }
 
-func runCacheStats(dir string) error {
+// cacheStatsJSON is cache stats --json; the times only when the cache holds chunks.
+type cacheStatsJSON struct {
+	Cache  string     `json:"cache"`
+	Chunks int        `json:"chunks"`
+	Bytes  int64      `json:"bytes"`
+	Oldest *time.Time `json:"least_recently_used,omitempty"`
+	Newest *time.Time `json:"most_recently_used,omitempty"`
+}
+
+func runCacheStats(dir string, asJSON bool) error {
 	c, err := openExistingCache(dir)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	st := c.Stats()
+	if asJSON {
+		j := cacheStatsJSON{Cache: dir, Chunks: st.Chunks, Bytes: st.Bytes}
+		if st.Chunks > 0 {
+			j.Oldest, j.Newest = &st.Oldest, &st.Newest
+		}
+		return printJSON(j)
+	}
 	fmt.Printf("cache:   %s\n", dir)
 	fmt.Printf("chunks:  %d\n", st.Chunks)
 	fmt.Printf("size:    %s (%d bytes)\n", units.Bytes(st.Bytes), st.Bytes)

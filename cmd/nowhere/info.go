@@ -13,6 +13,7 @@ import (
 func newInfoCommand() *cobra.Command {
 	so := &sourceOptions{timeout: time.Minute}
 	var t trustOptions
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "info SOURCE",
 		Short: "Describe an image: name, version, size, chunking, chunks and stored bytes",
@@ -21,15 +22,39 @@ func newInfoCommand() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			t.warnInsecure()
-			return runInfo(cmd.Context(), args[0], so, &t)
+			return runInfo(cmd.Context(), args[0], so, &t, asJSON)
 		},
 	}
 	so.addFlags(cmd.Flags(), false)
 	t.addFlags(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 
-func runInfo(ctx context.Context, src string, so *sourceOptions, t *trustOptions) error {
+// infoJSON is info --json: what the text says, sizes in bytes.
+type infoJSON struct {
+	Name          string     `json:"name"`
+	Version       uint64     `json:"version"`
+	Arch          string     `json:"arch"`
+	Store         string     `json:"store"`
+	Created       time.Time  `json:"created"`
+	Expires       *time.Time `json:"expires,omitempty"`
+	Size          int64      `json:"size"`
+	Chunking      string     `json:"chunking"`
+	Chunks        int        `json:"chunks"`
+	Unique        int        `json:"unique"`
+	ZeroRuns      int        `json:"zero_runs"`
+	ZeroBytes     int64      `json:"zero_bytes"`
+	StoredBytes   int64      `json:"stored_bytes"`
+	DataBytes     int64      `json:"data_bytes"`
+	IndexBytes    int64      `json:"index_bytes"`
+	ProfileChunks int        `json:"profile_chunks"`
+	ProfileBytes  int64      `json:"profile_bytes"`
+	ProfileBoots  uint32     `json:"profile_boots"`
+	Signed        string     `json:"signed"`
+}
+
+func runInfo(ctx context.Context, src string, so *sourceOptions, t *trustOptions, asJSON bool) error {
 	img, err := openImageSource(ctx, src, so, t)
 	defer so.close()
 	if err != nil {
@@ -42,6 +67,24 @@ func runInfo(ctx context.Context, src string, so *sourceOptions, t *trustOptions
 		expires = ix.Expires.Format(time.RFC3339)
 	}
 	signed := signedBy(ix.Signature, img.verifier)
+	var profileBytes int64
+	for _, i := range ix.Profile.Entries {
+		profileBytes += int64(ix.Entries[i].Stored)
+	}
+	if asJSON {
+		j := infoJSON{
+			Name: ix.Name, Version: ix.Version, Arch: ix.ArchOrAny(), Store: img.store.String(),
+			Created: ix.Created, Size: ix.Size, Chunking: ix.Chunking.String(),
+			Chunks: st.Chunks, Unique: st.Unique, ZeroRuns: st.Zero, ZeroBytes: st.ZeroBytes,
+			StoredBytes: st.StoredBytes, DataBytes: st.DataBytes, IndexBytes: int64(len(img.file)),
+			ProfileChunks: len(ix.Profile.Entries), ProfileBytes: profileBytes, ProfileBoots: ix.Profile.Boots,
+			Signed: signed,
+		}
+		if !ix.Expires.IsZero() {
+			j.Expires = &ix.Expires
+		}
+		return printJSON(j)
+	}
 	fmt.Printf("name:      %s\n", ix.Name)
 	fmt.Printf("version:   %d\n", ix.Version)
 	fmt.Printf("arch:      %s\n", ix.ArchOrAny())
@@ -55,11 +98,7 @@ func runInfo(ctx context.Context, src string, so *sourceOptions, t *trustOptions
 		percent(st.StoredBytes, st.DataBytes))
 	fmt.Printf("index:     %s\n", units.Bytes(int64(len(img.file))))
 	if n := len(ix.Profile.Entries); n > 0 {
-		var b int64
-		for _, i := range ix.Profile.Entries {
-			b += int64(ix.Entries[i].Stored)
-		}
-		fmt.Printf("profile:   %s (%s to fetch) from %s\n", units.Count(n, "chunk"), units.Bytes(b), units.Count(ix.Profile.Boots, "recorded boot"))
+		fmt.Printf("profile:   %s (%s to fetch) from %s\n", units.Count(n, "chunk"), units.Bytes(profileBytes), units.Count(ix.Profile.Boots, "recorded boot"))
 	} else {
 		fmt.Printf("profile:   none\n")
 	}
