@@ -19,7 +19,8 @@ import (
 )
 
 func newVerifyCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "verify DIR",
 		Short: "Check every chunk of a store against its name and every index's references",
 		Long: `Verify decompresses every chunk file and checks its content against its name, then
@@ -29,11 +30,23 @@ Temporary files left by an interrupted pack or sync are warnings (nowhere gc rem
 them), not problems.`,
 		Example: `  nowhere verify ./store`,
 		Args:    cobra.ExactArgs(1),
-		RunE:    func(cmd *cobra.Command, args []string) error { return runVerify(cmd.Context(), args[0]) },
+		RunE:    func(cmd *cobra.Command, args []string) error { return runVerify(cmd.Context(), args[0], asJSON) },
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (the exit status is still 1 if there are problems)")
+	return cmd
 }
 
-func runVerify(ctx context.Context, dir string) error {
+// verifyJSON is verify --json: the lines of the text output, and its summary's counts.
+type verifyJSON struct {
+	Store    string   `json:"store"`
+	Chunks   int64    `json:"chunks"`
+	Bytes    int64    `json:"bytes"`
+	Indexes  int      `json:"indexes"`
+	Problems []string `json:"problems"`
+	Warnings []string `json:"warnings"`
+}
+
+func runVerify(ctx context.Context, dir string, asJSON bool) error {
 	d, err := store.OpenDir(dir)
 	if err != nil {
 		return err
@@ -106,6 +119,28 @@ func runVerify(ctx context.Context, dir string) error {
 		return fmt.Errorf("verify %s: %w", dir, err)
 	}
 	sort.Strings(warnings)
+	if asJSON {
+		j := verifyJSON{Store: dir, Chunks: chunks, Bytes: bytes, Indexes: indexes, Problems: problems, Warnings: []string{}}
+		if j.Problems == nil {
+			j.Problems = []string{}
+		}
+		for _, w := range warnings {
+			j.Warnings = append(j.Warnings, strings.TrimPrefix(w, "warning: "))
+		}
+		if err := printJSON(j); err != nil {
+			return err
+		}
+	} else {
+		printVerify(dir, chunks, bytes, indexes, problems, warnings)
+	}
+	if len(problems) > 0 {
+		return exitError{1, fmt.Errorf("verify %s: %s found", dir, units.Count(len(problems), "problem"))}
+	}
+	return nil
+}
+
+// printVerify prints verify's text: one line per problem and warning, then the summary.
+func printVerify(dir string, chunks, bytes int64, indexes int, problems, warnings []string) {
 	for _, p := range problems {
 		fmt.Println(p)
 	}
@@ -117,10 +152,6 @@ func runVerify(ctx context.Context, dir string) error {
 		summary += ", " + units.Count(len(warnings), "warning")
 	}
 	fmt.Println(summary)
-	if len(problems) > 0 {
-		return exitError{1, fmt.Errorf("verify %s: %s found", dir, units.Count(len(problems), "problem"))}
-	}
-	return nil
 }
 
 func verifyIndex(ctx context.Context, d *store.Dir, name string, present map[chunk.ID]bool, report func(string, ...any)) {
