@@ -21,6 +21,7 @@ type gcOptions struct {
 	grace      time.Duration
 	dryRun     bool
 	list       bool
+	json       bool
 	key        string
 	password   string
 }
@@ -61,6 +62,7 @@ files are re-signed with --sign-key.`,
 	durationVar(f, &o.grace, "grace", time.Hour, "keep unreferenced chunks modified more recently than this")
 	f.BoolVar(&o.dryRun, "dry-run", false, "only show what would be removed")
 	f.BoolVar(&o.list, "list", false, "also print every chunk and temporary file removed (or, with --dry-run, that would be)")
+	f.BoolVar(&o.json, "json", false, "print JSON (the chunks and temporary files removed, or that would be, always listed)")
 	f.StringVar(&o.key, "sign-key", "", "secret key to re-sign the versions files of signed images")
 	deprecatedAlias(f, "gc", "key", "sign-key")
 	f.StringVar(&o.password, "password-file", "", "the secret key's password is the first line of this file")
@@ -70,6 +72,32 @@ files are re-signed with --sign-key.`,
 // defaultKeepWithin is gc's window: a machine rebooted at least weekly never loses the
 // chunks of the version it runs (docs/updates.md).
 const defaultKeepWithin = 7 * 24 * time.Hour
+
+// gcJSON is gc --json: the summary's counts, sizes in bytes, and what --list lists.
+type gcJSON struct {
+	Store           string   `json:"store"`
+	DryRun          bool     `json:"dry_run"`
+	Images          int      `json:"images"`
+	KeptVersions    []string `json:"kept_versions"`
+	RemovedVersions []string `json:"removed_versions"` // or, with dry_run, that would be
+	WindowVersions  []string `json:"kept_only_by_keep_within"`
+	Referenced      int      `json:"referenced_chunks"`
+	RemovedChunks   []string `json:"removed_chunks"`
+	RemovedBytes    int64    `json:"removed_bytes"`
+	YoungChunks     int      `json:"grace_kept_chunks"`
+	YoungBytes      int64    `json:"grace_kept_bytes"`
+	RemovedTemps    []string `json:"removed_temporary_files"`
+	TempBytes       int64    `json:"removed_temporary_bytes"`
+	YoungTemps      int      `json:"grace_kept_temporary_files"`
+}
+
+// nonNil keeps an empty list a list ([]) in JSON, not null.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
 
 func runGC(ctx context.Context, loc string, o gcOptions) error {
 	if o.keep < 1 {
@@ -108,6 +136,19 @@ func runGC(ctx context.Context, loc string, o gcOptions) error {
 	res, err := gc.Run(lk.ctx, s, gc.Options{Keep: o.keep, KeepWithin: o.keepWithin, Grace: o.grace, DryRun: o.dryRun, Signer: signer, Held: lk.held})
 	if err != nil {
 		return fmt.Errorf("gc %s: %w", loc, lk.explain(err))
+	}
+	if o.json {
+		j := gcJSON{
+			Store: loc, DryRun: o.dryRun, Images: res.Images,
+			KeptVersions: nonNil(res.KeptVersions), RemovedVersions: nonNil(res.RemovedVersions), WindowVersions: nonNil(res.WindowVersions),
+			Referenced: res.Referenced, RemovedChunks: []string{}, RemovedBytes: res.RemovedBytes,
+			YoungChunks: res.Young, YoungBytes: res.YoungBytes,
+			RemovedTemps: nonNil(res.RemovedTemps), TempBytes: res.TempBytes, YoungTemps: res.YoungTemps,
+		}
+		for _, id := range res.RemovedChunks {
+			j.RemovedChunks = append(j.RemovedChunks, store.ChunkPath(id))
+		}
+		return printJSON(j)
 	}
 	verb := "removed"
 	if o.dryRun {
