@@ -24,7 +24,7 @@ func main() {
 		if sig, ok := signalled(ctx); ok && errors.Is(err, context.Canceled) {
 			// What a signal cancelled says so, not the "context canceled" of the call
 			// that noticed it.
-			msg = strings.ReplaceAll(msg, context.Canceled.Error(), "interrupted by "+sig.String())
+			msg = strings.ReplaceAll(msg, context.Canceled.Error(), "interrupted by "+signalName(sig))
 		}
 		fmt.Fprintln(os.Stderr, "nowhere: "+msg)
 		var ee exitError

@@ -7,6 +7,8 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // The root context (made once, in main) is how every verb learns it was told to stop:
@@ -30,6 +32,16 @@ func signalled(ctx context.Context) (os.Signal, bool) {
 		return c.sig, true
 	}
 	return nil, false
+}
+
+// signalName is how an error names a signal: SIGINT, SIGTERM.
+func signalName(sig os.Signal) string {
+	if s, ok := sig.(syscall.Signal); ok {
+		if n := unix.SignalName(s); n != "" {
+			return n
+		}
+	}
+	return sig.String()
 }
 
 // signalExit is the exit status of a command a signal stopped, as a shell reports one
