@@ -21,6 +21,7 @@ type mirrorsOptions struct {
 	samples int
 	noList  bool
 	rounds  int
+	json    bool
 }
 
 func newMirrorsCommand() *cobra.Command {
@@ -42,6 +43,7 @@ of it from each mirror, and prints them best first with the figures measured.`,
 	f.IntVar(&o.samples, "samples", 16, "chunks fetched from each mirror to measure throughput (0: latency only)")
 	f.IntVar(&o.rounds, "probes", 3, "small requests sent to each mirror to measure latency")
 	f.BoolVar(&o.noList, "no-mirror-list", false, "do not add the mirrors the store lists")
+	f.BoolVar(&o.json, "json", false, "print JSON (the mirrors best first; times in milliseconds, throughput in bytes/s)")
 	return cmd
 }
 
@@ -83,7 +85,7 @@ func runMirrors(ctx context.Context, args []string, o mirrorsOptions) error {
 	}
 	if up := upMirrors(set.Status()); up == 0 {
 		// The table still shows each mirror's error; the exit status says it is all bad.
-		writeMirrorTable(os.Stdout, set.Status())
+		o.show(set.Status())
 		return fmt.Errorf("no mirror answered (%s probed)", units.Count(len(stores), "mirror"))
 	}
 	if name != "" && o.samples > 0 {
@@ -93,15 +95,51 @@ func runMirrors(ctx context.Context, args []string, o mirrorsOptions) error {
 		ix, _, err := image.Load(ctx, set, image.Location{Name: name}, openPolicy)
 		if err != nil {
 			// The ranking by latency still stands: print it, then fail.
-			writeMirrorTable(os.Stdout, set.Status())
+			o.show(set.Status())
 			return fmt.Errorf("throughput not measured: %w", err)
 		}
 		mctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		set.Measure(mctx, sampleChunks(ix, o.samples))
 	}
-	writeMirrorTable(os.Stdout, set.Status())
+	o.show(set.Status())
 	return nil
+}
+
+// mirrorJSON is one mirror of mirrors --json, best first as in the table.
+type mirrorJSON struct {
+	Rank        int     `json:"rank"`
+	Mirror      string  `json:"mirror"`
+	State       string  `json:"state"`
+	LatencyMS   float64 `json:"latency_ms"`
+	P50MS       float64 `json:"p50_ms"`
+	P95MS       float64 `json:"p95_ms"`
+	BytesPerSec float64 `json:"throughput_bytes_per_s"`
+	Requests    int64   `json:"requests"`
+	Failures    int64   `json:"failed"`
+	Corrupt     int64   `json:"corrupt"`
+	Hedges      int64   `json:"hedged"`
+	Bytes       int64   `json:"received_bytes"`
+	LastError   string  `json:"last_error,omitempty"`
+}
+
+// show prints the ranking: the table, or with --json its JSON.
+func (o mirrorsOptions) show(ms []store.MirrorStatus) {
+	if !o.json {
+		writeMirrorTable(os.Stdout, ms)
+		return
+	}
+	ms2 := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	out := make([]mirrorJSON, 0, len(ms))
+	for i, m := range ms {
+		out = append(out, mirrorJSON{
+			Rank: i + 1, Mirror: m.Name, State: m.State,
+			LatencyMS: ms2(m.Latency), P50MS: ms2(m.P50), P95MS: ms2(m.P95), BytesPerSec: m.Throughput,
+			Requests: m.Requests, Failures: m.Failures, Corrupt: m.Corrupt, Hedges: m.Hedges, Bytes: m.Bytes,
+			LastError: m.LastError,
+		})
+	}
+	_ = printJSON(out) // stdout gone: nothing to tell
 }
 
 // upMirrors counts the mirrors that answered their probes.
