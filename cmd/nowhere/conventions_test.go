@@ -30,9 +30,9 @@ func verbs(root *cobra.Command) map[string]*cobra.Command {
 func TestFlagConventions(t *testing.T) {
 	// The verbs that write a store or sign: their key is a secret key, --sign-key.
 	writers := map[string]bool{"pack": true, "gc": true, "profile apply": true}
-	// The verbs that print a table or a summary a script may want: --json. The others
-	// of issue 14's list (status: its table is the mount's status file) does
-	// not have it yet; add each here as it gets it.
+	// The verbs that print a table or a summary a script may want: --json. The last of
+	// issue 14's list, status, does not have it yet (its table is the text of the
+	// mount's status file); add each verb here as it gets it.
 	tables := []string{"ls", "diff", "info", "cache stats", "verify", "gc", "mirrors"}
 	// The flags that take a size. (--readahead too, once its rework lands: issue 14
 	// leaves it to that change.)
