@@ -203,7 +203,7 @@ func TestPackProfileBootRecordsAContainerBoot(t *testing.T) {
 	dir := t.TempDir()
 	st := filepath.Join(dir, "store")
 	start := time.Now()
-	r := mustNowhere(t, "pack", img, "--store", st, "--name", "nspawn-root", "--key", secretKey, "--progress", "never", "--profile-boot")
+	r := mustNowhere(t, "pack", img, "--store", st, "--name", "nspawn-root", "--sign-key", secretKey, "--progress", "never", "--profile-boot")
 	t.Logf("pack --profile-boot: %.1f s\n%s%s", time.Since(start).Seconds(), r.stdout, r.stderr)
 	for _, want := range []string{"booting the ext4 image in systemd-nspawn until multi-user.target", "reached multi-user.target in", "container stopped in"} {
 		if !strings.Contains(r.stderr, want) {
@@ -290,7 +290,7 @@ func TestPackProfileBootRecordsAContainerBoot(t *testing.T) {
 		}
 	}
 	noLeftovers(t)
-	r = mustNowhere(t, "profile", "apply", st+"/images/nspawn-root", prof, "--key", secretKey)
+	r = mustNowhere(t, "profile", "apply", st+"/images/nspawn-root", prof, "--sign-key", secretKey)
 	if !strings.Contains(r.stdout, "published nspawn-root version 2: version 1 with a profile of") {
 		t.Fatalf("apply: %s", r.stdout)
 	}
@@ -299,7 +299,7 @@ func TestPackProfileBootRecordsAContainerBoot(t *testing.T) {
 	}
 
 	// A recorded profile and the container boot merge: two boots.
-	r = mustNowhere(t, "pack", img, "--store", st, "--name", "nspawn-merged", "--key", secretKey, "--progress", "never", "--profile", prof, "--profile-boot")
+	r = mustNowhere(t, "pack", img, "--store", st, "--name", "nspawn-merged", "--sign-key", secretKey, "--progress", "never", "--profile", prof, "--profile-boot")
 	if ix3 := loadIndex(t, st, "nspawn-merged", 1); ix3.Profile.Boots != 2 || len(ix3.Profile.Entries) < len(tr.Items) {
 		t.Errorf("--profile and --profile-boot: profile of %d entries from %d boots, want at least %d from 2\n%s", len(ix3.Profile.Entries), ix3.Profile.Boots, len(tr.Items), r.stdout)
 	}
@@ -358,7 +358,7 @@ func TestPackProfileBootRefusals(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(tree, "etc/os-release"), []byte("ID=none\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := runNowhere(t, "pack", "--from-dir", tree, "--fs", "ext4", "--store", st, "--name", "no-systemd", "--key", secretKey, "--progress", "never", "--profile-boot")
+	r := runNowhere(t, "pack", "--from-dir", tree, "--fs", "ext4", "--store", st, "--name", "no-systemd", "--sign-key", secretKey, "--progress", "never", "--profile-boot")
 	oneLine("an image without systemd", r, "nowhere: --profile-boot:", "no systemd", "publishing without a boot profile")
 	if ix := loadIndex(t, st, "no-systemd", 1); len(ix.Profile.Entries) != 0 {
 		t.Errorf("an image without systemd was published with a profile of %d entries", len(ix.Profile.Entries))
@@ -369,7 +369,7 @@ func TestPackProfileBootRefusals(t *testing.T) {
 	if err := os.Mkdir(empty, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r = runNowhereEnv(t, []string{"PATH=" + empty}, "pack", img, "--store", st, "--name", "no-nspawn", "--key", secretKey, "--progress", "never", "--profile-boot")
+	r = runNowhereEnv(t, []string{"PATH=" + empty}, "pack", img, "--store", st, "--name", "no-nspawn", "--sign-key", secretKey, "--progress", "never", "--profile-boot")
 	oneLine("no systemd-nspawn", r, "systemd-nspawn not found", "systemd-container", "publishing without a boot profile")
 	if ix := loadIndex(t, st, "no-nspawn", 1); len(ix.Profile.Entries) != 0 {
 		t.Errorf("published with a profile of %d entries without systemd-nspawn", len(ix.Profile.Entries))

@@ -163,7 +163,7 @@ func TestConcurrentPacksS3(t *testing.T) {
 	}
 	var bgs []*background
 	for _, img := range cli {
-		bgs = append(bgs, startNowhere(t, "pack", img, "--store", bucket, "--name", "os", "--chunking", "fixed:64K", "--key", secret, "--password-file", pw, "--progress", "never"))
+		bgs = append(bgs, startNowhere(t, "pack", img, "--store", bucket, "--name", "os", "--chunking", "fixed:64K", "--sign-key", secret, "--password-file", pw, "--progress", "never"))
 	}
 	for _, bg := range bgs {
 		if !waitFor(time.Minute, func() bool { return strings.Contains(bg.stderr(), "waiting for the gc") }) {

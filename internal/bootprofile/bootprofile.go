@@ -20,11 +20,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -215,32 +213,8 @@ func Boot(ctx context.Context, c Content, o Options) (res *Result, err error) {
 		return nil, &Unavailable{"not an ext4, squashfs or erofs image: nothing a container can boot"}
 	}
 
-	// A ^C or SIGTERM during the boot must not leave the container, the loop mount and a
-	// dead FUSE mount behind (pack has no handler of its own: the default would end the
-	// process at once): it ends the boot, everything is undone, and then the signal is
-	// raised again, to do what it would have done.
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	var caught atomic.Value
-	watchDone := make(chan struct{})
-	go func() {
-		select {
-		case sig := <-sigs:
-			caught.Store(sig)
-			cancel(fmt.Errorf("interrupted by %v", sig))
-		case <-watchDone:
-		}
-	}()
-	defer func() { // runs after the undo below: deferred first
-		close(watchDone)
-		signal.Stop(sigs)
-		if sig, ok := caught.Load().(os.Signal); ok {
-			_ = syscall.Kill(os.Getpid(), sig.(syscall.Signal))
-		}
-	}()
-
+	// ctx ends on SIGINT or SIGTERM (the CLI's root context): the boot is stopped and every
+	// step below undone before Run returns, so nothing is left behind.
 	tmp, err := os.MkdirTemp("", "nowhere-bootprofile-")
 	if err != nil {
 		return nil, err
