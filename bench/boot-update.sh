@@ -28,7 +28,7 @@ for v in v1 v2; do
 done
 
 # boot FS LABEL CACHEDISK: boot the store's latest debian to the login prompt; prints
-# "MB requests seconds".
+# "MiB requests seconds".
 boot() {
   local log="$work/$1-$2.log"
   "$bin" vm --kernel "$kdir/vmlinux" --initrd "$work/initrd.img" --store "$work/store-$1" --image debian \
@@ -41,7 +41,7 @@ boot() {
     tail -n 30 "$work/$1-$2.console" >&2
     exit 1
   fi
-  sed -E 's/.*fetched ([0-9.]+) MB of [0-9.]+ MB in ([0-9.]+) s \(([0-9]+) requests\).*/\1 \3 \2/' <<<"$line"
+  sed -E 's/.*fetched ([0-9.]+) MiB of [0-9.]+ MiB in ([0-9.]+) s \(([0-9]+) requests\).*/\1 \3 \2/' <<<"$line"
 }
 pack() { # FS VERSION
   "$bin" pack --from-dir "$work/tree-$2" --fs "$1" --store "$work/store-$1" --name debian \
@@ -61,12 +61,12 @@ for fs in $formats; do
   read -r bc rc sc < <(boot "$fs" v2-cold "$work/cache-cold-$fs.img")
   read -r full size < <("$bin" ls "$work/store-$fs/images/debian/2" --json --key "$work/bench.pub" 2>/dev/null |
     python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["versions"][0]["stored"], d["versions"][0]["size"])')
-  row() { rows+=("| $fs | $1 | $2 MB | $3 | $4 s | $(awk -v a="$2" -v b="$bc" 'BEGIN{printf "%.2f", a/b}') | $(awk -v a="$2" -v b="$full" 'BEGIN{printf "%.1f%%", 100*a*1e6/b}') |"); }
+  row() { rows+=("| $fs | $1 | $2 MiB | $3 | $4 s | $(awk -v a="$2" -v b="$bc" 'BEGIN{printf "%.2f", a/b}') | $(awk -v a="$2" -v b="$full" 'BEGIN{printf "%.1f%%", 100*a*1048576/b}') |"); }
   row "v1, empty cache disk" "$b1" "$r1" "$s1"
   row "v2, cache disk from the v1 boot" "$b2" "$r2" "$s2"
   row "v2, empty cache disk" "$bc" "$rc" "$sc"
-  rows+=("| $fs | diff v1 v2: every chunk of v2 that v1 lacks | $(awk -v b="$db" 'BEGIN{printf "%.1f", b/1e6}') MB | $dc | | | $(awk -v a="$db" -v b="$full" 'BEGIN{printf "%.1f%%", 100*a/b}') |")
-  rows+=("| $fs | full download of v2 (image $(awk -v b="$size" 'BEGIN{printf "%.0f", b/1e6}') MB) | $(awk -v b="$full" 'BEGIN{printf "%.1f", b/1e6}') MB | | | | 100% |")
+  rows+=("| $fs | diff v1 v2: every chunk of v2 that v1 lacks | $(awk -v b="$db" 'BEGIN{printf "%.1f", b/1048576}') MiB | $dc | | | $(awk -v a="$db" -v b="$full" 'BEGIN{printf "%.1f%%", 100*a/b}') |")
+  rows+=("| $fs | full download of v2 (image $(awk -v b="$size" 'BEGIN{printf "%.0f", b/1048576}') MiB) | $(awk -v b="$full" 'BEGIN{printf "%.1f", b/1048576}') MiB | | | | 100% |")
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo

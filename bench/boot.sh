@@ -23,9 +23,9 @@ trap 'rm -rf "$work"' EXIT
 "$bin" pack "$img" --store "$work/store" --name debian --progress never --sign-key "$work/bench.key" >/dev/null
 "$bin" initramfs -o "$work/initrd.img" --modules "$kdir/modules" --key "$work/bench.pub" >/dev/null
 
-echo "# boot benchmark $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) CPUs, $(uname -r); image $(du -m "$img" | cut -f1) MB squashfs"
+echo "# boot benchmark $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) CPUs, $(uname -r); image $(du -m "$img" | cut -f1) MiB squashfs"
 echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-14s %3s %14s %12s %9s %10s\n' mode run login_s fetched_MB requests powered_off
+printf '%-14s %3s %14s %12s %9s %10s\n' mode run login_s fetched_MiB requests powered_off
 results="$work/results"
 for mode in $modes; do
   case "$mode" in
@@ -45,8 +45,8 @@ for mode in $modes; do
       tail -n 20 "$work/$mode-$i.console" >&2
       exit 1
     fi
-    # booted from HTTP: fetched X MB of Y MB in Z s (N requests)
-    read -r fetched secs reqs < <(sed -E 's/.*fetched ([0-9.]+) MB of [0-9.]+ MB in ([0-9.]+) s \(([0-9]+) requests\).*/\1 \2 \3/' <<<"$line")
+    # booted from HTTP: fetched X MiB of Y MiB in Z s (N requests)
+    read -r fetched secs reqs < <(sed -E 's/.*fetched ([0-9.]+) MiB of [0-9.]+ MiB in ([0-9.]+) s \(([0-9]+) requests\).*/\1 \2 \3/' <<<"$line")
     off=no; grep -q 'guest powered off' "$log" && off=yes
     printf '%-14s %3s %14s %12s %9s %10s\n' "$mode" "$i" "$secs" "$fetched" "$reqs" "$off"
     echo "$mode $secs $fetched $reqs" >> "$results"
@@ -60,7 +60,7 @@ for l in open(sys.argv[1]):
     m, s, f, r = l.split()
     rows.setdefault(m, []).append((float(s), float(f), int(r)))
 med = {m: tuple(statistics.median(x[i] for x in v) for i in range(3)) for m, v in rows.items()}
-print("# medians: " + "; ".join(f"{m} {s:.1f} s, {f:.1f} MB, {r:.0f} requests" for m, (s, f, r) in med.items()))
+print("# medians: " + "; ".join(f"{m} {s:.1f} s, {f:.1f} MiB, {r:.0f} requests" for m, (s, f, r) in med.items()))
 if "toram" in med:
     bs, bf, _ = med["toram"]
     for m, (s, f, r) in med.items():

@@ -53,7 +53,7 @@ to a server you run (nowhere serve, nginx).
 
 The serial console is shown on standard output. --expect REGEX notes when the console
 first shows REGEX (the first one is the boot's finish line: "booted from HTTP: fetched
-X MB of Y MB in Z s"). The VM stops when the guest powers off, or is killed after
+X MiB of Y MiB in Z s"). The VM stops when the guest powers off, or is killed after
 --timeout.
 
 --arch arm64 boots an arm64 machine instead (qemu-system-aarch64 -M virt -cpu max, TCG
@@ -261,11 +261,11 @@ func runVM(ctx context.Context, o vmOptions) error {
 		if re == expect[0] && srv != nil && total > 0 {
 			c := srv.Counts()
 			if o.netboot { // the kernel and the initramfs came over HTTP too
-				fmt.Fprintf(os.Stderr, "booted from HTTP: fetched %.1f MB of %.1f MB in %.1f s (%d requests), and %.1f MB of kernel, initramfs and menu\n",
-					float64(c.ChunkBytes)/1e6, float64(total)/1e6, at.Seconds(), c.ChunkRequests, float64(c.Bytes-c.ChunkBytes)/1e6)
+				fmt.Fprintf(os.Stderr, "booted from HTTP: fetched %.1f MiB of %.1f MiB in %.1f s (%d requests), and %.1f MiB of kernel, initramfs and menu\n",
+					mib(c.ChunkBytes), mib(total), at.Seconds(), c.ChunkRequests, mib(c.Bytes-c.ChunkBytes))
 			} else {
-				fmt.Fprintf(os.Stderr, "booted from HTTP: fetched %.1f MB of %.1f MB in %.1f s (%d requests)\n",
-					float64(c.Bytes)/1e6, float64(total)/1e6, at.Seconds(), c.Requests)
+				fmt.Fprintf(os.Stderr, "booted from HTTP: fetched %.1f MiB of %.1f MiB in %.1f s (%d requests)\n",
+					mib(c.Bytes), mib(total), at.Seconds(), c.Requests)
 			}
 		}
 	}
@@ -295,8 +295,9 @@ func runVM(ctx context.Context, o vmOptions) error {
 	fmt.Fprintf(os.Stderr, "\nnowhere vm: %s after %.1f s (accel %s)", end, res.Elapsed.Seconds(), res.Accel)
 	if srv != nil {
 		c := srv.Counts()
-		// MB, as the "booted from HTTP" line above it (which the benchmarks parse) says.
-		fmt.Fprintf(os.Stderr, "; served %d requests, %.1f MB", c.Requests, float64(c.Bytes)/1e6)
+		// MiB with one decimal, as the "booted from HTTP" line above it (which the
+		// benchmarks parse) and everything else the tool prints.
+		fmt.Fprintf(os.Stderr, "; served %d requests, %.1f MiB", c.Requests, mib(c.Bytes))
 	}
 	fmt.Fprintln(os.Stderr)
 	if err != nil {
@@ -360,3 +361,6 @@ func ensureCacheDisk(file, size string) error {
 	}
 	return os.Rename(tmp, file)
 }
+
+// mib is n bytes in MiB, for the one-decimal figures of the boot's finish line.
+func mib[T ~int | ~int64](n T) float64 { return float64(n) / (1 << 20) }
