@@ -74,7 +74,7 @@ within 10 s, whatever --timeout says (a mount the kernel keeps busy is detached 
 	durationVar(f, &o.sources.timeout, "timeout", time.Minute, "a read no mirror can serve fails with EIO after this long (0: wait forever, logging; an unmount or a signal still ends it)")
 	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100)")
 	sizeVar(f, &o.memCache, "mem-cache", "128M", "memory for verified chunks")
-	f.StringVar(&o.readAhead, "readahead", "8M", "most bytes fetched ahead of a sequential reader (0 disables)")
+	f.StringVar(&o.readAhead, "readahead", "8M", "most bytes fetched ahead of a sustained sequential reader (0 disables); the window grows from none, sized by the mirrors' bandwidth x latency")
 	f.IntVar(&o.prefetch, "prefetch", 16, "fetch the chunks of the image's boot profile in the background, this many at once (0: do not)")
 	f.IntVar(&o.parallel, "parallel", 0, "fetch at most this many chunks at once, prefetches included (0: the default, no limit; 1: one request at a time, as in 2005)")
 	f.BoolVar(&o.daemon, "daemon", false, "run in the background once mounted")
@@ -125,7 +125,11 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	}
 	// With --timeout D a read fails after D; the kernel's retries of the same page then
 	// fail at once instead of waiting D each.
-	r := image.NewReader(img.index, fetcher, image.Options{CacheBytes: mem, ReadAhead: ra, FailMemory: min(o.sources.timeout, 10*time.Second)})
+	opt := image.Options{CacheBytes: mem, ReadAhead: ra, FailMemory: min(o.sources.timeout, 10*time.Second)}
+	if o.sources.set != nil {
+		opt.Link = image.LinkOf(o.sources.set) // read-ahead sized by what the mirrors measure
+	}
+	r := image.NewReader(img.index, fetcher, opt)
 	if pf != nil {
 		pf.Start() // before the mount is up: the first reads find their chunks on the way
 		defer pf.Close()

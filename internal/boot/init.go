@@ -25,6 +25,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/boot/netup"
 	"github.com/nowhere-boot/nowhere/internal/boot/rootd"
 	"github.com/nowhere-boot/nowhere/internal/boot/sysmount"
+	"github.com/nowhere-boot/nowhere/internal/image"
 	"github.com/nowhere-boot/nowhere/internal/trust"
 	"github.com/nowhere-boot/nowhere/internal/units"
 	"golang.org/x/sys/unix"
@@ -420,11 +421,10 @@ func prefetch(v int) int {
 // = 500 KB): more only queues behind the link and delays the reads that miss the profile.
 const defaultPrefetch = 16
 
-// defaultReadAhead is none: a boot's reads jump around, and read-ahead fetched 1.5 to 1.6
-// times the bytes for no gain in time (docs/benchmarks.md, Boot). Sequential readers
-// still get parallel fetches: the kernel's own read-ahead sends large reads through the
-// loop device, and the reader fetches all the chunks of a read at once.
-const defaultReadAhead = 0
+// defaultReadAhead is mount's: one policy for both (internal/image/readahead.go). The old
+// policy fetched 1.5 to 1.9 times a boot's bytes and was off here; the adaptive one reads
+// ahead only on a sustained sequential stream, so a boot's jumping reads fetch no more.
+const defaultReadAhead = image.DefaultReadAhead
 
 func orNone(s []string) string {
 	if len(s) == 0 {

@@ -20,14 +20,26 @@ import (
 // Options tune a Reader. Zero values take the defaults.
 type Options struct {
 	CacheBytes int64 // memory for verified chunks (default 128 MiB)
-	ReadAhead  int64 // most bytes fetched ahead of a sequential stream (default 8 MiB; <0 disables)
-	Parallel   int   // most fetches in flight for read-ahead (default 32)
+	// ReadAhead caps the bytes fetched ahead of a sustained sequential stream (default 8
+	// MiB; <0 disables). The window starts at none and grows only while a stream stays
+	// sequential (readahead.go); this is its ceiling, not its size.
+	ReadAhead int64
+	Parallel  int // most fetches in flight for read-ahead (default 32)
+	// Link returns what the mirror set measures of the link: throughput (bytes/s) and
+	// latency. Read-ahead sizes its window from their product (LinkOf). nil: unknown, the
+	// window may grow to ReadAhead.
+	Link func() (throughput float64, latency time.Duration)
 	// FailMemory is how long a chunk whose fetch just failed fails again at once, without
 	// a new fetch: the kernel retries a failed page read (read-ahead, then the read itself),
 	// and each retry would wait the whole timeout again (a --timeout D read took 2-3 D). 0:
 	// no memory.
 	FailMemory time.Duration
 }
+
+// DefaultReadAhead is the read-ahead cap of mount and the boot daemon alike: the policy
+// (readahead.go) keeps a boot's reads from growing a window at all, and a long sequential
+// read reaches the cap only when the link's bandwidth-delay product calls for it.
+const DefaultReadAhead = 8 << 20
 
 // maxFailed bounds the chunks whose failure a Reader remembers.
 const maxFailed = 4096
@@ -45,11 +57,16 @@ type Reader struct {
 	cache *lru
 	opt   Options
 
-	mu      sync.Mutex
-	flights map[chunk.ID]*flight
-	failed  map[chunk.ID]failure // recent failures (Options.FailMemory)
-	streams [8]stream
-	tick    uint64
+	mu            sync.Mutex
+	flights       map[chunk.ID]*flight
+	failed        map[chunk.ID]failure // recent failures (Options.FailMemory)
+	streams       [8]stream
+	tick          uint64
+	demand        int           // fetches started by reads (not read-ahead) still running
+	wake          chan struct{} // closed when demand drops to 0: paused feeders go on
+	pausedFeeders int           // feeders waiting for demand to drop to 0
+	link          linkCache
+	follow        func(off, n int64) // the read-ahead policy: readAhead (a benchmark swaps in the old one as its baseline)
 
 	prefetchSlots chan struct{}
 	stats         Stats
@@ -71,16 +88,6 @@ type StatsSnapshot struct {
 	Reads, ReadBytes, Fetches, FetchedBytes, FetchedPlain, Hits, Misses, Prefetches, Errors, Waiting int64
 }
 
-type stream struct {
-	end     int64 // where the last read of the stream ended
-	window  int64 // current read-ahead, doubling while the stream stays sequential
-	ahead   int64 // read-ahead has been started for the chunks before this offset
-	limit   int64 // ... and should reach this offset
-	feeding bool  // a feeder goroutine is starting fetches up to limit
-	gen     uint64
-	used    uint64
-}
-
 // flight is one fetch, shared by everyone who wants that chunk at the same time. It is
 // cancelled when the last waiter gives up, so a cancelled read cancels its HTTP request.
 type flight struct {
@@ -89,6 +96,7 @@ type flight struct {
 	err     error
 	waiters int
 	cancel  context.CancelFunc
+	demand  bool // started by a read, not by read-ahead: read-ahead waits for it (readahead.go)
 }
 
 // NewReader returns a Reader for ix whose chunks come from f.
@@ -97,18 +105,21 @@ func NewReader(ix *index.Index, f store.Fetcher, opt Options) *Reader {
 		opt.CacheBytes = 128 << 20
 	}
 	if opt.ReadAhead == 0 {
-		opt.ReadAhead = 8 << 20
+		opt.ReadAhead = DefaultReadAhead
 	}
 	if opt.Parallel <= 0 {
 		opt.Parallel = 32
 	}
-	return &Reader{
+	r := &Reader{
 		ix: ix, f: f, opt: opt,
 		cache:         newLRU(opt.CacheBytes),
 		flights:       make(map[chunk.ID]*flight),
 		failed:        make(map[chunk.ID]failure),
 		prefetchSlots: make(chan struct{}, opt.Parallel),
+		wake:          make(chan struct{}),
 	}
+	r.follow = r.readAhead
+	return r
 }
 
 // Size returns the image size.
@@ -213,7 +224,7 @@ func (r *Reader) view(ctx context.Context, off int64, n int, emit func(b []byte,
 		waits[i-first] = r.join(*e, false)
 		r.stats.Misses.Add(1)
 	}
-	r.readAhead(off, int64(n))
+	r.follow(off, int64(n))
 
 	done := 0
 	for i := first; i <= last; i++ {
@@ -277,6 +288,11 @@ func (r *Reader) release(fls []*flight) {
 func (r *Reader) join(e index.Entry, prefetch bool) *flight {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.joinLocked(e, prefetch)
+}
+
+// joinLocked is join with r.mu held.
+func (r *Reader) joinLocked(e index.Entry, prefetch bool) *flight {
 	// A flight whose waiters all left is being cancelled: start afresh instead of joining it.
 	if fl, ok := r.flights[e.ID]; ok && fl.waiters > 0 {
 		if !prefetch {
@@ -304,6 +320,8 @@ func (r *Reader) join(e index.Entry, prefetch bool) *flight {
 	fl := &flight{done: make(chan struct{}), cancel: cancel}
 	if !prefetch {
 		fl.waiters = 1
+		fl.demand = true
+		r.demand++
 	} else {
 		fl.waiters = 1 << 30 // read-ahead runs to completion
 	}
@@ -343,6 +361,9 @@ func (r *Reader) fetch(ctx context.Context, e index.Entry, fl *flight) {
 	if r.flights[e.ID] == fl {
 		delete(r.flights, e.ID)
 	}
+	if fl.demand {
+		r.demandDone()
+	}
 	if fl.err != nil && !errors.Is(fl.err, context.Canceled) && r.opt.FailMemory > 0 {
 		if len(r.failed) >= maxFailed {
 			clear(r.failed) // a bound, not an LRU: these are seconds-old hints
@@ -351,98 +372,4 @@ func (r *Reader) fetch(ctx context.Context, e index.Entry, fl *flight) {
 	}
 	r.mu.Unlock()
 	close(fl.done)
-}
-
-// readAhead detects sequential streams (a read starting where an earlier one ended) and
-// fetches the chunks after the read in the background, doubling the window while the
-// stream stays sequential. It never blocks the read: it moves the stream's target and, if
-// none runs, starts the stream's feeder, which starts the fetches, waiting for a free
-// prefetch slot whenever all are busy. (Starting only what free slots allowed at each read
-// left a stream of small chunks behind for good: a 1 MiB read of 28 KiB chunks needs more
-// fetches than there are slots.)
-func (r *Reader) readAhead(off, n int64) {
-	if r.opt.ReadAhead < 0 {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.tick++
-	var s *stream
-	for i := range r.streams {
-		st := &r.streams[i]
-		if st.used != 0 && off >= st.end-128<<10 && off <= st.end+128<<10 {
-			s = st
-			break
-		}
-	}
-	if s == nil { // a new stream replaces the least recently used one
-		s = &r.streams[0]
-		for i := range r.streams {
-			if r.streams[i].used < s.used {
-				s = &r.streams[i]
-			}
-		}
-		*s = stream{gen: s.gen + 1} // its feeder, if any, sees the new generation and stops
-		// A large first read is most likely sequential already (the kernel sends large
-		// reads when its own read-ahead has grown, a loop-mounted filesystem when it
-		// reads a whole file): fetch as much again behind it. Small reads (metadata,
-		// random access) start no read-ahead until they prove sequential.
-		if n >= firstReadAhead {
-			s.window = min(n, r.opt.ReadAhead)
-		}
-	} else {
-		// Sequential: double the window, and keep it at least twice the read, so the
-		// chunks of the next read or two are on their way while this one is answered.
-		s.window = min(max(2*s.window, 2*n, 256<<10), r.opt.ReadAhead)
-	}
-	s.end, s.used = off+n, r.tick
-	if s.window == 0 {
-		return
-	}
-	// The read itself fetches what it covers; read-ahead starts after it.
-	s.ahead = max(s.ahead, off+n)
-	s.limit = min(max(s.limit, off+n+s.window), r.ix.Size)
-	if !s.feeding && s.ahead < s.limit {
-		s.feeding = true
-		go r.feed(s, s.gen)
-	}
-}
-
-// feed starts the fetches of stream s (generation gen) from s.ahead up to s.limit, one
-// prefetch slot each, and stops when it gets there or the stream is replaced.
-func (r *Reader) feed(s *stream, gen uint64) {
-	entries := r.ix.Entries
-	for {
-		r.mu.Lock()
-		if s.gen != gen || s.ahead >= s.limit {
-			if s.gen == gen {
-				s.feeding = false
-			}
-			r.mu.Unlock()
-			return
-		}
-		i := r.ix.Find(s.ahead)
-		e := entries[i]
-		s.ahead = e.End()
-		r.mu.Unlock()
-		if e.Zero || r.cache.contains(e.ID) || r.busy(e.ID) {
-			continue
-		}
-		r.prefetchSlots <- struct{}{}
-		r.stats.Prefetches.Add(1)
-		fl := r.join(e, true)
-		go func() { <-fl.done; <-r.prefetchSlots }()
-	}
-}
-
-// firstReadAhead is the smallest read that starts read-ahead before a second read
-// proves the stream sequential.
-const firstReadAhead = 128 << 10
-
-// busy reports whether a fetch of id is in flight.
-func (r *Reader) busy(id chunk.ID) bool {
-	r.mu.Lock()
-	_, ok := r.flights[id]
-	r.mu.Unlock()
-	return ok
 }

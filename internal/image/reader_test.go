@@ -216,56 +216,6 @@ func TestReadAhead(t *testing.T) {
 	}
 }
 
-// Where read-ahead starts: a large first read (the kernel's grown read-ahead, a file read
-// whole) fetches behind itself at once; small scattered reads fetch only what they need;
-// a sequential stream keeps at least twice its read size fetched ahead.
-func TestReadAheadStart(t *testing.T) {
-	f := sharedFixture(t)
-	size := int64(len(f.img))
-	if size < 8<<20 {
-		t.Fatalf("fixture image of %d bytes is too small for this test", size)
-	}
-	settle := func(r *Reader) { waitFor(t, "read-ahead to finish", r.readAheadIdle) }
-	read := func(r *Reader, off int64, n int) {
-		p := make([]byte, n)
-		if got, err := r.ReadAt(p, off); err != nil || !bytes.Equal(p[:got], f.img[off:off+int64(got)]) {
-			t.Fatalf("read at %d: %v", off, err)
-		}
-		settle(r)
-	}
-	// Small reads scattered over the image: no prefetch at all.
-	r := NewReader(f.ix, store.Verify(f.dir), Options{})
-	for i := int64(0); i < 8; i++ {
-		read(r, (i*7919*4096)%(size-4096), 4096)
-	}
-	if st := r.Snapshot(); st.Prefetches != 0 {
-		t.Errorf("8 scattered 4 KiB reads started %d prefetches", st.Prefetches)
-	}
-	// One large read: the chunks after it are fetched at once, and a read there waits
-	// for nothing.
-	r = NewReader(f.ix, store.Verify(f.dir), Options{})
-	read(r, 1<<20, 512<<10)
-	if st := r.Snapshot(); st.Prefetches == 0 {
-		t.Fatalf("a 512 KiB first read started no read-ahead")
-	}
-	before := r.Snapshot().Misses
-	read(r, 1<<20+512<<10+64<<10, 64<<10) // inside the window, past the first read's last chunk
-	if st := r.Snapshot(); st.Misses != before {
-		t.Errorf("a read just after a large first read waited for %d fetches", st.Misses-before)
-	}
-	// A stream of 1 MiB reads: from its second read on, the next read is already there.
-	r = NewReader(f.ix, store.Verify(f.dir), Options{})
-	read(r, 0, 1<<20)
-	read(r, 1<<20, 1<<20)
-	before = r.Snapshot().Misses
-	for off := int64(2 << 20); off < min(size, 6<<20); off += 1 << 20 {
-		read(r, off, 1<<20)
-	}
-	if st := r.Snapshot(); st.Misses != before {
-		t.Errorf("sequential 1 MiB reads waited for %d fetches after the stream was found", st.Misses-before)
-	}
-}
-
 // readAheadIdle reports whether no feeder runs and no prefetch is in flight.
 func (r *Reader) readAheadIdle() bool {
 	r.mu.Lock()

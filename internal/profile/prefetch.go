@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/chunk"
+	"github.com/nowhere-boot/nowhere/internal/image"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/store"
 )
@@ -82,6 +83,9 @@ type Stats struct {
 	Finished      bool
 	Elapsed       time.Duration // from Start to the end of the queue (or now)
 }
+
+// The boot profile's chunks are left to the queue by the image reader's read-ahead.
+var _ image.Planner = (*Prefetcher)(nil)
 
 // Queue returns the chunks ix's profile lists, in order, each once.
 func Queue(ix *index.Index) []chunk.Ref {
@@ -324,4 +328,17 @@ func (p *Prefetcher) dropAll() {
 		default:
 		}
 	}
+}
+
+// Planned reports whether the prefetcher holds id, is fetching it, or will fetch it (the
+// profile lists it, no read has had it, and the queue still runs): the image reader's
+// read-ahead then leaves it to the queue instead of fetching it a second time
+// (image.Planner).
+func (p *Prefetcher) Planned(id chunk.ID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.items[id] != nil {
+		return true
+	}
+	return p.profile[id] && !p.served[id] && p.finished.IsZero() && p.ctx.Err() == nil
 }

@@ -136,7 +136,8 @@ func open(spec Spec, m store.Observer, log *bootlog.Log) (*served, Ready, error)
 		img.prefetch = profile.NewPrefetcher(fetch, q, profile.Options{Parallel: spec.Prefetch, Budget: spec.MemCache})
 		fetch = img.prefetch
 	}
-	img.reader = image.NewReader(ix, fetch, image.Options{CacheBytes: spec.MemCache, ReadAhead: spec.ReadAhead})
+	// The same read-ahead policy as mount's, sized by what the mirror set measures.
+	img.reader = image.NewReader(ix, fetch, image.Options{CacheBytes: spec.MemCache, ReadAhead: spec.ReadAhead, Link: image.LinkOf(src.set.MirrorSet)})
 	img.content = profile.Record(img.reader, img.rec)
 	rd := Ready{
 		Name: ix.Name, Version: ix.Version, Size: ix.Size, Store: from,
