@@ -104,6 +104,12 @@ func TestMain(m *testing.M) {
 	if sharedTmp != "" {
 		os.RemoveAll(sharedTmp)
 	}
+	if bootFix != nil {
+		bootFix.dir.Close()
+	}
+	if bootTmp != "" {
+		os.RemoveAll(bootTmp)
+	}
 	os.Exit(code)
 }
 

@@ -15,14 +15,16 @@ import (
 //   - a stream gets no read-ahead until it is sustained: sustainedReads reads in a row,
 //     each starting where the one before ended;
 //   - its window then doubles per sequential read, but never exceeds a quarter of the
-//     bytes the stream has read (what a stream that stops now wastes is bounded by what it
-//     used), nor the link's bandwidth-delay product times bdpFactor (more does not go
+//     bytes the stream has read until it has read longStream (what a stream that stops
+//     now wastes is bounded by what it used), nor the link's bandwidth-delay product times bdpFactor (more does not go
 //     faster, it only queues), nor Options.ReadAhead;
 //   - a jump starts a new stream, with no read-ahead;
 //   - chunks in memory, in flight, or that the fetcher below will bring by itself (the
 //     boot profile's prefetch queue: Planner) are skipped;
 //   - read-ahead starts no fetch while a read's own fetch is running (a read never queues
-//     behind read-ahead; at most Parallel read-ahead fetches were already in flight).
+//     behind read-ahead; at most Parallel read-ahead fetches were already in flight),
+//     unless that read continues a stream being read ahead: pausing then would stall the
+//     very reader read-ahead serves (its next chunks would not be on their way).
 
 // stream is one sequential reader the Reader follows.
 type stream struct {
@@ -42,6 +44,9 @@ const (
 	// ended, make a stream worth reading ahead. A boot's file reads are mostly one to
 	// three requests long; a dd or a tar of a large file is hundreds.
 	sustainedReads = 4
+	// longStream is the length after which a stream's window is no longer held to a
+	// quarter of what it read.
+	longStream = 4 << 20
 	// minWindow is the first window of a sustained stream of small reads.
 	minWindow = 256 << 10
 	// bdpFactor times the link's bandwidth-delay product is the most read-ahead worth
@@ -134,7 +139,14 @@ func (r *Reader) readAhead(off, n int64) {
 	if s.run < sustainedReads {
 		return
 	}
-	s.window = min(max(2*s.window, n, minWindow), s.streamed/4, r.windowCap())
+	// What a stream that stops now wastes is its window: keep it to a quarter of what the
+	// stream has read until the stream is long (a boot's files are mostly shorter, a dd
+	// or a tar of a large file far longer), then let it reach the cap.
+	bound := s.streamed / 4
+	if s.streamed >= longStream {
+		bound = s.streamed
+	}
+	s.window = min(max(2*s.window, n, minWindow), bound, r.windowCap())
 	if s.window <= 0 {
 		return
 	}
@@ -186,10 +198,24 @@ func (r *Reader) feed(s *stream, gen uint64) {
 			continue // the loop sees the new generation and stops
 		}
 		r.stats.Prefetches.Add(1)
-		fl := r.joinLocked(e, true)
+		fl := r.joinLocked(e, true, false)
 		r.mu.Unlock()
 		go func() { <-fl.done; <-r.prefetchSlots }()
 	}
+}
+
+// continuesStream reports whether a read at off of n bytes continues a stream that is
+// being read ahead.
+func (r *Reader) continuesStream(off, n int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.streams {
+		st := &r.streams[i]
+		if st.used != 0 && st.window > 0 && off >= st.end-n && off <= st.end+n {
+			return true
+		}
+	}
+	return false
 }
 
 // demandDone notes the end of a read's own fetch; the last one wakes paused feeders.

@@ -211,6 +211,7 @@ func (r *Reader) view(ctx context.Context, off int64, n int, emit func(b []byte,
 	if count := last - first + 1; count > inlineEntries {
 		datas, waits = make([][]byte, count), make([]*flight, count)
 	}
+	urgent, checked := true, false
 	for i := first; i <= last; i++ {
 		e := &entries[i]
 		if e.Zero {
@@ -221,7 +222,10 @@ func (r *Reader) view(ctx context.Context, off int64, n int, emit func(b []byte,
 			r.stats.Hits.Add(1)
 			continue
 		}
-		waits[i-first] = r.join(*e, false)
+		if !checked { // once per read, and only when it misses
+			urgent, checked = !r.continuesStream(off, int64(n)), true
+		}
+		waits[i-first] = r.join(*e, false, urgent)
 		r.stats.Misses.Add(1)
 	}
 	r.follow(off, int64(n))
@@ -285,14 +289,16 @@ func (r *Reader) release(fls []*flight) {
 
 // join returns the flight fetching e, starting one if none runs. A prefetch join does not
 // count as a waiter: nobody is blocked on it, and it must not keep a cancelled read alive.
-func (r *Reader) join(e index.Entry, prefetch bool) *flight {
+// An urgent fetch (a read's, not one of a read-ahead stream's own reads) pauses
+// read-ahead until it is done (readahead.go).
+func (r *Reader) join(e index.Entry, prefetch, urgent bool) *flight {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.joinLocked(e, prefetch)
+	return r.joinLocked(e, prefetch, urgent)
 }
 
 // joinLocked is join with r.mu held.
-func (r *Reader) joinLocked(e index.Entry, prefetch bool) *flight {
+func (r *Reader) joinLocked(e index.Entry, prefetch, urgent bool) *flight {
 	// A flight whose waiters all left is being cancelled: start afresh instead of joining it.
 	if fl, ok := r.flights[e.ID]; ok && fl.waiters > 0 {
 		if !prefetch {
@@ -320,8 +326,10 @@ func (r *Reader) joinLocked(e index.Entry, prefetch bool) *flight {
 	fl := &flight{done: make(chan struct{}), cancel: cancel}
 	if !prefetch {
 		fl.waiters = 1
-		fl.demand = true
-		r.demand++
+		if urgent {
+			fl.demand = true
+			r.demand++
+		}
 	} else {
 		fl.waiters = 1 << 30 // read-ahead runs to completion
 	}
