@@ -72,6 +72,7 @@ func RegisterReader(reg prometheus.Registerer, r *image.Reader) {
 	gauge("nowhere_reads_waiting", "Reads waiting for a chunk right now.", func(s image.StatsSnapshot) int64 { return s.Waiting })
 	counter("nowhere_reads_total", "Reads of the image.", func(s image.StatsSnapshot) int64 { return s.Reads })
 	counter("nowhere_read_bytes_total", "Bytes read from the image.", func(s image.StatsSnapshot) int64 { return s.ReadBytes })
+	counter("nowhere_zero_copy_reads_total", "Reads answered straight from the memory holding the chunks (one writev to FUSE, no copy).", func(s image.StatsSnapshot) int64 { return s.ZeroCopy })
 	counter("nowhere_read_errors_total", "Reads that failed.", func(s image.StatsSnapshot) int64 { return s.Errors })
 	counter("nowhere_memory_cache_hits_total", "Chunks served from memory.", func(s image.StatsSnapshot) int64 { return s.Hits })
 	counter("nowhere_memory_cache_misses_total", "Chunks not in memory.", func(s image.StatsSnapshot) int64 { return s.Misses })

@@ -170,6 +170,11 @@ func checkMetrics(t *testing.T, url, mirror string, size int) {
 	if n := m.Sum("nowhere_read_errors_total", nil); n != 0 {
 		t.Errorf("%v read errors", n)
 	}
+	// Every read came through the mount: the stack the daemon composes (a profile
+	// recording over the image reader) must answer each with views, one writev, no copy.
+	if reads, zc := m.Sum("nowhere_reads_total", nil), m.Sum("nowhere_zero_copy_reads_total", nil); reads == 0 || zc != reads {
+		t.Errorf("%v of %v reads through the daemon's FUSE mount took the zero-copy path (ReadSlices), want all", zc, reads)
+	}
 	if m["go_goroutines"] == nil {
 		t.Error("no Go runtime metrics")
 	}

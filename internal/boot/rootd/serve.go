@@ -97,6 +97,13 @@ type served struct {
 	content  *profile.Recording
 }
 
+// The image's content as the daemon composes it (a profile recording over the image
+// reader) keeps the zero-copy (writev) read path.
+var (
+	_ fusefs.Slicer = (*profile.Recording)(nil)
+	_ fusefs.Slicer = (*image.Reader)(nil)
+)
+
 // open gathers the sources, loads the index (waiting until a mirror serves one the
 // verifier accepts) and returns the image reader.
 func open(spec Spec, m store.Observer, log *bootlog.Log) (*served, Ready, error) {
