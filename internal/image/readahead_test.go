@@ -295,3 +295,49 @@ func TestReadAheadYieldsToReads(t *testing.T) {
 	waitFor(t, "read-ahead to go on", func() bool { return h.count() > startedBefore })
 	waitFor(t, "read-ahead to finish", r.readAheadIdle)
 }
+
+// planning is the real fetcher with a Planner's answer: the chunks in planned are "on
+// their way" by other means, and fetched records what was asked of it.
+type planning struct {
+	*holding
+	planned map[chunk.ID]bool
+}
+
+func (p *planning) Planned(id chunk.ID) bool { return p.planned[id] }
+
+// Read-ahead leaves the chunks the fetcher below plans to bring (the boot profile's queue)
+// to it, and still fetches the others ahead.
+func TestReadAheadSkipsPlannedChunks(t *testing.T) {
+	f := bootFixture(t)
+	pl := &planning{holding: &holding{f: store.Verify(f.dir), held: map[chunk.ID]chan struct{}{}}, planned: map[chunk.ID]bool{}}
+	const n = 128 << 10
+	const streamEnd = 8 << 20
+	// Every other chunk of the 2 MiB after the stream's end is planned.
+	var ahead []chunk.ID
+	for i := f.ix.Find(streamEnd); f.ix.Entries[i].Off < streamEnd+2<<20; i++ {
+		if e := f.ix.Entries[i]; !e.Zero && e.Off >= streamEnd {
+			ahead = append(ahead, e.ID)
+			pl.planned[e.ID] = len(ahead)%2 == 0
+		}
+	}
+	r := NewReader(f.ix, pl, Options{})
+	for off := int64(0); off < streamEnd; off += n {
+		replay(t, r, f, []span{{off, n}})
+	}
+	fetched := map[chunk.ID]int{}
+	for _, id := range pl.started {
+		fetched[id]++
+	}
+	var planned, others int
+	for _, id := range ahead {
+		switch {
+		case pl.planned[id] && fetched[id] > 0:
+			planned++
+		case !pl.planned[id] && fetched[id] > 0:
+			others++
+		}
+	}
+	if planned != 0 || others == 0 {
+		t.Fatalf("read ahead of the stream: %d planned chunks fetched (want 0), %d others (want > 0)", planned, others)
+	}
+}
