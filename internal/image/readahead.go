@@ -13,7 +13,7 @@ import (
 // MiB) fetched 1.94x the bytes of no read-ahead on a WAN boot. So:
 //
 //   - a stream gets no read-ahead until it is sustained: sustainedReads reads in a row,
-//     each starting where the one before ended;
+//     each starting where the one before ended (or two covering largeStream);
 //   - its window then doubles per sequential read, but never exceeds a quarter of the
 //     bytes the stream has read until it has read longStream (what a stream that stops
 //     now wastes is bounded by what it used), nor the link's bandwidth-delay product times bdpFactor (more does not go
@@ -44,6 +44,9 @@ const (
 	// ended, make a stream worth reading ahead. A boot's file reads are mostly one to
 	// three requests long; a dd or a tar of a large file is hundreds.
 	sustainedReads = 4
+	// largeStream is what two reads in a row must cover to count as sustained without
+	// waiting for sustainedReads of them.
+	largeStream = 2 << 20
 	// longStream is the length after which a stream's window is no longer held to a
 	// quarter of what it read.
 	longStream = 4 << 20
@@ -136,7 +139,10 @@ func (r *Reader) readAhead(off, n int64) {
 	s.run++
 	s.streamed += n
 	s.end, s.used = max(s.end, off+n), r.tick
-	if s.run < sustainedReads {
+	// Large reads prove a stream sooner: the kernel sends 1 MiB reads only once its own
+	// read-ahead has grown on a sequential reader (or for dd bs=1M), never for a boot's
+	// metadata and small files.
+	if s.run < sustainedReads && (s.run < 2 || s.streamed < largeStream) {
 		return
 	}
 	// What a stream that stops now wastes is its window: keep it to a quarter of what the
