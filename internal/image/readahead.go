@@ -56,9 +56,14 @@ const (
 	// having in flight: one BDP keeps the link busy, the rest covers chunk granularity
 	// and the reader's own pauses.
 	bdpFactor = 4
-	// minLinkWindow is the least the link-sized cap allows: on loopback or a LAN the
-	// BDP is a few KiB, and the reader still needs a few dozen chunks in flight to use
-	// both the network and the CPUs that verify and decompress them.
+	// drainBudget: a window the link carries in this long is cheap even when the stream
+	// stops and it is wasted. On loopback or a LAN (hundreds of MB/s) that allows the
+	// whole cap, and the CPUs that verify and decompress chunks are the limit, which a
+	// deep read-ahead keeps busy; at 100 Mbit/s it is ~1 MB, below 4 BDP.
+	drainBudget = 100 * time.Millisecond
+	// minLinkWindow is the least the link-sized cap allows: with a BDP of a few KiB (a
+	// near, slow link) the reader still needs a few dozen chunks in flight to use both
+	// the network and the CPUs that verify and decompress them.
 	minLinkWindow = 2 << 20
 	// linkEvery is how long a link measurement is reused (Options.Link may lock and sort
 	// every mirror's state).
@@ -86,8 +91,9 @@ func LinkOf(set *store.MirrorSet) func() (float64, time.Duration) {
 
 // linkCache is the last bandwidth-delay product read from Options.Link.
 type linkCache struct {
-	bdp int64
-	at  time.Time
+	bdp   int64 // bytes: throughput x latency
+	drain int64 // bytes the link carries in drainBudget
+	at    time.Time
 }
 
 // windowCap returns the most read-ahead a stream may have. Called with r.mu held.
@@ -98,12 +104,12 @@ func (r *Reader) windowCap() int64 {
 	}
 	if now := time.Now(); r.link.at.IsZero() || now.Sub(r.link.at) > linkEvery {
 		thr, lat := r.opt.Link()
-		r.link = linkCache{bdp: int64(thr * lat.Seconds()), at: now}
+		r.link = linkCache{bdp: int64(thr * lat.Seconds()), drain: int64(thr * drainBudget.Seconds()), at: now}
 	}
 	if r.link.bdp <= 0 { // not measured yet: the cap alone
 		return c
 	}
-	return min(c, max(bdpFactor*r.link.bdp, minLinkWindow))
+	return min(c, max(bdpFactor*r.link.bdp, r.link.drain, minLinkWindow))
 }
 
 // readAhead follows the read [off, off+n) and, once its stream is sustained, moves the

@@ -159,8 +159,8 @@ func TestReadAheadGrowsOnSustainedStream(t *testing.T) {
 	}
 }
 
-// The window is sized by the link: 4x the bandwidth-delay product the mirrors measure,
-// at least minLinkWindow, at most Options.ReadAhead.
+// The window is sized by the link: 4x the bandwidth-delay product the mirrors measure, or
+// 100 ms of its throughput if more, at least minLinkWindow, at most Options.ReadAhead.
 func TestReadAheadWindowCapFollowsTheLink(t *testing.T) {
 	f := sharedFixture(t)
 	link := func(thr float64, lat time.Duration) func() (float64, time.Duration) {
@@ -175,7 +175,8 @@ func TestReadAheadWindowCapFollowsTheLink(t *testing.T) {
 		{"not measured yet", Options{Link: link(0, 0)}, DefaultReadAhead},
 		{"100 Mbit/s, 80 ms", Options{Link: link(12.5e6, 80*time.Millisecond)}, 4 * 1_000_000},
 		{"1 Gbit/s, 20 ms", Options{Link: link(125e6, 20*time.Millisecond)}, DefaultReadAhead},
-		{"loopback", Options{Link: link(1e9, 100*time.Microsecond)}, minLinkWindow},
+		{"loopback", Options{Link: link(1e9, 100*time.Microsecond)}, DefaultReadAhead}, // 100 ms of it
+		{"a slow LAN", Options{Link: link(10e6, 100*time.Microsecond)}, minLinkWindow},
 		{"--readahead 1M", Options{ReadAhead: 1 << 20, Link: link(125e6, 20*time.Millisecond)}, 1 << 20},
 	} {
 		r := NewReader(f.ix, store.Verify(f.dir), c.opt)
