@@ -322,7 +322,14 @@ func TestFetchErrorNeverWrongBytes(t *testing.T) {
 		t.Fatalf("stats: %+v", r.Snapshot())
 	}
 
-	// A corrupt chunk file in the store is caught by verification, every time.
+	// A corrupt chunk file in the store is caught by verification, every time. (The
+	// failed read let go of its other chunks' fetches: they must be done before the
+	// fetcher changes under them.)
+	waitFor(t, "the failed read's other fetches to end", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.flights) == 0
+	})
 	c.failErr = nil
 	path := filepath.Join(f.dir.Path(), store.ChunkPath(bad.ID))
 	good, _ := os.ReadFile(path)
