@@ -30,13 +30,10 @@ func verbs(root *cobra.Command) map[string]*cobra.Command {
 func TestFlagConventions(t *testing.T) {
 	// The verbs that write a store or sign: their key is a secret key, --sign-key.
 	writers := map[string]bool{"pack": true, "gc": true, "profile apply": true}
-	// The verbs that print a table or a summary a script may want: --json. The last of
-	// issue 14's list, status, does not have it yet (its table is the text of the
-	// mount's status file); add each verb here as it gets it.
-	tables := []string{"ls", "diff", "info", "cache stats", "verify", "gc", "mirrors"}
-	// The flags that take a size. (--readahead too, once its rework lands: issue 14
-	// leaves it to that change.)
-	sizeFlags := map[string]bool{"mem-cache": true, "cache-size": true, "min-rate": true, "to": true}
+	// The verbs that print a table or a summary a script may want: --json.
+	tables := []string{"ls", "diff", "info", "cache stats", "verify", "gc", "mirrors", "status"}
+	// The flags that take a size.
+	sizeFlags := map[string]bool{"mem-cache": true, "cache-size": true, "min-rate": true, "to": true, "readahead": true}
 	all := verbs(newRootCommand())
 	for _, w := range append(tables, "pack", "gc", "profile apply", "initramfs", "vm") {
 		if all[w] == nil {

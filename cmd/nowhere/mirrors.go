@@ -129,6 +129,11 @@ func (o mirrorsOptions) show(ms []store.MirrorStatus) {
 		writeMirrorTable(os.Stdout, ms)
 		return
 	}
+	_ = printJSON(mirrorsJSON(ms)) // stdout gone: nothing to tell
+}
+
+// mirrorsJSON is the ranking as mirrors --json and status --json print it.
+func mirrorsJSON(ms []store.MirrorStatus) []mirrorJSON {
 	ms2 := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	out := make([]mirrorJSON, 0, len(ms))
 	for i, m := range ms {
@@ -139,7 +144,7 @@ func (o mirrorsOptions) show(ms []store.MirrorStatus) {
 			LastError: m.LastError,
 		})
 	}
-	_ = printJSON(out) // stdout gone: nothing to tell
+	return out
 }
 
 // upMirrors counts the mirrors that answered their probes.

@@ -74,7 +74,7 @@ within 10 s, whatever --timeout says (a mount the kernel keeps busy is detached 
 	durationVar(f, &o.sources.timeout, "timeout", time.Minute, "a read no mirror can serve fails with EIO after this long (0: wait forever, logging; an unmount or a signal still ends it)")
 	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100)")
 	sizeVar(f, &o.memCache, "mem-cache", "128M", "memory for verified chunks")
-	f.StringVar(&o.readAhead, "readahead", "8M", "most bytes fetched ahead of a sustained sequential reader, sized by the mirrors' bandwidth x latency (0 disables)")
+	sizeVar(f, &o.readAhead, "readahead", "8M", "most bytes fetched ahead of a sustained sequential reader, sized by the mirrors' bandwidth x latency (0 disables)")
 	f.IntVar(&o.prefetch, "prefetch", 16, "fetch the chunks of the image's boot profile in the background, this many at once (0: do not)")
 	f.IntVar(&o.parallel, "parallel", 0, "fetch at most this many chunks at once, prefetches included (0: the default, no limit; 1: one request at a time, as in 2005)")
 	f.BoolVar(&o.daemon, "daemon", false, "run in the background once mounted")
@@ -149,6 +149,7 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	files := []fusefs.File{
 		{Name: name, Content: profile.Record(r, rec), ModTime: img.index.Created},
 		{Name: statusName, Content: statusFile{status.report}, Live: true, ModTime: status.started},
+		{Name: statusJSONName, Content: statusFile{status.reportJSON}, Live: true, ModTime: status.started},
 		{Name: profileName, Content: statusFile{func() []byte { return rec.Trace().Encode() }}, Live: true, ModTime: status.started},
 	}
 	// The root context catches SIGINT and SIGTERM from the start, so one that arrives

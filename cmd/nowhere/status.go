@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,32 +22,44 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
-// statusName is the file a mount serves beside the image with its current status.
-const statusName = ".status"
+// statusName is the file a mount serves beside the image with its current status, and
+// statusJSONName the same as JSON (status --json).
+const (
+	statusName     = ".status"
+	statusJSONName = ".status.json"
+)
 
 // profileName is the file a mount serves beside the image with the chunks read so far, in
 // the order of their first read (a profile trace: nowhere profile record).
 const profileName = ".profile"
 
 func newStatusCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "status MOUNTPOINT",
 		Short: "Show how a mount is doing: reads, cache, and each mirror's state and speed",
 		Long: `Status prints the report a running 'nowhere mount' keeps in MOUNTPOINT/.status:
 reads served and waiting, the disk cache, and every mirror with its state (up, down,
 bad), latency, throughput, requests and failures. 'kill -USR1 PID' makes the mount
 log a one-line summary instead.`,
-		Example: `  nowhere status /mnt/nowhere`,
-		Args:    cobra.ExactArgs(1),
-		RunE:    func(cmd *cobra.Command, args []string) error { return runStatus(args[0]) },
+		Example: `  nowhere status /mnt/nowhere
+  nowhere status --json /mnt/nowhere`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return runStatus(args[0], asJSON) },
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (sizes in bytes, times in milliseconds; the mirrors best first)")
+	return cmd
 }
 
-func runStatus(mnt string) error {
-	b, err := os.ReadFile(filepath.Join(mnt, statusName))
+func runStatus(mnt string, asJSON bool) error {
+	name := statusName
+	if asJSON {
+		name = statusJSONName
+	}
+	b, err := os.ReadFile(filepath.Join(mnt, name))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("status %s: no %s: not a nowhere mount", mnt, statusName)
+			return fmt.Errorf("status %s: no %s: not a nowhere mount (or one older than status --json)", mnt, name)
 		}
 		return fmt.Errorf("status %s: %w", mnt, unwrapPathError(err))
 	}
@@ -104,6 +117,50 @@ func (s *mountStatus) report() []byte {
 	b.WriteString("mirrors:\n")
 	writeMirrorTable(&b, s.sources.set.Status())
 	return b.Bytes()
+}
+
+// statusJSON is what .status.json holds: the report's figures, sizes in bytes.
+type statusJSON struct {
+	Image     string       `json:"image"`
+	Version   uint64       `json:"version"`
+	Size      int64        `json:"size_bytes"`
+	UptimeMS  int64        `json:"mounted_ms"`
+	Reads     int64        `json:"reads"`
+	ReadBytes int64        `json:"read_bytes"`
+	Waiting   int64        `json:"waiting"`
+	Failed    int64        `json:"failed"`
+	Fetches   int64        `json:"chunks_fetched"`
+	Fetched   int64        `json:"fetched_bytes"`
+	Cache     *cacheJSON   `json:"cache,omitempty"`
+	Mirrors   []mirrorJSON `json:"mirrors"`
+}
+
+type cacheJSON struct {
+	Dir    string `json:"dir"`
+	Chunks int64  `json:"chunks"`
+	Bytes  int64  `json:"bytes"`
+	Quota  int64  `json:"quota_bytes"` // 0: no limit
+}
+
+// reportJSON renders what report does, as JSON.
+func (s *mountStatus) reportJSON() []byte {
+	ix := s.img.index
+	st := s.reader.Snapshot()
+	out := statusJSON{
+		Image: ix.Name, Version: ix.Version, Size: ix.Size, UptimeMS: time.Since(s.started).Milliseconds(),
+		Reads: int64(st.Reads), ReadBytes: int64(st.ReadBytes), Waiting: int64(st.Waiting), Failed: int64(st.Errors),
+		Fetches: int64(st.Fetches), Fetched: int64(st.FetchedBytes),
+		Mirrors: mirrorsJSON(s.sources.set.Status()),
+	}
+	if c := s.sources.cache; c != nil {
+		cs := c.Stats()
+		out.Cache = &cacheJSON{Dir: c.Dir().String(), Chunks: int64(cs.Chunks), Bytes: int64(cs.Bytes), Quota: int64(cs.Quota)}
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return []byte(fmt.Sprintf("{\"error\": %q}\n", err))
+	}
+	return append(b, '\n')
 }
 
 // readsLine is the report's line about reads; umount reads "N waiting" back from it

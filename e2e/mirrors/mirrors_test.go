@@ -3,6 +3,7 @@ package mirrors
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"net"
@@ -109,6 +110,29 @@ func TestMountSurvivesKilledMirror(t *testing.T) {
 	}
 	if !strings.Contains(lineWith(status, u2), "down") {
 		t.Errorf("killed mirror not shown down:\n%s", status)
+	}
+	// The same report as JSON, for scripts.
+	js, err := exec.Command(nowhereBin, "status", "--json", m.mnt).Output()
+	if err != nil {
+		t.Fatalf("nowhere status --json: %v\n%s", err, js)
+	}
+	var report struct {
+		Image   string `json:"image"`
+		Reads   int64  `json:"reads"`
+		Mirrors []struct {
+			Mirror string `json:"mirror"`
+			State  string `json:"state"`
+		} `json:"mirrors"`
+	}
+	if err := json.Unmarshal(js, &report); err != nil {
+		t.Fatalf("status --json is not JSON: %v\n%s", err, js)
+	}
+	states := map[string]string{}
+	for _, m := range report.Mirrors {
+		states[m.Mirror] = m.State
+	}
+	if report.Image != "test" || report.Reads == 0 || len(report.Mirrors) != 3 || states[u2] != "down" || states[u1] != "up" {
+		t.Errorf("status --json: image %q, %d reads, mirrors %v; want test, some reads, three with %s down:\n%s", report.Image, report.Reads, states, u2, js)
 	}
 	// The status file is live: the kernel must not serve a cached copy.
 	time.Sleep(1100 * time.Millisecond)
