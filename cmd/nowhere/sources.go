@@ -45,9 +45,6 @@ type sourceOptions struct {
 	seeds    *seed.Set
 }
 
-// startupProbe bounds the parallel probe of all mirrors when a command starts.
-const startupProbe = 3 * time.Second
-
 func (o *sourceOptions) addFlags(f *pflag.FlagSet, withCache bool) {
 	f.StringArrayVar(&o.mirrors, "mirror", nil, "another source of the same store: an http(s) URL or a directory (repeatable)")
 	f.BoolVar(&o.noList, "no-mirror-list", false, "do not use the mirrors listed in the store's mirrors file")
@@ -88,7 +85,7 @@ func (o *sourceOptions) openStore(ctx context.Context, first string, httpOpt sto
 		return nil, err
 	}
 	o.set = set
-	pctx, cancel := context.WithTimeout(ctx, startupProbe)
+	pctx, cancel := context.WithTimeout(ctx, store.StartupProbe)
 	set.Probe(pctx)
 	if !o.noList {
 		set.Learn(pctx, httpOpt)
@@ -116,7 +113,7 @@ func (o *sourceOptions) openStore(ctx context.Context, first string, httpOpt sto
 // bucket, whose index files are the truth), else the mirror set over it and the --mirror
 // sources (openStore), read like a store over HTTP: through the catalogue pack publishes.
 func (o *sourceOptions) openListed(ctx context.Context, first string, httpOpt store.HTTPOptions) (store.Store, error) {
-	if len(o.mirrors) == 0 && !isHTTP(first) {
+	if len(o.mirrors) == 0 && !isHTTP(first) { // a directory or a bucket
 		return openReadStore(ctx, first, httpOpt)
 	}
 	return o.openStore(ctx, first, httpOpt)

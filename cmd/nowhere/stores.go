@@ -17,19 +17,21 @@ var s3Endpoint string
 // nowhere serve would send, so the bucket can be served over HTTP as it is. What the
 // service turns out not to support (conditional writes) is said in one warning line.
 func openS3(loc string) (*store.S3, error) {
-	return store.NewS3(loc, store.S3Options{
+	return store.NewS3(loc, s3Options())
+}
+
+// s3Options are the options of every s3:// store the CLI opens.
+func s3Options() store.S3Options {
+	return store.S3Options{
 		Endpoint: s3Endpoint, CacheControl: server.CacheControl,
 		Warn: func(msg string) { logf("warning: %s", msg) },
-	})
+	}
 }
 
 // openReadStore opens a store to read: an http(s) URL, s3://BUCKET/PREFIX or a directory.
 func openReadStore(ctx context.Context, loc string, httpOpt store.HTTPOptions) (store.Store, error) {
-	loc = strings.TrimSuffix(loc, "/")
-	if store.IsS3(loc) {
-		return openS3(loc)
-	}
-	return image.OpenStoreWith(loc, httpOpt)
+	s3 := s3Options()
+	return image.OpenStoreWith(strings.TrimSuffix(loc, "/"), store.OpenOptions{HTTP: httpOpt, S3: &s3})
 }
 
 // openWriteStore opens a store to write: s3://BUCKET/PREFIX or a directory (created when

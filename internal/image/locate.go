@@ -84,16 +84,16 @@ func ParseLocation(src string) (Location, error) {
 
 // OpenStore opens a store location: an http(s) URL or an existing directory.
 func OpenStore(loc string) (store.Store, error) {
-	return OpenStoreWith(loc, store.HTTPOptions{})
+	return OpenStoreWith(loc, store.OpenOptions{})
 }
 
-// OpenStoreWith is OpenStore with options for http(s) stores (custom CA, deadlines).
-func OpenStoreWith(loc string, opt store.HTTPOptions) (store.Store, error) {
-	if strings.HasPrefix(loc, "http://") || strings.HasPrefix(loc, "https://") {
-		return store.NewHTTPWith(loc, opt)
-	}
-	if strings.Contains(loc, "://") {
-		return nil, fmt.Errorf("store %q: unsupported scheme (want http, https or a directory)", loc)
+// OpenStoreWith is OpenStore with options for http(s) stores (custom CA, deadlines)
+// and, when opt.S3 is set, s3:// stores; the scheme is store.Open's to dispatch. A
+// directory must already be a nowhere store (hold images/), so a typo fails here, in one
+// line, and not as a missing index later.
+func OpenStoreWith(loc string, opt store.OpenOptions) (store.Store, error) {
+	if store.IsRemote(loc) {
+		return store.Open(context.Background(), loc, opt)
 	}
 	abs, err := filepath.Abs(loc)
 	if err != nil {
@@ -105,7 +105,7 @@ func OpenStoreWith(loc string, opt store.HTTPOptions) (store.Store, error) {
 		}
 		return nil, fmt.Errorf("store %s: no images/ directory: not a nowhere store", abs)
 	}
-	return store.OpenDir(abs)
+	return store.Open(context.Background(), abs, opt)
 }
 
 // MaxIndexFile bounds an index file fetched from a store.

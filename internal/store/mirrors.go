@@ -2,21 +2,14 @@ package store
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"sync"
 )
 
 // OpenMirror opens one source of a store: an http(s) base URL (with the HTTP options:
 // client, deadlines) or a local directory.
+// It is Open without s3: a mirror is read like a web server.
 func OpenMirror(base string, httpOpt HTTPOptions) (Store, error) {
-	if strings.HasPrefix(base, "http://") || strings.HasPrefix(base, "https://") {
-		return NewHTTPWith(base, httpOpt)
-	}
-	if strings.Contains(base, "://") {
-		return nil, fmt.Errorf("mirror %q: unsupported scheme (want http, https or a directory)", base)
-	}
-	return OpenDir(base)
+	return Open(context.Background(), base, OpenOptions{HTTP: httpOpt})
 }
 
 // NewMirrors is the whole mirror machinery from a list of base URLs (or directories),

@@ -26,10 +26,6 @@ type sources struct {
 	fetch store.Fetcher    // verified chunks
 }
 
-// startupProbe bounds the first parallel probe of the mirrors: a mirror that does not
-// answer by then is ranked down and re-probed in the background.
-const startupProbe = 5 * time.Second
-
 // openSources builds the mirror set over the image's store and the mirrors, and the
 // disk cache in front of it. A chunk read never gives up: with every mirror down it
 // waits, logging every few seconds, until one comes back (a root filesystem cannot
@@ -42,7 +38,7 @@ func openSources(storeURL string, spec Spec, m store.Observer, log *bootlog.Log)
 		return nil, err
 	}
 	httpOpt := store.HTTPOptions{Client: client}
-	ctx, cancel := context.WithTimeout(context.Background(), startupProbe)
+	ctx, cancel := context.WithTimeout(context.Background(), store.StartupProbe)
 	defer cancel()
 	set, err := store.NewMirrors(ctx, append([]string{storeURL}, spec.Mirrors...), httpOpt,
 		false, // the mirror list is learnt once a mirror has answered (see learn)
@@ -72,7 +68,7 @@ func (s *sources) keep(files map[string][]byte, log *bootlog.Log) {
 	if s.cache == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), startupProbe)
+	ctx, cancel := context.WithTimeout(context.Background(), store.StartupProbe)
 	defer cancel()
 	for name, b := range files {
 		if !strings.HasPrefix(name, "images/") {
@@ -87,7 +83,7 @@ func (s *sources) keep(files map[string][]byte, log *bootlog.Log) {
 // learn adds the mirrors the store's mirror list names, once: called when the index came
 // in, so a mirror answers.
 func (s *sources) learn(log *bootlog.Log) {
-	ctx, cancel := context.WithTimeout(context.Background(), startupProbe)
+	ctx, cancel := context.WithTimeout(context.Background(), store.StartupProbe)
 	defer cancel()
 	if n := s.set.Learn(ctx, s.http); n > 0 {
 		log.Printf("learnt %d mirrors from the store's mirror list: now %s", n, s.set)
