@@ -17,7 +17,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/image"
 	"github.com/nowhere-boot/nowhere/internal/metrics"
 	"github.com/nowhere-boot/nowhere/internal/profile"
-	"github.com/nowhere-boot/nowhere/internal/store"
+	"github.com/nowhere-boot/nowhere/internal/source"
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
@@ -117,24 +117,18 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	if err != nil {
 		return notifyFailure(err)
 	}
-	fetcher := store.Limit(o.share.fetcher(img, &o.sources), o.parallel)
-	var pf *profile.Prefetcher
-	if q := profile.Queue(img.index); len(q) > 0 && o.prefetch > 0 {
-		pf = profile.NewPrefetcher(fetcher, q, profile.Options{Parallel: o.prefetch, Budget: mem})
-		fetcher = pf
-	}
 	// With --timeout D a read fails after D; the kernel's retries of the same page then
 	// fail at once instead of waiting D each.
 	opt := image.Options{CacheBytes: mem, ReadAhead: ra, FailMemory: min(o.sources.timeout, 10*time.Second)}
 	if o.sources.set != nil {
 		opt.Link = image.LinkOf(o.sources.set) // read-ahead sized by what the mirrors measure
 	}
-	r := image.NewReader(img.index, fetcher, opt)
+	stack := source.Build(img.index, o.share.fetcher(img, &o.sources), source.Read{Parallel: o.parallel, Prefetch: o.prefetch, Reader: opt})
+	r, pf, rec := stack.Reader, stack.Prefetcher, stack.Recorder
 	if pf != nil {
 		pf.Start() // before the mount is up: the first reads find their chunks on the way
 		defer pf.Close()
 	}
-	rec := profile.NewRecorder(img.index)
 	metrics.RegisterReader(reg, r)
 	if o.metrics != "" {
 		ms, err := metrics.Serve(o.metrics, reg)
@@ -147,7 +141,7 @@ func runMount(ctx context.Context, src, mnt string, o mountOptions) error {
 	status := &mountStatus{img: img, reader: r, sources: &o.sources, started: time.Now(), prefetch: pf, rec: rec}
 	name := img.index.Name + ".img"
 	files := []fusefs.File{
-		{Name: name, Content: profile.Record(r, rec), ModTime: img.index.Created},
+		{Name: name, Content: stack.Content, ModTime: img.index.Created},
 		{Name: statusName, Content: statusFile{status.report}, Live: true, ModTime: status.started},
 		{Name: statusJSONName, Content: statusFile{status.reportJSON}, Live: true, ModTime: status.started},
 		{Name: profileName, Content: statusFile{func() []byte { return rec.Trace().Encode() }}, Live: true, ModTime: status.started},

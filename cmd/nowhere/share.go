@@ -53,18 +53,16 @@ func (o *shareOptions) hook(so *sourceOptions) {
 	}
 }
 
-// fetcher returns the fetcher the image reader should use: the peer node in front of the
-// sources, or the sources' own when no peer option is given.
+// fetcher returns the fetcher the image reader should use: the sources with the peer
+// node among them (internal/source: cache -> seeds -> peers -> mirror set), or the
+// sources' own when no peer option is given.
 func (o *shareOptions) fetcher(img *openedImage, so *sourceOptions) store.Fetcher {
-	if o.node == nil {
-		return so.fetcher()
+	src := so.chunks()
+	if o.node != nil {
+		o.node.SetIndex(img.index)
+		src.Peers = o.node
 	}
-	o.node.SetIndex(img.index)
-	if so.seeds != nil {
-		// Local seeds before the LAN: what a seed holds is not fetched from anyone.
-		return so.seeds.Fetcher(o.node)
-	}
-	return o.node
+	return src.Chunks()
 }
 
 func (o *shareOptions) close() {

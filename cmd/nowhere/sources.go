@@ -12,15 +12,17 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/image"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/seed"
+	"github.com/nowhere-boot/nowhere/internal/source"
 	"github.com/nowhere-boot/nowhere/internal/store"
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
 
 // sourceOptions are the flags of every command that reads a store: where the chunks may
 // come from (the store in SOURCE, more mirrors, the mirrors the store lists, a local
-// cache) and how long a read waits when none answers. open builds the fetch stack:
+// cache, seeds) and how long a read waits when none answers. openStore and openSeeds
+// open the sources; internal/source composes them, in its one order:
 //
-//	disk cache (quota, LRU, verified) -> mirror set (ranked, failover, hedging, verified) -> stores
+//	disk cache (quota, LRU, verified) -> seeds -> [LAN peers] -> mirror set (ranked, failover, hedging, verified) -> stores
 type sourceOptions struct {
 	mirrors   []string
 	noList    bool
@@ -176,17 +178,15 @@ func (o *sourceOptions) openSeeds(ctx context.Context, ix *index.Index) error {
 	return nil
 }
 
-// fetcher returns the verified chunk source openStore built:
-// cache -> seeds -> mirror set.
+// fetcher returns the verified chunk source openStore built, in internal/source's
+// order: cache -> seeds -> mirror set.
 func (o *sourceOptions) fetcher() store.Fetcher {
-	var f store.Fetcher = o.set
-	if o.seeds != nil {
-		f = o.seeds.Fetcher(f)
-	}
-	if o.cache != nil {
-		f = o.cache.Fetcher(f)
-	}
-	return f
+	return o.chunks().Chunks()
+}
+
+// chunks are the sources opened so far, for internal/source to compose.
+func (o *sourceOptions) chunks() source.Sources {
+	return source.Sources{Set: o.set, Cache: o.cache, Seeds: o.seeds}
 }
 
 // close stops the mirror set's prober and releases the cache.

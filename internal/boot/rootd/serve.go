@@ -17,6 +17,7 @@ import (
 	"github.com/nowhere-boot/nowhere/internal/image"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/profile"
+	"github.com/nowhere-boot/nowhere/internal/source"
 	"github.com/nowhere-boot/nowhere/internal/store"
 	"github.com/nowhere-boot/nowhere/internal/units"
 )
@@ -121,7 +122,7 @@ func open(spec Spec, m store.Observer, log *bootlog.Log) (*served, Ready, error)
 		return nil, Ready{}, err
 	}
 	lan := joinLAN(spec, src, loc, log)
-	indexFrom, fetch := src.store, src.fetch
+	indexFrom := src.store
 	if lan != nil {
 		indexFrom = lan.IndexStore(src.store)
 	}
@@ -133,19 +134,17 @@ func open(spec Spec, m store.Observer, log *bootlog.Log) (*served, Ready, error)
 	from := src.servedBy()
 	src.keep(files, log)
 	src.learn(log)
+	chunks := source.Sources{Set: src.set.MirrorSet, Cache: src.cache}
 	if lan != nil {
 		lan.SetIndex(ix)
-		fetch = lan
-	}
-	fetch = store.Limit(fetch, spec.Parallel)
-	img := &served{ix: ix, rec: profile.NewRecorder(ix)}
-	if q := profile.Queue(ix); len(q) > 0 && spec.Prefetch > 0 {
-		img.prefetch = profile.NewPrefetcher(fetch, q, profile.Options{Parallel: spec.Prefetch, Budget: spec.MemCache})
-		fetch = img.prefetch
+		chunks.Peers = lan
 	}
 	// The same read-ahead policy as mount's, sized by what the mirror set measures.
-	img.reader = image.NewReader(ix, fetch, image.Options{CacheBytes: spec.MemCache, ReadAhead: spec.ReadAhead, Link: image.LinkOf(src.set.MirrorSet)})
-	img.content = profile.Record(img.reader, img.rec)
+	stack := source.Build(ix, chunks.Chunks(), source.Read{
+		Parallel: spec.Parallel, Prefetch: spec.Prefetch,
+		Reader: image.Options{CacheBytes: spec.MemCache, ReadAhead: spec.ReadAhead, Link: image.LinkOf(src.set.MirrorSet)},
+	})
+	img := &served{ix: ix, rec: stack.Recorder, prefetch: stack.Prefetcher, reader: stack.Reader, content: stack.Content}
 	rd := Ready{
 		Name: ix.Name, Version: ix.Version, Size: ix.Size, Store: from,
 		File: filepath.Join(spec.Mountpoint, ix.Name+".img"),

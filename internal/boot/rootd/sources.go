@@ -16,14 +16,13 @@ import (
 )
 
 // sources is where the root's bytes come from: the mirror set (the image's store, the
-// nowhere.mirror= stores and the mirrors the store lists), behind the disk cache when
-// there is one.
+// nowhere.mirror= stores and the mirrors the store lists) and the disk cache when there
+// is one; internal/source composes the chunk path over them (open, serve.go).
 type sources struct {
 	http  store.HTTPOptions
 	set   *answered
 	cache *store.DiskCache // nil: none
 	store store.Store      // metadata files (through the cache's copies when there is one)
-	fetch store.Fetcher    // verified chunks
 }
 
 // openSources builds the mirror set over the image's store and the mirrors, and the
@@ -47,7 +46,7 @@ func openSources(storeURL string, spec Spec, m store.Observer, log *bootlog.Log)
 		return nil, err
 	}
 	src := &sources{http: httpOpt, set: &answered{MirrorSet: set}}
-	src.store, src.fetch = src.set, set
+	src.store = src.set
 	if spec.CacheDir != "" {
 		c, err := store.OpenDiskCache(spec.CacheDir, spec.CacheQuota, log.Printf, m)
 		if err != nil {
@@ -56,7 +55,7 @@ func openSources(storeURL string, spec Spec, m store.Observer, log *bootlog.Log)
 			src.cache = c
 			// The cache keeps only the pointer and index the boot accepted (keep): a
 			// refused one must not displace the copy an offline boot falls back to.
-			src.store, src.fetch = c.FallbackStore(src.set), c.Fetcher(set)
+			src.store = c.FallbackStore(src.set)
 		}
 	}
 	return src, nil
