@@ -55,3 +55,9 @@ func (s Sources) Chunks() store.Fetcher {
 	}
 	return behind
 }
+
+// The layers Chunks stacks are Fetchers; the peer node stands in for the mirror set.
+var (
+	_ store.Fetcher = (*store.MirrorSet)(nil)
+	_ store.Fetcher = (*peer.Node)(nil)
+)
