@@ -23,14 +23,6 @@ type flightKey struct {
 	home string // "" fetches directly
 }
 
-type flight struct {
-	done    chan struct{}
-	f       store.Fetched
-	err     error
-	waiters int
-	cancel  context.CancelFunc
-}
-
 // Fetch returns a verified chunk for the node's image reader.
 func (n *Node) Fetch(ctx context.Context, ref chunk.Ref) (store.Fetched, error) {
 	h := n.home(ref.ID)
@@ -91,47 +83,11 @@ func (f fetcherFunc) Fetch(ctx context.Context, ref chunk.Ref) (store.Fetched, e
 // fetching reports whether a fetch of id for this node (or a neighbour it is the home of)
 // is running.
 func (n *Node) fetching(id chunk.ID) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.flights[flightKey{id, ""}] != nil
+	return n.flights.Running(flightKey{id, ""})
 }
 
 // do runs fn once per key however many callers want it at the same time. The fetch is
-// cancelled when the last caller leaves.
+// cancelled when the last caller leaves, and the next caller starts afresh.
 func (n *Node) do(ctx context.Context, key flightKey, ref chunk.Ref, fn func(context.Context, chunk.Ref) (store.Fetched, error)) (store.Fetched, error) {
-	n.mu.Lock()
-	fl := n.flights[key]
-	if fl == nil {
-		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		fl = &flight{done: make(chan struct{}), cancel: cancel}
-		n.flights[key] = fl
-		go func() {
-			f, err := fn(fctx, ref)
-			n.mu.Lock()
-			fl.f, fl.err = f, err
-			if n.flights[key] == fl {
-				delete(n.flights, key)
-			}
-			n.mu.Unlock()
-			close(fl.done)
-			cancel()
-		}()
-	}
-	fl.waiters++
-	n.mu.Unlock()
-	select {
-	case <-fl.done:
-		return fl.f, fl.err
-	case <-ctx.Done():
-		n.mu.Lock()
-		fl.waiters--
-		if fl.waiters == 0 {
-			fl.cancel()
-			if n.flights[key] == fl {
-				delete(n.flights, key) // the next caller starts afresh
-			}
-		}
-		n.mu.Unlock()
-		return store.Fetched{}, ctx.Err()
-	}
+	return n.flights.Do(ctx, key, func(ctx context.Context) (store.Fetched, error) { return fn(ctx, ref) })
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/chunk"
+	"github.com/nowhere-boot/nowhere/internal/flight"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/store"
 )
@@ -66,11 +67,11 @@ type Node struct {
 	index    atomic.Pointer[indexCopy]   // the last index this node fetched as its home (index.go)
 
 	mu      sync.Mutex
-	flights map[flightKey]*flight
-	self    map[string]bool      // our own base URLs, as neighbours see them
-	selfURL string               // the one used for home selection
-	seen    map[string]time.Time // discovered peers: last announcement
-	named   map[string]bool      // peers from Config.Peers
+	flights flight.Group[flightKey, store.Fetched] // one fetch per chunk and home (fetch.go)
+	self    map[string]bool                        // our own base URLs, as neighbours see them
+	selfURL string                                 // the one used for home selection
+	seen    map[string]time.Time                   // discovered peers: last announcement
+	named   map[string]bool                        // peers from Config.Peers
 
 	share *share
 	disc  *discovery
@@ -115,7 +116,7 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Settle = 500 * time.Millisecond
 	}
 	n := &Node{
-		cfg: cfg, set: cfg.Set, flights: map[flightKey]*flight{},
+		cfg: cfg, set: cfg.Set,
 		self: map[string]bool{}, seen: map[string]time.Time{}, named: map[string]bool{},
 		indexSet: make(chan struct{}), filesSet: make(chan struct{}),
 	}
