@@ -17,8 +17,9 @@ import (
 
 // Group is a set of calls keyed by K, each producing a V. The zero Group is ready to use.
 type Group[K comparable, V any] struct {
-	mu    sync.Mutex
-	calls map[K]*Call[K, V]
+	mu     sync.Mutex
+	calls  map[K]*Call[K, V]
+	active int // calls whose function still runs, forgotten ones included
 }
 
 // Call is one run of a function, shared by the callers who joined it.
@@ -77,6 +78,7 @@ func (g *Group[K, V]) join(ctx context.Context, key K, fn func(context.Context) 
 		g.calls = make(map[K]*Call[K, V])
 	}
 	g.calls[key] = c
+	g.active++
 	go c.run(cctx, fn)
 	return c, true
 }
@@ -88,6 +90,7 @@ func (c *Call[K, V]) run(ctx context.Context, fn func(context.Context) (V, error
 	g.mu.Lock()
 	c.val, c.err = v, err
 	g.forget(c)
+	g.active--
 	g.mu.Unlock()
 	close(c.done)
 }
@@ -107,6 +110,14 @@ func (g *Group[K, V]) Running(key K) bool {
 	defer g.mu.Unlock()
 	_, ok := g.calls[key]
 	return ok
+}
+
+// Active returns how many calls' functions still run, including cancelled calls the
+// group has forgotten but whose functions have not returned yet.
+func (g *Group[K, V]) Active() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.active
 }
 
 // Finished returns a call that is already over with v and err: for a caller that has its

@@ -175,6 +175,9 @@ func TestLastWaiterLeavingCancels(t *testing.T) {
 	if g.Running("k") {
 		t.Fatal("a call whose waiters all left is still joinable")
 	}
+	for g.Active() != 0 { // the cancelled function returns soon after
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestJoinerAfterCancellationStartsAfresh(t *testing.T) {
@@ -200,6 +203,9 @@ func TestJoinerAfterCancellationStartsAfresh(t *testing.T) {
 	}
 	// The old call ending now must not forget the new one's key.
 	c3, _ := g.Join(context.Background(), "k", newBlocker().fn(3, nil))
+	if a := g.Active(); a != 2 {
+		t.Fatalf("%d active calls, want 2 (the forgotten one still runs)", a)
+	}
 	close(release)
 	<-c.Done()
 	if !g.Running("k") {
