@@ -212,7 +212,7 @@ func (r *Reader) feed(s *stream, gen uint64) {
 		r.stats.Prefetches.Add(1)
 		fl := r.joinLocked(e, true, false)
 		r.mu.Unlock()
-		go func() { <-fl.done; <-r.prefetchSlots }()
+		go func() { <-fl.Done(); <-r.prefetchSlots }()
 	}
 }
 
@@ -242,8 +242,5 @@ func (r *Reader) demandDone() {
 
 // busy reports whether a fetch of id is in flight.
 func (r *Reader) busy(id chunk.ID) bool {
-	r.mu.Lock()
-	_, ok := r.flights[id]
-	r.mu.Unlock()
-	return ok
+	return r.flights.Running(id)
 }

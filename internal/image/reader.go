@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nowhere-boot/nowhere/internal/chunk"
+	"github.com/nowhere-boot/nowhere/internal/flight"
 	"github.com/nowhere-boot/nowhere/internal/index"
 	"github.com/nowhere-boot/nowhere/internal/store"
 )
@@ -58,8 +59,8 @@ type Reader struct {
 	opt   Options
 
 	mu            sync.Mutex
-	flights       map[chunk.ID]*flight
-	failed        map[chunk.ID]failure // recent failures (Options.FailMemory)
+	flights       flight.Group[chunk.ID, []byte] // one fetch per chunk (join)
+	failed        map[chunk.ID]failure           // recent failures (Options.FailMemory)
 	streams       [8]stream
 	tick          uint64
 	demand        int           // fetches started by reads (not read-ahead) still running
@@ -90,16 +91,9 @@ type StatsSnapshot struct {
 	ZeroCopy                                                                                         int64
 }
 
-// flight is one fetch, shared by everyone who wants that chunk at the same time. It is
+// call is one fetch, shared by everyone who wants that chunk at the same time. It is
 // cancelled when the last waiter gives up, so a cancelled read cancels its HTTP request.
-type flight struct {
-	done    chan struct{}
-	data    []byte
-	err     error
-	waiters int
-	cancel  context.CancelFunc
-	demand  bool // started by a read, not by read-ahead: read-ahead waits for it (readahead.go)
-}
+type call = flight.Call[chunk.ID, []byte]
 
 // NewReader returns a Reader for ix whose chunks come from f.
 func NewReader(ix *index.Index, f store.Fetcher, opt Options) *Reader {
@@ -115,7 +109,6 @@ func NewReader(ix *index.Index, f store.Fetcher, opt Options) *Reader {
 	r := &Reader{
 		ix: ix, f: f, opt: opt,
 		cache:         newLRU(opt.CacheBytes),
-		flights:       make(map[chunk.ID]*flight),
 		failed:        make(map[chunk.ID]failure),
 		prefetchSlots: make(chan struct{}, opt.Parallel),
 		wake:          make(chan struct{}),
@@ -209,10 +202,10 @@ func (r *Reader) view(ctx context.Context, off int64, n int, emit func(b []byte,
 	// and start every fetch this read needs before waiting for any, so a large read costs
 	// one round trip, not one per chunk.
 	var dataBuf [inlineEntries][]byte
-	var waitBuf [inlineEntries]*flight
+	var waitBuf [inlineEntries]*call
 	datas, waits := dataBuf[:], waitBuf[:]
 	if count := last - first + 1; count > inlineEntries {
-		datas, waits = make([][]byte, count), make([]*flight, count)
+		datas, waits = make([][]byte, count), make([]*call, count)
 	}
 	urgent, checked := true, false
 	for i := first; i <= last; i++ {
@@ -268,119 +261,96 @@ func (r *Reader) view(ctx context.Context, off int64, n int, emit func(b []byte,
 	return done, eof
 }
 
-// wait returns the verified plain bytes a flight fetched.
-func (r *Reader) wait(ctx context.Context, fl *flight) ([]byte, error) {
+// wait returns the verified plain bytes a fetch brought; when ctx ends first it leaves
+// the fetch (the last waiter to leave cancels it).
+func (r *Reader) wait(ctx context.Context, fl *call) ([]byte, error) {
 	r.stats.Waiting.Add(1)
 	defer r.stats.Waiting.Add(-1)
-	select {
-	case <-fl.done:
-		return fl.data, fl.err
-	case <-ctx.Done():
-		r.leave(fl)
-		return nil, ctx.Err()
-	}
+	return fl.Wait(ctx)
 }
 
-// release lets go of flights a failed read will no longer wait for.
-func (r *Reader) release(fls []*flight) {
+// release lets go of fetches a failed read will no longer wait for.
+func (r *Reader) release(fls []*call) {
 	for _, fl := range fls {
 		if fl != nil {
-			r.leave(fl)
+			fl.Leave()
 		}
 	}
 }
 
-// join returns the flight fetching e, starting one if none runs. A prefetch join does not
-// count as a waiter: nobody is blocked on it, and it must not keep a cancelled read alive.
-// An urgent fetch (a read's, not one of a read-ahead stream's own reads) pauses
-// read-ahead until it is done (readahead.go).
-func (r *Reader) join(e index.Entry, prefetch, urgent bool) *flight {
+// join returns the fetch of e, starting one if none runs. A prefetch join does not count
+// as a waiter: nobody is blocked on it, and it must not keep a cancelled read alive; a
+// fetch it starts runs to completion (flight.Group.Detached). An urgent fetch (a read's,
+// not one of a read-ahead stream's own reads) pauses read-ahead until it is done
+// (readahead.go).
+func (r *Reader) join(e index.Entry, prefetch, urgent bool) *call {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.joinLocked(e, prefetch, urgent)
 }
 
 // joinLocked is join with r.mu held.
-func (r *Reader) joinLocked(e index.Entry, prefetch, urgent bool) *flight {
-	// A flight whose waiters all left is being cancelled: start afresh instead of joining it.
-	if fl, ok := r.flights[e.ID]; ok && fl.waiters > 0 {
-		if !prefetch {
-			fl.waiters++
+func (r *Reader) joinLocked(e index.Entry, prefetch, urgent bool) *call {
+	// A running fetch is joined, even of a chunk whose last fetch failed a moment ago. (One
+	// whose waiters all left is no longer running: the group forgot it, and the next
+	// caller starts afresh.)
+	if !r.flights.Running(e.ID) {
+		// A chunk that failed a moment ago fails again at once (Options.FailMemory).
+		if f, ok := r.failed[e.ID]; ok && !prefetch { // only filled with FailMemory set
+			if time.Since(f.at) < r.opt.FailMemory {
+				return flight.Finished[chunk.ID, []byte](nil, f.err)
+			}
+			delete(r.failed, e.ID)
 		}
+		// A fetch that finished between the caller's cache check and now has put its
+		// chunk in the cache before the group forgot it: use it instead of fetching again.
+		if data, ok := r.cache.get(e.ID); ok {
+			return flight.Finished[chunk.ID, []byte](data, nil)
+		}
+	}
+	demand := !prefetch && urgent
+	fetch := func(ctx context.Context) ([]byte, error) { return r.fetch(ctx, e, demand) }
+	if prefetch {
+		fl, _ := r.flights.Detached(context.Background(), e.ID, fetch)
 		return fl
 	}
-	// A chunk that failed a moment ago fails again at once (Options.FailMemory).
-	if f, ok := r.failed[e.ID]; ok && !prefetch { // only filled with FailMemory set
-		if time.Since(f.at) < r.opt.FailMemory {
-			fl := &flight{done: make(chan struct{}), err: f.err, cancel: func() {}}
-			close(fl.done)
-			return fl
-		}
-		delete(r.failed, e.ID)
+	fl, started := r.flights.Join(context.Background(), e.ID, fetch)
+	if started && demand {
+		r.demand++ // fetch's demandDone needs r.mu, held here: it cannot come first
 	}
-	// A fetch that finished between the caller's cache check and now has put its chunk in
-	// the cache before leaving r.flights (under r.mu): use it instead of fetching again.
-	if data, ok := r.cache.get(e.ID); ok {
-		fl := &flight{done: make(chan struct{}), data: data, cancel: func() {}}
-		close(fl.done)
-		return fl
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	fl := &flight{done: make(chan struct{}), cancel: cancel}
-	if !prefetch {
-		fl.waiters = 1
-		if urgent {
-			fl.demand = true
-			r.demand++
-		}
-	} else {
-		fl.waiters = 1 << 30 // read-ahead runs to completion
-	}
-	r.flights[e.ID] = fl
-	go r.fetch(ctx, e, fl)
 	return fl
 }
 
-func (r *Reader) leave(fl *flight) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	fl.waiters--
-	if fl.waiters == 0 {
-		fl.cancel()
-	}
-}
-
-func (r *Reader) fetch(ctx context.Context, e index.Entry, fl *flight) {
-	defer fl.cancel()
+// fetch fetches and verifies e for a call of r.flights. demand: a read's own fetch, which
+// read-ahead waits for.
+func (r *Reader) fetch(ctx context.Context, e index.Entry, demand bool) ([]byte, error) {
 	got, err := r.f.Fetch(ctx, chunk.Ref{ID: e.ID, Len: e.Len, Stored: e.Stored})
 	if err == nil && len(got.Plain) != int(e.Len) {
 		err = fmt.Errorf("chunk %s: %w: fetcher returned %d bytes, want %d", e.ID, chunk.ErrCorrupt, len(got.Plain), e.Len)
 	}
+	var data []byte
 	if err == nil {
 		r.stats.Fetches.Add(1)
 		r.stats.FetchedBytes.Add(int64(len(got.Raw)))
 		r.stats.FetchedPlain.Add(int64(len(got.Plain)))
+		// Cached before the call ends and the group forgets it, so a joiner finds the
+		// chunk in one or the other (joinLocked).
 		r.cache.add(e.ID, got.Plain)
-		fl.data = got.Plain
-	} else {
-		fl.err = fmt.Errorf("image %s at %d: %w", r.ix.Name, e.Off, err)
-		if errors.Is(err, context.Canceled) {
-			fl.err = err
-		}
+		data = got.Plain
+	} else if !errors.Is(err, context.Canceled) {
+		err = fmt.Errorf("image %s at %d: %w", r.ix.Name, e.Off, err)
 	}
 	r.mu.Lock()
-	if r.flights[e.ID] == fl {
-		delete(r.flights, e.ID)
-	}
-	if fl.demand {
+	if demand {
 		r.demandDone()
 	}
-	if fl.err != nil && !errors.Is(fl.err, context.Canceled) && r.opt.FailMemory > 0 {
+	if err != nil && !errors.Is(err, context.Canceled) && r.opt.FailMemory > 0 {
 		if len(r.failed) >= maxFailed {
 			clear(r.failed) // a bound, not an LRU: these are seconds-old hints
 		}
-		r.failed[e.ID] = failure{fl.err, time.Now()}
+		// Remembered before the call ends, so no joiner in between starts a new fetch.
+		r.failed[e.ID] = failure{err, time.Now()}
 	}
 	r.mu.Unlock()
-	close(fl.done)
+	return data, err
 }

@@ -326,9 +326,7 @@ func TestFetchErrorNeverWrongBytes(t *testing.T) {
 	// failed read let go of its other chunks' fetches: they must be done before the
 	// fetcher changes under them.)
 	waitFor(t, "the failed read's other fetches to end", func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return len(r.flights) == 0
+		return r.flights.Active() == 0
 	})
 	c.failErr = nil
 	path := filepath.Join(f.dir.Path(), store.ChunkPath(bad.ID))
