@@ -2,9 +2,10 @@
 # `make bench`: runs nowhere's benchmarks, keeps their output in .cache/bench/, then runs
 # bench/plot, which writes the charts (docs/img/*.png) and the tables in docs/benchmarks.md
 # from everything in bench/results (bench/results/README.md).
-#   bench/run.sh [pack|cold|warm|update|fleet|boot|mirrors|plot]...
+#   bench/run.sh [pack|cold|warm|update|fleet|boot|mirrors|nativeboot|plot]...
 # Default: pack cold warm update (issue 2), fleet (issue 8), then plot. plot always runs
-# last, also when not named. boot (qemu, slow) and mirrors run only when named.
+# last, also when not named. boot (qemu, slow), mirrors and nativeboot (systemd-nspawn boots
+# over emulated lines, bench/native-boot.sh) run only when named.
 # Needs root (loop mounts, FUSE, drop_caches, network namespaces), bin/nowhere (make build),
 # zstd, the mkfs tools, squid and the Debian roots (scripts/mkroot-debian.sh; built on first
 # use). Each benchmark cleans up its mounts, servers and temporary stores, even when
@@ -16,8 +17,8 @@ want=("$@")
 [ ${#want[@]} -gt 0 ] || want=(pack cold warm update fleet)
 for b in "${want[@]}"; do
   case "$b" in
-    pack|cold|warm|update|fleet|boot|mirrors|plot) ;;
-    *) echo "bench: unknown benchmark '$b' (want pack, cold, warm, update, fleet, boot, mirrors or plot)" >&2; exit 2 ;;
+    pack|cold|warm|update|fleet|boot|mirrors|nativeboot|plot) ;;
+    *) echo "bench: unknown benchmark '$b' (want pack, cold, warm, update, fleet, boot, mirrors, nativeboot or plot)" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$top/.cache/bench"
@@ -28,7 +29,10 @@ done
 for b in "${want[@]}"; do
   [ "$b" != plot ] || continue
   echo "# $b, $(date -Is), commit $(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)"
-  "$top/bench/$b.sh"
+  case "$b" in
+    nativeboot) "$top/bench/native-boot.sh" ;;
+    *) "$top/bench/$b.sh" ;;
+  esac
   echo
 done 2>&1 | tee "$out"
 echo "bench: results in $out" >&2
