@@ -60,6 +60,14 @@ for w in "${want[@]}"; do
       need mkfs.vfat dosfstools
       need sfdisk fdisk
       need dnsmasq dnsmasq-base   # the LAN's own DHCP server in the PXE tests
+      # The native-boot benchmark's no-chunking alternatives (bench/native-boot.sh): the raw image by HTTP
+      # Range requests through nbdkit's curl plugin and cache filter (both in Debian 12's nbdkit), attached
+      # with nbdfuse (this kernel has no nbd driver), and through httpfs2.
+      if [ "$w" = bench ]; then
+        need nbdkit nbdkit
+        need nbdfuse libnbd-bin
+        need httpfs2 httpfs2
+      fi
       # arm64 machines: qemu-system-aarch64 and AAVMF (arm64 UEFI, also with Secure Boot keys). The arm64
       # kernel and loaders are foreign-architecture packages that scripts/fetch-kernel.sh arm64 downloads
       # and unpacks under .cache, never installs.
