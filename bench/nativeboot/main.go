@@ -43,6 +43,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nowhere-boot/nowhere/internal/bootprofile"
 	"github.com/nowhere-boot/nowhere/internal/server"
 	"github.com/nowhere-boot/nowhere/internal/testnet"
 )
@@ -568,7 +569,7 @@ func dropCaches() error {
 // unit it boots to), then stops the container, bounded (internal/bootprofile's method).
 func nspawn(ctx context.Context, root, tmp string, runNo int) error {
 	sockPath := filepath.Join(tmp, "notify")
-	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	sock, ready, err := bootprofile.ReadyNotifications(sockPath)
 	if err != nil {
 		return err
 	}
@@ -590,22 +591,6 @@ func nspawn(ctx context.Context, root, tmp string, runNo int) error {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	ready := make(chan struct{})
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, _, err := sock.ReadFromUnix(buf)
-			if err != nil {
-				return
-			}
-			for _, l := range strings.Split(string(buf[:n]), "\n") {
-				if l == "READY=1" {
-					close(ready)
-					return
-				}
-			}
-		}
-	}()
 	var bootErr error
 	select {
 	case <-ready:

@@ -17,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -311,7 +310,7 @@ func runContainer(ctx context.Context, nspawn, root, tmp string, o Options, logf
 	// nspawn --notify-ready=yes forwards the container's READY=1 to its own NOTIFY_SOCKET:
 	// an exact "unit reached" without reading the console.
 	sockPath := filepath.Join(tmp, "notify")
-	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	sock, ready, err := ReadyNotifications(sockPath)
 	if err != nil {
 		return err
 	}
@@ -347,22 +346,6 @@ func runContainer(ctx context.Context, nspawn, root, tmp string, o Options, logf
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	ready := make(chan struct{})
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, _, err := sock.ReadFromUnix(buf)
-			if err != nil {
-				return
-			}
-			for _, l := range strings.Split(string(buf[:n]), "\n") {
-				if l == "READY=1" {
-					close(ready)
-					return
-				}
-			}
-		}
-	}()
 	start := time.Now()
 	timer := time.NewTimer(o.Timeout)
 	defer timer.Stop()
